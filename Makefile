@@ -1,0 +1,43 @@
+# optical_viz: `make setup` once, then `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# Data root: ../shared/data when it sits beside the repository, else data/ (see data/README.md).
+OPTICAL_VIZ_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),$(abspath data))
+export OPTICAL_VIZ_DATA
+
+.PHONY: setup model test demo lab reproduce bench clean-venv
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# idempotent: a second run only checks that everything is already there
+setup: $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(BIN)/optical-viz model build
+
+model: $(PY)
+	$(BIN)/optical-viz model build
+
+test: $(PY)
+	$(PY) -m pytest -q
+
+demo: setup
+	$(BIN)/optical-viz demo
+
+lab: $(PY)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+
+reproduce: $(PY)
+	$(BIN)/optical-viz reproduce --scale full
+
+bench: $(PY)
+	$(BIN)/optical-viz bench transport --json benchmarks/transport.json
+	$(BIN)/optical-viz bench distill --json benchmarks/distill.json
+	$(BIN)/optical-viz bench encode --json benchmarks/encode.json
+
+clean-venv:
+	rm -rf $(VENV)

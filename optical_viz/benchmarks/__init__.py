@@ -1,0 +1,1 @@
+"""Benchmarks behind `optical-viz bench` (separate from the tests; they assert nothing)."""

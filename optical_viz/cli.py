@@ -1,0 +1,63 @@
+"""The ``optical-viz`` command line.
+
+Each command group lives in its own module under ``optical_viz.commands`` and
+exposes ``register(subparsers)``; the handler it installs (``set_defaults(func=...)``)
+imports the heavy libraries only when the command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command group -> module; the order is the order of `optical-viz --help`
+COMMANDS = {
+    "model": "optical_viz.commands.model",
+    "data": "optical_viz.commands.data",
+    "align": "optical_viz.commands.align",
+    "evaluate": "optical_viz.commands.evaluate",
+    "distill": "optical_viz.commands.distill",
+    "bench": "optical_viz.commands.bench",
+    "reproduce": "optical_viz.commands.reproduce",
+}
+
+
+class CLIError(Exception):
+    """An error meant for the user: printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optical-viz",
+        description="Optimal-transport alignment of multilingual embeddings (OPTICAL toolkit).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def _version() -> str:
+    from optical_viz import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, FileNotFoundError, ValueError, KeyError) as exc:
+        # errors raised at the library's boundary carry a message for the user
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"optical-viz {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"optical-viz {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""`optical-viz bench NAME`: benchmarks that print and save numbers (they assert nothing).
+
+Each benchmark is a module ``optical_viz.benchmarks.NAME`` exposing
+``add_arguments(parser)`` and ``run(args) -> dict``; ``--json OUT`` saves the dict.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+BENCHMARKS = {
+    "transport": "Sinkhorn solvers: ours vs POT (loop and batched)",
+    "distill": "time split of one distillation step per loss",
+    "encode": "encoding throughput and the 50-language FLORES evaluation",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="run a benchmark (prints and saves numbers)")
+    bsub = p.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, help_ in BENCHMARKS.items():
+        bp = bsub.add_parser(name, help=help_)
+        bp.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+        bp.set_defaults(func=_run, bench_name=name)
+        try:
+            importlib.import_module(f"optical_viz.benchmarks.{name}").add_arguments(bp)
+        except ModuleNotFoundError:
+            pass  # benchmark not written yet; _run says so
+
+
+def _run(args) -> int:
+    module = importlib.import_module(f"optical_viz.benchmarks.{args.bench_name}")
+    result = module.run(args)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
