@@ -1,0 +1,942 @@
+"""Figures for papers and teaching: transport plans, alignments, projections, curves.
+
+Every plotting function takes ``ax=None`` (or ``axes=None`` for small multiples),
+creates a figure only when none is given, draws on the axes it was handed, and
+returns them. No function here computes transport: plans, projections and
+metrics come from :mod:`optical_viz.transport`, :mod:`optical_viz.alignment`,
+:mod:`optical_viz.geometry`, :mod:`optical_viz.retrieval` and the trainer.
+
+Arrays may be numpy arrays, torch tensors (any device, any float dtype) or
+nested lists; they are converted to float64 numpy arrays for drawing.
+
+>>> from optical_viz import plots
+>>> with plots.publication_style():
+...     ax = plots.plot_plan(result.plan[0], src_tokens, tgt_tokens)
+...     plots.save_figure(ax.figure, "figures/plan")      # plan.pdf, plan.svg, plan.png
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+__all__ = [
+    "PALETTE",
+    "PLAN_CMAP",
+    "publication_style",
+    "save_figure",
+    "language_colors",
+    "plot_plan",
+    "plot_bipartite",
+    "plot_plan_grid",
+    "plot_toy_transport",
+    "plot_projection",
+    "plot_projection_comparison",
+    "read_metrics",
+    "plot_training_curves",
+    "plot_eval_curves",
+    "plot_retrieval",
+    "plot_scaling",
+    "plot_metric_comparison",
+]
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common
+# colour-vision deficiencies and in greyscale print (black first for the reference).
+PALETTE: tuple[str, ...] = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#CC79A7",  # reddish purple
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+# Sequential, perceptually uniform, colour-blind safe and readable in greyscale.
+PLAN_CMAP = "magma_r"
+
+# one column of a two-column paper (ACM / ACL) is about 3.3 inches wide
+COLUMN_WIDTH = 3.3
+TEXT_WIDTH = 6.9
+
+
+# --------------------------------------------------------------------------- style
+
+
+@contextlib.contextmanager
+def publication_style(font_size: float = 8.0, *, usetex: bool = False) -> Iterator[None]:
+    """Context manager with paper-ready matplotlib settings.
+
+    Font sizes readable at column width (``font_size`` for text, one point less
+    for ticks and legends), the Okabe-Ito colour cycle, thin spines without the
+    top and right ones, constrained (tight) layout, vector-friendly fonts
+    (Type 42 in PDF, text kept as text in SVG), 300 dpi raster output.
+    Settings are restored on exit::
+
+        with publication_style():
+            ax = plot_scaling(df)
+            save_figure(ax.figure, "figures/scaling")
+    """
+    small = font_size - 1
+    rc = {
+        "font.size": font_size,
+        "font.family": "sans-serif",
+        "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+        "axes.titlesize": font_size + 1,
+        "axes.labelsize": font_size,
+        "xtick.labelsize": small,
+        "ytick.labelsize": small,
+        "legend.fontsize": small,
+        "legend.title_fontsize": font_size,
+        "legend.frameon": False,
+        "axes.prop_cycle": mpl.cycler(color=list(PALETTE)),
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.linewidth": 0.6,
+        "axes.titlepad": 4.0,
+        "xtick.major.width": 0.6,
+        "ytick.major.width": 0.6,
+        "xtick.major.size": 2.5,
+        "ytick.major.size": 2.5,
+        "lines.linewidth": 1.3,
+        "lines.markersize": 4.0,
+        "grid.linewidth": 0.4,
+        "grid.alpha": 0.4,
+        "figure.figsize": (COLUMN_WIDTH, COLUMN_WIDTH * 0.75),
+        "figure.dpi": 110,
+        "figure.constrained_layout.use": True,
+        "savefig.dpi": 300,
+        "savefig.bbox": "tight",
+        "savefig.pad_inches": 0.02,
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "svg.fonttype": "none",
+        "svg.hashsalt": "optical_viz",  # deterministic SVG ids
+        "image.cmap": PLAN_CMAP,
+        "text.usetex": usetex,
+    }
+    with mpl.rc_context(rc):
+        yield
+
+
+def save_figure(
+    fig: Figure,
+    path: str | os.PathLike,
+    formats: Sequence[str] = ("pdf", "svg", "png"),
+    *,
+    dpi: int = 300,
+) -> list[Path]:
+    """Write ``fig`` as PDF, SVG and PNG next to each other.
+
+    ``path`` is the stem (``figures/plan``); a suffix in it (``plan.png``) is
+    replaced. Parent folders are created. Files carry no creation date, so
+    re-running a seeded notebook rewrites identical PDF and SVG files.
+    Returns the paths written, in the order of ``formats``.
+    """
+    if not isinstance(fig, Figure):
+        raise ValueError(f"save_figure expects a matplotlib Figure, got {type(fig).__name__}")
+    unknown = [f for f in formats if f not in ("pdf", "svg", "png")]
+    if unknown or not formats:
+        raise ValueError(f"formats must be a non-empty subset of ('pdf', 'svg', 'png'), got {tuple(formats)}")
+    stem = Path(path)
+    if stem.suffix.lower() in (".pdf", ".svg", ".png"):
+        stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "pdf": {"CreationDate": None, "Creator": "optical_viz", "Producer": None},
+        "svg": {"Date": None, "Creator": "optical_viz"},
+        "png": {"Software": "optical_viz"},
+    }
+    written = []
+    for fmt in formats:
+        out = stem.with_name(stem.name + "." + fmt)
+        fig.savefig(out, format=fmt, dpi=dpi, metadata=metadata[fmt], bbox_inches="tight", pad_inches=0.02)
+        written.append(out)
+    return written
+
+
+def language_colors(languages: Iterable[str]) -> dict[str, str]:
+    """A stable colour per language: English (``eng*``/``en``) black, others in palette order."""
+    colors: dict[str, str] = {}
+    others = [c for c in PALETTE if c != "#000000"]
+    k = 0
+    for lang in dict.fromkeys(languages):  # unique, first-seen order
+        if str(lang).split("_")[0] in ("eng", "en"):
+            colors[lang] = "#000000"
+        else:
+            colors[lang] = others[k % len(others)]
+            k += 1
+    return colors
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    """numpy float64 copy of an array-like or a torch tensor (detached, on the CPU)."""
+    if hasattr(x, "detach"):  # torch tensor, without importing torch
+        x = x.detach().to("cpu").double().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite values (NaN or inf); shape {arr.shape}")
+    return arr
+
+
+def _plan_2d(plan: Any, src_tokens: Sequence[str] | None, tgt_tokens: Sequence[str] | None, index: int) -> np.ndarray:
+    """A (T, S) plan with padding rows/columns removed (kept to the token lists' lengths)."""
+    p = _to_numpy(plan, "plan")
+    if p.ndim == 3:
+        if not 0 <= index < p.shape[0]:
+            raise ValueError(f"index {index} out of range for a batch of plans of shape {p.shape}")
+        p = p[index]
+    if p.ndim != 2:
+        raise ValueError(f"plan must have shape (T, S) or (B, T, S), got {p.shape}")
+    if (p < -1e-12).any():
+        raise ValueError(f"plan has negative entries (min {p.min():.3g}); shape {p.shape}")
+    t = len(src_tokens) if src_tokens is not None else p.shape[0]
+    s = len(tgt_tokens) if tgt_tokens is not None else p.shape[1]
+    if t > p.shape[0] or s > p.shape[1]:
+        raise ValueError(
+            f"{t} source and {s} target tokens do not fit a plan of shape {p.shape} "
+            "(rows are source tokens, columns target tokens)"
+        )
+    # padding sits at the end (right padding); it carries no mass and is hidden
+    return p[:t, :s]
+
+
+def _new_ax(ax: Axes | None, figsize: tuple[float, float] | None = None) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _display_token(tok: str) -> str:
+    """SentencePiece ``\u2581word`` -> ``_word`` so that word starts stay visible in any font."""
+    return str(tok).replace("\u2581", "_")
+
+
+def _blank(ax: Axes) -> None:
+    """No ticks, no spines: for point clouds whose axes carry no meaning."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+
+
+def _auto_size(t: int, s: int, cell: float = 0.2) -> tuple[float, float]:
+    return (min(max(2.2, 1.1 + cell * s), TEXT_WIDTH), min(max(2.0, 0.8 + cell * t), 9.0))
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plot_plan(
+    plan: Any,
+    src_tokens: Sequence[str] | None = None,
+    tgt_tokens: Sequence[str] | None = None,
+    *,
+    links: Iterable[tuple[int, int]] | None = None,
+    index: int = 0,
+    ax: Axes | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+    title: str | None = None,
+    cmap: str = PLAN_CMAP,
+) -> Axes:
+    """Heatmap of a transport plan: source tokens on rows, target tokens on columns.
+
+    Parameters
+    ----------
+    plan : array-like or tensor, shape (T, S) or (B, T, S)
+        Non-negative transport plan (``TransportResult.plan`` or ``Alignment.plan``);
+        with a batch, ``index`` picks the pair. Padding (right-padded rows and
+        columns beyond ``len(src_tokens)`` / ``len(tgt_tokens)``) is hidden.
+    src_tokens, tgt_tokens : list of str, lengths T' <= T and S' <= S
+        Tick labels (low-resource side on rows, English side on columns).
+    links : iterable of (i, j), optional
+        Hard links (row i, column j) drawn as open squares over the heatmap.
+    vmax : float, optional
+        Upper end of the colour scale (default: the plan's maximum); pass one
+        value to compare several plans on the same scale.
+
+    The image's data (``ax.images[0].get_array()``) is the cropped plan.
+    """
+    p = _plan_2d(plan, src_tokens, tgt_tokens, index)
+    t, s = p.shape
+    ax = _new_ax(ax, _auto_size(t, s))
+    vmax = float(p.max()) if vmax is None else float(vmax)
+    im = ax.imshow(p, cmap=cmap, vmin=0.0, vmax=vmax if vmax > 0 else 1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(s))
+    ax.set_yticks(range(t))
+    if tgt_tokens is not None:
+        ax.set_xticklabels([_display_token(x) for x in tgt_tokens], rotation=60, ha="right", rotation_mode="anchor")
+    if src_tokens is not None:
+        ax.set_yticklabels([_display_token(x) for x in src_tokens])
+    ax.tick_params(length=0)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    if links is not None:
+        ij = np.array(sorted(set(links)), dtype=float).reshape(-1, 2)
+        bad = ij[(ij[:, 0] >= t) | (ij[:, 1] >= s) | (ij < 0).any(axis=1)]
+        if len(bad):
+            raise ValueError(f"links {bad[:3].astype(int).tolist()} fall outside the ({t}, {s}) plan")
+        ax.scatter(
+            ij[:, 1], ij[:, 0], marker="s", s=40, facecolors="none", edgecolors=PALETTE[4],
+            linewidths=1.0, label="hard links", zorder=3,
+        )
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+        cb.set_label("transported mass")
+        cb.outline.set_linewidth(0.4)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_bipartite(
+    plan: Any,
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    *,
+    links: Iterable[tuple[int, int]] | None = None,
+    index: int = 0,
+    ax: Axes | None = None,
+    encode: str = "both",
+    min_mass: float = 0.02,
+    color: str = PALETTE[0],
+    title: str | None = None,
+) -> Axes:
+    """Bipartite diagram: the source sentence on top, the target below, lines by mass.
+
+    Parameters
+    ----------
+    plan : array-like or tensor, shape (T, S) or (B, T, S)
+        As in :func:`plot_plan`; padding beyond the token lists is ignored.
+    src_tokens, tgt_tokens : list of str
+        The tokens of the two rows.
+    encode : "width", "alpha" or "both"
+        How a line shows its mass, relative to the plan's largest entry.
+    min_mass : float
+        Entries below ``min_mass * plan.max()`` are not drawn (they would be invisible).
+    links : iterable of (i, j), optional
+        Hard links, drawn as thin dashed black lines on top.
+
+    The lines are ``ax.collections[0]`` (a LineCollection, one segment per drawn
+    entry, in row-major order of the entries kept).
+    """
+    if encode not in ("width", "alpha", "both"):
+        raise ValueError(f"encode must be 'width', 'alpha' or 'both', got {encode!r}")
+    p = _plan_2d(plan, src_tokens, tgt_tokens, index)
+    t, s = p.shape
+    ax = _new_ax(ax, (min(max(3.0, 0.45 * max(t, s)), TEXT_WIDTH), 1.8))
+    # tokens spread over [0, 1] on each row, so sentences of different lengths line up
+    xs = np.linspace(0, 1, t) if t > 1 else np.array([0.5])
+    xt = np.linspace(0, 1, s) if s > 1 else np.array([0.5])
+    top, bottom = 1.0, 0.0
+    peak = p.max() if p.max() > 0 else 1.0
+    rel = p / peak  # (T, S) in [0, 1]
+    keep = np.argwhere(rel >= min_mass)  # (K, 2) pairs (i, j)
+    segments = [[(xs[i], top), (xt[j], bottom)] for i, j in keep]
+    r = rel[keep[:, 0], keep[:, 1]] if len(keep) else np.zeros(0)
+    widths = 0.3 + 3.2 * r if encode in ("width", "both") else np.full(len(r), 1.2)
+    alphas = 0.15 + 0.85 * r if encode in ("alpha", "both") else np.full(len(r), 0.8)
+    rgba = np.array([mpl.colors.to_rgba(color, a) for a in alphas]).reshape(-1, 4)
+    ax.add_collection(LineCollection(segments, linewidths=widths, colors=rgba, capstyle="round", zorder=1))
+    if links is not None:
+        hard = [[(xs[i], top), (xt[j], bottom)] for i, j in sorted(set(links)) if i < t and j < s]
+        ax.add_collection(LineCollection(hard, linewidths=0.6, colors="black", linestyles=(0, (2, 2)), zorder=2))
+    text_kw = dict(ha="center", fontsize=mpl.rcParams["xtick.labelsize"], zorder=3,
+                   bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.9))
+    rot = 45 if max(t, s) > 12 else 0
+    for x, tok in zip(xs, src_tokens):
+        ax.text(x, top + 0.04, _display_token(tok), va="bottom", rotation=rot, **text_kw)
+    for x, tok in zip(xt, tgt_tokens):
+        ax.text(x, bottom - 0.04, _display_token(tok), va="top", rotation=rot, **text_kw)
+    ax.set_xlim(-0.06, 1.06)
+    ax.set_ylim(-0.35, 1.35)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_plan_grid(
+    plans: Mapping[str, Any],
+    src_tokens: Sequence[str] | None = None,
+    tgt_tokens: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    axes: Sequence[Axes] | np.ndarray | None = None,
+    shared_scale: bool = True,
+) -> np.ndarray:
+    """Small multiples of one pair under several solvers (e.g. EMD, Sinkhorn at several eps).
+
+    Parameters
+    ----------
+    plans : mapping title -> plan of shape (T, S)
+        In display order, e.g. ``{"EMD": p0, "Sinkhorn ε=0.01": p1, ...}``.
+    shared_scale : bool
+        One colour scale for all panels (default), so that the blur of large eps
+        shows as a fainter plan; one colour bar is drawn for the whole grid.
+    axes : sequence of Axes, optional
+        At least ``len(plans)`` axes; created (``ncols`` per row) when omitted.
+
+    Returns the axes used, a 1-D object array of length ``len(plans)``.
+    """
+    if not plans:
+        raise ValueError("plans is empty: pass at least one title -> plan")
+    cropped = {k: _plan_2d(v, src_tokens, tgt_tokens, 0) for k, v in plans.items()}
+    shapes = {v.shape for v in cropped.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"all plans must have the same shape, got {sorted(shapes)}")
+    n = len(cropped)
+    if axes is None:
+        ncols = ncols or min(n, 4)
+        nrows = math.ceil(n / ncols)
+        t, s = next(iter(shapes))
+        w = min(TEXT_WIDTH, ncols * (0.9 + 0.16 * s))
+        h = nrows * (0.9 + 0.16 * t)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, sharex=True, sharey=True)
+        for extra in grid.ravel()[n:]:
+            extra.remove()
+        axes = grid.ravel()[:n]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) < n:
+        raise ValueError(f"{n} plans need {n} axes, got {len(axes)}")
+    vmax = max(float(v.max()) for v in cropped.values()) if shared_scale else None
+    for k, (ax, (name, p)) in enumerate(zip(axes, cropped.items())):
+        plot_plan(p, src_tokens, tgt_tokens, ax=ax, vmax=vmax, colorbar=not shared_scale, title=name)
+        if k % max(1, ncols or n) != 0:
+            ax.tick_params(labelleft=False)
+    if shared_scale:
+        fig = axes[0].figure
+        cb = fig.colorbar(axes[0].images[0], ax=list(axes[:n]), fraction=0.03, pad=0.02)
+        cb.set_label("transported mass")
+        cb.outline.set_linewidth(0.4)
+    return axes[:n]
+
+
+def plot_toy_transport(
+    x: Any,
+    y: Any,
+    plan: Any,
+    *,
+    a: Any = None,
+    b: Any = None,
+    ax: Axes | None = None,
+    min_mass: float = 0.01,
+    labels: tuple[str, str] = ("source", "target"),
+    title: str | None = None,
+) -> Axes:
+    """Two 2-D point clouds and a plan between them drawn as lines (for teaching).
+
+    Parameters
+    ----------
+    x : array-like, shape (T, 2)
+        Source points.
+    y : array-like, shape (S, 2)
+        Target points.
+    plan : array-like or tensor, shape (T, S)
+        Transport plan between them; line opacity and width follow mass.
+    a, b : array-like, shapes (T,) and (S,), optional
+        Point weights, shown as marker areas (default: equal sizes).
+    min_mass : float
+        Entries below ``min_mass * plan.max()`` are not drawn.
+
+    Lines are ``ax.collections[0]``; the two clouds are ``ax.collections[1:3]``.
+    """
+    x = _to_numpy(x, "x")
+    y = _to_numpy(y, "y")
+    if x.ndim != 2 or x.shape[1] != 2 or y.ndim != 2 or y.shape[1] != 2:
+        raise ValueError(f"x and y must have shapes (T, 2) and (S, 2), got {x.shape} and {y.shape}")
+    p = _to_numpy(plan, "plan")
+    if p.shape != (len(x), len(y)):
+        raise ValueError(f"plan must have shape ({len(x)}, {len(y)}) for these clouds, got {p.shape}")
+    ax = _new_ax(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
+    peak = p.max() if p.max() > 0 else 1.0
+    keep = np.argwhere(p >= min_mass * peak)
+    rel = p[keep[:, 0], keep[:, 1]] / peak
+    segs = [[tuple(x[i]), tuple(y[j])] for i, j in keep]
+    rgba = np.array([mpl.colors.to_rgba("0.25", 0.1 + 0.8 * r) for r in rel]).reshape(-1, 4)
+    ax.add_collection(LineCollection(segs, colors=rgba, linewidths=0.3 + 1.7 * rel, zorder=1))
+
+    def sizes(w: Any, n: int) -> np.ndarray:
+        if w is None:
+            return np.full(n, 22.0)
+        w = _to_numpy(w, "weights")
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},), got {w.shape}")
+        return 22.0 * n * w / max(w.sum(), 1e-12)
+
+    ax.scatter(x[:, 0], x[:, 1], s=sizes(a, len(x)), c=PALETTE[0], marker="o", label=labels[0],
+               edgecolors="white", linewidths=0.4, zorder=2)
+    ax.scatter(y[:, 0], y[:, 1], s=sizes(b, len(y)), c=PALETTE[1], marker="^", label=labels[1],
+               edgecolors="white", linewidths=0.4, zorder=2)
+    ax.set_aspect("equal", adjustable="datalim")
+    _blank(ax)
+    ax.legend(loc="best", handletextpad=0.2, borderaxespad=0.2)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+# --------------------------------------------------------------------------- projections
+
+
+@dataclass
+class _Points:
+    coords: np.ndarray  # (N, 2)
+    languages: list[str]  # N
+    labels: list[Any] | None  # N or None
+
+
+def _points(projection: Any, languages: Sequence[str] | None, labels: Sequence[Any] | None) -> _Points:
+    """Accept a geometry projection object (``.coords``, ``.languages``/``.language``, ``.labels``/``.label``),
+    a DataFrame with columns x, y, language[, label], or an (N, 2) array with ``languages``."""
+    if isinstance(projection, pd.DataFrame):
+        coords = projection[["x", "y"]].to_numpy(dtype=float)
+        languages = languages if languages is not None else projection["language"].tolist()
+        if labels is None and "label" in projection:
+            labels = projection["label"].tolist()
+    elif hasattr(projection, "coords"):
+        coords = _to_numpy(projection.coords, "coords")
+        if languages is None:
+            languages = getattr(projection, "languages", None) or getattr(projection, "language", None)
+        if labels is None:
+            labels = getattr(projection, "labels", None) or getattr(projection, "label", None)
+    else:
+        coords = _to_numpy(projection, "coords")
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"coords must have shape (N, 2), got {coords.shape}")
+    n = len(coords)
+    if languages is None:
+        raise ValueError("languages are required: one language per point")
+    languages = [str(x) for x in languages]
+    if len(languages) != n:
+        raise ValueError(f"{n} points but {len(languages)} languages")
+    if labels is not None:
+        labels = list(labels)
+        if len(labels) != n:
+            raise ValueError(f"{n} points but {len(labels)} labels")
+    return _Points(coords, languages, labels)
+
+
+def plot_projection(
+    projection: Any,
+    languages: Sequence[str] | None = None,
+    labels: Sequence[Any] | None = None,
+    *,
+    link_pairs: bool = False,
+    pairs: Iterable[tuple[int, int]] | None = None,
+    ax: Axes | None = None,
+    colors: Mapping[str, str] | None = None,
+    legend: bool = True,
+    title: str | None = None,
+) -> Axes:
+    """Scatter of 2-D projected embeddings coloured by language.
+
+    Parameters
+    ----------
+    projection : geometry projection, DataFrame (x, y, language[, label]) or array (N, 2)
+        The 2-D coordinates, one point per sentence (or token).
+    languages : list of str, length N (taken from ``projection`` when it has them)
+    labels : list, length N, optional
+        Item identity (e.g. FLORES sentence id): points with the same label are
+        translations of each other.
+    link_pairs : bool
+        Draw a light grey line between consecutive points sharing a label.
+    pairs : iterable of (i, j), optional
+        Explicit point pairs to link (overrides ``link_pairs``).
+
+    One scatter collection per language, in first-seen order, labelled with the
+    language code; links (if any) are ``ax.collections[0]``.
+    """
+    pts = _points(projection, languages, labels)
+    ax = _new_ax(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
+    colors = dict(colors) if colors is not None else language_colors(pts.languages)
+    links: list[tuple[int, int]] = []
+    if pairs is not None:
+        links = [(int(i), int(j)) for i, j in pairs]
+    elif link_pairs:
+        if pts.labels is None:
+            raise ValueError("link_pairs=True needs labels (translations share a label)")
+        by_label: dict[Any, list[int]] = {}
+        for k, lab in enumerate(pts.labels):
+            by_label.setdefault(lab, []).append(k)
+        links = [(ks[m], ks[m + 1]) for ks in by_label.values() for m in range(len(ks) - 1)]
+    if links:
+        n = len(pts.coords)
+        if any(not (0 <= i < n and 0 <= j < n) for i, j in links):
+            raise ValueError(f"pairs index outside the {n} points")
+        segs = [[tuple(pts.coords[i]), tuple(pts.coords[j])] for i, j in links]
+        ax.add_collection(LineCollection(segs, colors="0.6", linewidths=0.4, alpha=0.6, zorder=1))
+    langs = np.array(pts.languages)
+    for lang in dict.fromkeys(pts.languages):
+        sel = langs == lang
+        ax.scatter(pts.coords[sel, 0], pts.coords[sel, 1], s=9, color=colors.get(lang, "0.5"),
+                   label=lang, alpha=0.85, linewidths=0, zorder=2)
+    _blank(ax)
+    ax.set_aspect("equal", adjustable="datalim")
+    if legend:
+        ax.legend(title="language", markerscale=1.6, handletextpad=0.1, loc="best")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_projection_comparison(
+    before: Any,
+    after: Any,
+    *,
+    titles: tuple[str, str] = ("before distillation", "after distillation"),
+    link_pairs: bool = True,
+    axes: Sequence[Axes] | None = None,
+) -> np.ndarray:
+    """Before / after projections side by side, same colours, one shared legend.
+
+    ``before`` and ``after`` are anything :func:`plot_projection` accepts (with
+    languages and labels inside them). Returns the two axes.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, TEXT_WIDTH / 2 + 0.3))
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != 2:
+        raise ValueError(f"axes must hold 2 axes, got {len(axes)}")
+    pb, pa = _points(before, None, None), _points(after, None, None)
+    colors = language_colors(pb.languages + pa.languages)
+    for ax, proj, title in zip(axes, (before, after), titles):
+        has_labels = _points(proj, None, None).labels is not None
+        plot_projection(proj, ax=ax, colors=colors, legend=False, title=title, link_pairs=link_pairs and has_labels)
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, names, title="language", markerscale=1.6, loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), handletextpad=0.1)
+    return axes
+
+
+# --------------------------------------------------------------------------- training
+
+
+def read_metrics(source: Any) -> pd.DataFrame:
+    """Training metrics as a DataFrame, one row per logged step.
+
+    ``source`` is a run folder (holding ``metrics.jsonl``), the path of a
+    ``metrics.jsonl`` file (one JSON object per line: ``step``, loss terms,
+    ``lr``, optionally ``eval``: a dict), a list of such dicts, or a DataFrame.
+    Nested ``eval`` dicts become columns ``eval/<name>``.
+    """
+    if isinstance(source, pd.DataFrame):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            path = path / "metrics.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"no metrics file at {path}")
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        records = list(source)
+    rows = []
+    for rec in records:
+        row = {k: v for k, v in rec.items() if not isinstance(v, dict)}
+        for key, sub in rec.items():
+            if isinstance(sub, dict):
+                row.update({f"{key}/{k}": v for k, v in sub.items() if isinstance(v, (int, float))})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df) and "step" not in df:
+        raise ValueError(f"metrics records need a 'step' field; fields are {sorted(df.columns)}")
+    return df
+
+
+def _loss_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if "loss" in c and "/" not in c and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def plot_training_curves(
+    metrics: Any,
+    keys: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    smooth: int = 1,
+    logy: bool = False,
+    title: str | None = None,
+) -> Axes:
+    """Loss terms against the training step.
+
+    Parameters
+    ----------
+    metrics : run folder, metrics.jsonl path, list of dicts or DataFrame (see :func:`read_metrics`)
+    keys : column names to draw (default: every numeric column with ``loss`` in its name)
+    smooth : int
+        Width of a centred moving average (1 = raw values).
+
+    One line per key, labelled with the key, in the order of ``keys``.
+    """
+    df = read_metrics(metrics)
+    keys = list(keys) if keys is not None else _loss_columns(df)
+    missing = [k for k in keys if k not in df]
+    if missing:
+        raise ValueError(f"metrics have no column {missing}; columns are {sorted(df.columns)}")
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1, got {smooth}")
+    ax = _new_ax(ax)
+    for k in keys:
+        d = df[["step", k]].dropna()
+        y = d[k].rolling(smooth, center=True, min_periods=1).mean() if smooth > 1 else d[k]
+        ax.plot(d["step"].to_numpy(), y.to_numpy(), label=k)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, axis="y")
+    if len(keys) > 1:
+        ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_eval_curves(
+    metrics: Any,
+    keys: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    ylabel: str = "evaluation",
+    title: str | None = None,
+) -> Axes:
+    """Evaluation metrics (the ``eval`` dicts of metrics.jsonl) against the step, with markers.
+
+    ``keys`` are names inside ``eval`` (``"recall@1"``) or full columns
+    (``"eval/recall@1"``); default: all of them. Steps without evaluation are skipped.
+    """
+    df = read_metrics(metrics)
+    cols = [c for c in df.columns if c.startswith("eval/")]
+    if keys is not None:
+        cols = [k if k in df else f"eval/{k}" for k in keys]
+        missing = [c for c in cols if c not in df]
+        if missing:
+            raise ValueError(f"metrics have no evaluation column {missing}; columns are {sorted(df.columns)}")
+    ax = _new_ax(ax)
+    for c in cols:
+        d = df[["step", c]].dropna()
+        ax.plot(d["step"].to_numpy(), d[c].to_numpy(), marker="o", label=c.removeprefix("eval/"))
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y")
+    if cols:
+        ax.legend()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _ci_bounds(df: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) arrays from ``<metric>_ci`` ([lo, hi] per row) or ``ci_lo``/``ci_hi`` columns."""
+    col = f"{metric}_ci"
+    if col in df:
+        ci = np.array([list(v) for v in df[col]], dtype=float).reshape(-1, 2)
+        return ci[:, 0], ci[:, 1]
+    if "ci_lo" in df and "ci_hi" in df:
+        return df["ci_lo"].to_numpy(float), df["ci_hi"].to_numpy(float)
+    return None
+
+
+def plot_retrieval(
+    results: pd.DataFrame,
+    metric: str = "recall@1",
+    *,
+    hue: str | None = None,
+    ax: Axes | None = None,
+    horizontal: bool = False,
+    title: str | None = None,
+) -> Axes:
+    """Grouped bars of a retrieval metric per language, with confidence whiskers.
+
+    Parameters
+    ----------
+    results : DataFrame from ``retrieval.evaluate``
+        Columns ``lang``, ``direction``, ``metric`` and (optional) ``<metric>_ci``
+        holding ``[lo, hi]`` bootstrap intervals. Other columns (``model``,
+        ``method``) can serve as ``hue``.
+    hue : column that splits the bars within a language group
+        Default: ``method`` or ``model`` when present with several values,
+        else ``direction``.
+
+    Bar containers are in ``ax.containers`` (one per hue value, labelled); the
+    bar heights are the metric values in the order of sorted languages.
+    """
+    need = {"lang", metric}
+    if not need <= set(results.columns):
+        raise ValueError(f"results need columns {sorted(need)}, got {sorted(results.columns)}")
+    if hue is None:
+        hue = next((c for c in ("method", "model", "direction") if c in results and results[c].nunique() > 1), None)
+    elif hue not in results:
+        raise ValueError(f"hue column {hue!r} not in results columns {sorted(results.columns)}")
+    langs = sorted(results["lang"].unique())
+    groups = list(dict.fromkeys(results[hue])) if hue else [None]
+    ax = _new_ax(ax, (min(TEXT_WIDTH, 1.0 + 0.5 * len(langs) * max(1, len(groups)) ** 0.5), 2.4))
+    width = 0.8 / len(groups)
+    for g, group in enumerate(groups):
+        d = results if group is None else results[results[hue] == group]
+        dup = d["lang"].duplicated()
+        if dup.any():
+            raise ValueError(
+                f"several rows for language(s) {sorted(d['lang'][dup].unique())} in group {group!r}: "
+                "pass hue= the column that tells them apart"
+            )
+        d = d.set_index("lang").reindex(langs)
+        pos = np.arange(len(langs)) + (g - (len(groups) - 1) / 2) * width
+        vals = d[metric].to_numpy(float)
+        bounds = _ci_bounds(d.dropna(subset=[metric]), metric)
+        err = None
+        if bounds is not None:
+            lo = np.full(len(langs), np.nan)
+            hi = np.full(len(langs), np.nan)
+            ok = ~np.isnan(vals)
+            lo[ok], hi[ok] = bounds
+            if np.any(lo[ok] > vals[ok] + 1e-9) or np.any(hi[ok] < vals[ok] - 1e-9):
+                raise ValueError(f"{metric} intervals do not contain the values for group {group!r}")
+            err = np.vstack([vals - lo, hi - vals])
+        color = PALETTE[g % len(PALETTE)]
+        bar = ax.bar if not horizontal else ax.barh
+        kw = {"yerr": err} if not horizontal else {"xerr": err}
+        bar(pos, np.nan_to_num(vals), width * 0.92, color=color, label=str(group) if group is not None else metric,
+            error_kw=dict(elinewidth=0.7, capsize=1.5, ecolor="0.2"), **kw)
+    ticks = (ax.set_yticks if horizontal else ax.set_xticks)
+    ticks(np.arange(len(langs)))
+    (ax.set_yticklabels if horizontal else ax.set_xticklabels)(langs, rotation=0 if horizontal or len(langs) < 8 else 45)
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(metric.replace("recall@", "Recall@"))
+    (ax.set_xlim if horizontal else ax.set_ylim)(0, 1.0 if results[metric].max() <= 1 else None)
+    ax.grid(True, axis="x" if horizontal else "y")
+    ax.set_axisbelow(True)
+    if hue is not None:
+        ax.legend(ncols=min(len(groups), 4), loc="lower left", bbox_to_anchor=(0, 1.0), borderaxespad=0.1)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_scaling(
+    results: pd.DataFrame,
+    metric: str = "recall@1",
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Scaling curves: ``metric`` against the number of training languages, one line per method.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Columns ``method``, ``n_languages``, ``metric``, ``ci_lo``, ``ci_hi``
+        (or ``<metric>_ci``) and optionally ``seen`` (bool) or ``split``
+        (``"seen"``/``"unseen"``): seen languages are solid lines, unseen dashed.
+
+    Each method has one colour; intervals are shaded bands. Lines are in
+    ``ax.lines`` in the order (method, seen then unseen).
+    """
+    need = {"method", "n_languages", metric}
+    if not need <= set(results.columns):
+        raise ValueError(f"scaling results need columns {sorted(need)}, got {sorted(results.columns)}")
+    df = results.copy()
+    if "split" not in df:
+        df["split"] = df["seen"].map({True: "seen", False: "unseen"}) if "seen" in df else ""
+    ax = _new_ax(ax, (COLUMN_WIDTH + 1.0, 2.4))
+    markers = {"seen": "o", "unseen": "s", "": "o"}
+    styles = {"seen": "-", "unseen": "--", "": "-"}
+    for m, method in enumerate(dict.fromkeys(df["method"])):
+        color = PALETTE[m % len(PALETTE)]
+        for split in ("seen", "unseen", ""):
+            d = df[(df["method"] == method) & (df["split"] == split)].sort_values("n_languages")
+            if d.empty:
+                continue
+            x = d["n_languages"].to_numpy(float)
+            y = d[metric].to_numpy(float)
+            label = f"{method} ({split})" if split else str(method)
+            ax.plot(x, y, styles[split], marker=markers[split], color=color, label=label,
+                    markerfacecolor=color if split != "unseen" else "white")
+            bounds = _ci_bounds(d, metric)
+            if bounds is not None:
+                ax.fill_between(x, bounds[0], bounds[1], color=color, alpha=0.15, linewidth=0)
+    xs = sorted(df["n_languages"].unique())
+    ax.set_xticks(xs)
+    if len(xs) > 2 and xs[-1] / max(xs[0], 1) >= 8:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(int(v)) for v in xs])
+        ax.minorticks_off()
+    ax.set_xlabel("number of training languages")
+    ax.set_ylabel(metric.replace("recall@", "Recall@"))
+    ax.grid(True, axis="y")
+    # colour = method, line style = seen / unseen: one legend entry per factor level
+    handles = [Line2D([], [], color=PALETTE[m % len(PALETTE)], marker="o", label=str(method))
+               for m, method in enumerate(dict.fromkeys(df["method"]))]
+    splits = [sp for sp in ("seen", "unseen") if (df["split"] == sp).any()]
+    if splits:
+        handles += [Line2D([], [], color="0.3", linestyle=styles[sp], marker=markers[sp],
+                           markerfacecolor="0.3" if sp == "seen" else "white", label=sp)
+                    for sp in splits]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_metric_comparison(
+    metrics: pd.DataFrame | Mapping[str, Mapping[str, float]],
+    *,
+    axes: Sequence[Axes] | None = None,
+    higher_is_better: Mapping[str, bool] | None = None,
+) -> np.ndarray:
+    """One small bar panel per metric, one bar per method (geometry metrics side by side).
+
+    Parameters
+    ----------
+    metrics : DataFrame (index: method, columns: metric names) or dict method -> {metric: value}
+    higher_is_better : metric -> bool, appended to the panel titles as an arrow.
+
+    Returns the axes, one per metric, in column order.
+    """
+    df = pd.DataFrame(metrics).T if isinstance(metrics, Mapping) else metrics
+    if df.empty:
+        raise ValueError("metrics is empty")
+    n = df.shape[1]
+    if axes is None:
+        _, axes = plt.subplots(1, n, figsize=(min(TEXT_WIDTH, 1.5 * n + 0.4), 1.9), squeeze=False)
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != n:
+        raise ValueError(f"{n} metrics need {n} axes, got {len(axes)}")
+    methods = [str(m) for m in df.index]
+    colors = [PALETTE[k % len(PALETTE)] for k in range(len(methods))]
+    for ax, col in zip(axes, df.columns):
+        vals = df[col].to_numpy(float)
+        ax.bar(np.arange(len(methods)), vals, color=colors, width=0.7)
+        ax.set_xticks(np.arange(len(methods)))
+        ax.set_xticklabels(methods, rotation=30, ha="right", rotation_mode="anchor")
+        arrow = ""
+        if higher_is_better and col in higher_is_better:
+            arrow = " \u2191" if higher_is_better[col] else " \u2193"
+        ax.set_title(f"{col}{arrow}")
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+        if (vals < 0).any():
+            ax.axhline(0, color="0.3", linewidth=0.5)
+    return axes
