@@ -1,0 +1,258 @@
+"""`evaluate(task, ...)`: encode (through the embedding cache), score, measure, report."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from optical_viz.retrieval._metrics import QueryMetrics, Relevance, bootstrap_ci, paired_test, query_metrics
+from optical_viz.retrieval._scoring import SCORINGS, TokenEmbeddings, dense_scores, maxsim_scores
+from optical_viz.retrieval._tasks import (
+    RetrievalProblem,
+    build_problems,
+    default_flores_split,
+    resolve_task_languages,
+)
+
+QUERY_CHUNK = 2048  # queries scored at a time: bounds the (chunk, D) score block
+
+
+@dataclass
+class RetrievalReport:
+    """Results of one evaluation.
+
+    frame: one row per (lang, direction) with columns lang, direction, n, recall@1,
+        recall@1_ci ([lo, hi]), recall@5(_ci), recall@10(_ci), mrr@10(_ci), and map(_ci)
+        where the task has several relevant candidates per query (NaN elsewhere).
+    per_query: (lang, direction) -> per-query values, for :func:`compare`.
+    """
+
+    task: str
+    model: str
+    scoring: str
+    split: str | None
+    frame: pd.DataFrame
+    per_query: dict[tuple[str, str], QueryMetrics]
+    notes: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def to_json(self) -> dict:
+        """The JSON document (a dict, ready for ``json.dump``):
+        ``{"task", "model", "scoring", "split", "notes", "wall_time_s", "results": [{"lang", ...}]}``."""
+        results = []
+        for row in self.frame.to_dict("records"):
+            clean = {}
+            for k, v in row.items():
+                if isinstance(v, float) and np.isnan(v):
+                    continue
+                clean[k] = [float(x) for x in v] if isinstance(v, (list, tuple)) else (v.item() if hasattr(v, "item") else v)
+            results.append(clean)
+        return {
+            "task": self.task,
+            "model": self.model,
+            "scoring": self.scoring,
+            "split": self.split,
+            "notes": list(self.notes),
+            "wall_time_s": round(self.wall_time_s, 2),
+            "results": results,
+        }
+
+    def summary(self, metric: str = "recall@1") -> pd.DataFrame:
+        """A compact table: languages as rows, directions as columns, ``metric`` as values."""
+        return self.frame.pivot(index="lang", columns="direction", values=metric)
+
+
+def evaluate(
+    task: str,
+    *,
+    encoder=None,
+    student=None,
+    teacher=None,
+    langs,
+    split: str | None = None,
+    scoring: str = "dense",
+    root=None,
+    batch_size: int = 64,
+    cache=True,
+    layer: int = -1,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> RetrievalReport:
+    """Evaluate a model on a retrieval task.
+
+    task: ``"xquad-r"``, ``"xquad"``, ``"flores"``, ``"tatoeba"`` or ``"clir"``.
+    encoder: symmetric setting: one model encodes queries and candidates (an Encoder, a
+        model directory, or None for the default model when no student is given).
+    student, teacher: the asymmetric OPTICAL setting: the student encodes the non-English
+        side, the teacher (default: the default model) the English side. For "xx->en" and
+        "xx->pool" that is queries by the student, candidates by the teacher; for "en->xx"
+        the English queries go to the teacher and the candidates to the student.
+    langs: codes in any form ``resolve_language`` knows, a comma-separated string, or "all".
+    split: FLORES split; None -> "dev+test" for a model distilled on FLORES train bitext
+        (a note says so), else "all" (1004 sentences).
+    scoring: ``"dense"`` (cosine of mean-pooled embeddings) or ``"maxsim"`` (late interaction).
+    root: the data root (``OPTICAL_VIZ_DATA``); for ``"clir"`` the collection folder.
+    cache: True (on-disk cache), False (in memory for this call), or an EmbeddingCache.
+    """
+    from optical_viz.cache import EmbeddingCache
+
+    start = time.perf_counter()
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+    if encoder is not None and (student is not None or teacher is not None):
+        raise ValueError("give either encoder= (symmetric) or student=/teacher= (asymmetric), not both")
+    if teacher is not None and student is None:
+        raise ValueError("teacher= needs student= as well")
+    notes: list[str] = []
+    if task != "flores" and split not in (None, "all"):
+        raise ValueError(f"split={split!r} only applies to flores")
+    if task == "flores" and split is None:
+        split, note = default_flores_split(encoder, student)
+        if note:
+            notes.append(note)
+    task_langs = resolve_task_languages(task, langs, root=root)
+    problems = build_problems(task, task_langs, split=split or "all", root=root)
+
+    from optical_viz.encoder import load_encoder
+
+    def load(m):
+        return load_encoder(m) if m is None or isinstance(m, (str, os.PathLike)) else m
+
+    if student is not None:
+        student, teacher = load(student), load(teacher)
+        model = f"student={student.name} teacher={teacher.name}"
+    else:
+        encoder = load(encoder)
+        model = encoder.name
+    if isinstance(cache, EmbeddingCache):
+        store = cache
+    else:
+        store = EmbeddingCache() if cache else EmbeddingCache(":memory:")
+
+    rows, per_query = [], {}
+    for problem in _progress(problems, progress, task):
+        q_enc, c_enc = _encoders_for(problem, encoder, student, teacher)
+        q_pre, c_pre = _prefixes(problem.kind, q_enc), _prefixes(problem.kind, c_enc, candidate=True)
+        embed = _embed_dense if scoring == "dense" else _embed_tokens
+        q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
+        c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
+        metrics = _measure(problem, q, c, scoring)
+        per_query[(problem.lang, problem.direction)] = metrics
+        rows.append(_row(problem, metrics, n_bootstrap, seed))
+    if len({p.lang for p in problems}) > 1:
+        rows.extend(_pooled_rows(problems, per_query, n_bootstrap, seed))
+    frame = pd.DataFrame(rows)
+    return RetrievalReport(
+        task=task, model=model, scoring=scoring, split=split if task == "flores" else None,
+        frame=frame, per_query=per_query, notes=notes, wall_time_s=time.perf_counter() - start,
+    )
+
+
+def compare(
+    a: RetrievalReport, b: RetrievalReport, metric: str = "recall@1", method: str = "permutation", seed: int = 0
+) -> pd.DataFrame:
+    """Paired test of system b against system a on each (lang, direction) both evaluated.
+
+    Columns: lang, direction, n, a, b, delta (b - a), delta_ci, p_value.
+    """
+    rows = []
+    for key in a.per_query.keys() & b.per_query.keys():
+        va, vb = a.per_query[key][metric], b.per_query[key][metric]
+        if len(va) != len(vb):
+            raise ValueError(f"{key}: {len(va)} queries in a but {len(vb)} in b")
+        t = paired_test(va, vb, method=method, seed=seed)
+        rows.append(dict(lang=key[0], direction=key[1], n=t.n, a=t.mean_a, b=t.mean_b, delta=t.delta,
+                         delta_ci=list(t.delta_ci), p_value=t.p_value))
+    if not rows:
+        raise ValueError("the two reports have no (lang, direction) in common")
+    return pd.DataFrame(rows).sort_values(["lang", "direction"], ignore_index=True)
+
+
+# ---- internals -------------------------------------------------------------------------
+def _progress(items, enabled, task):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"evaluate {task}", unit="set")
+
+
+def _encoders_for(problem: RetrievalProblem, encoder, student, teacher):
+    if student is None:
+        return encoder, encoder
+    if problem.query_is_english:
+        return teacher, student
+    return student, teacher
+
+
+def _prefixes(kind: str, enc, candidate: bool = False) -> str:
+    """e5 models (``enc.prefix == "query: "``): "query: " / "passage: " for QA, "query: " for bitext."""
+    if getattr(enc, "prefix", "") != "query: ":
+        return getattr(enc, "prefix", "") or ""
+    return "passage: " if (candidate and kind == "qa") else "query: "
+
+
+def _embed_dense(store, enc, texts, prefix, layer, batch_size) -> torch.Tensor:
+    return store.sentences(enc, texts, prefix=prefix, layer=layer, batch_size=batch_size)  # (N, H)
+
+
+def _embed_tokens(store, enc, texts, prefix, layer, batch_size) -> TokenEmbeddings:
+    blocks = store.tokens(enc, texts, prefix=prefix, layer=layer, batch_size=max(1, batch_size // 2))
+    return pad_tokens(blocks)
+
+
+def pad_tokens(blocks: list[np.ndarray]) -> TokenEmbeddings:
+    """Pad per-text (T_i, H) arrays into (N, T, H) float32 embeddings with a (N, T) mask."""
+    if not blocks:
+        raise ValueError("no texts to pad")
+    n, t, h = len(blocks), max(b.shape[0] for b in blocks), blocks[0].shape[1]
+    emb = torch.zeros(n, t, h)
+    mask = torch.zeros(n, t, dtype=torch.bool)
+    for i, b in enumerate(blocks):
+        emb[i, : len(b)] = torch.from_numpy(np.asarray(b, dtype=np.float32))
+        mask[i, : len(b)] = True
+    return TokenEmbeddings(emb, mask)
+
+
+def _measure(problem: RetrievalProblem, q, c, scoring: str) -> QueryMetrics:
+    """Per-query metrics, scoring QUERY_CHUNK queries at a time."""
+    parts = []
+    for start in range(0, len(problem.queries), QUERY_CHUNK):
+        sl = slice(start, start + QUERY_CHUNK)
+        if scoring == "dense":
+            scores = dense_scores(q[sl], c)  # (chunk, D)
+        else:
+            scores = maxsim_scores(TokenEmbeddings(q.embeddings[sl], q.mask[sl]), c)
+        rel = Relevance.from_lists(problem.relevant[sl], len(problem.candidates))
+        parts.append(query_metrics(scores, rel, with_map=problem.with_map))
+    return QueryMetrics({k: np.concatenate([p[k] for p in parts]) for k in parts[0].values})
+
+
+def _row(problem: RetrievalProblem, metrics: QueryMetrics, n_bootstrap: int, seed: int) -> dict:
+    return _summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed)
+
+
+def _summarise(lang, direction, metrics: QueryMetrics, n_bootstrap, seed) -> dict:
+    row = {"lang": lang, "direction": direction, "n": int(len(next(iter(metrics.values.values()))))}
+    for name, values in metrics.values.items():
+        ci = bootstrap_ci(values, n_resamples=n_bootstrap, seed=seed)
+        row[name] = ci.estimate
+        row[f"{name}_ci"] = [ci.low, ci.high]
+    return row
+
+
+def _pooled_rows(problems, per_query, n_bootstrap, seed) -> list[dict]:
+    """One ``lang="all"`` row per direction: all queries of the evaluated languages pooled."""
+    rows = []
+    for direction in dict.fromkeys(p.direction for p in problems):
+        parts = [per_query[(p.lang, p.direction)] for p in problems if p.direction == direction]
+        if len(parts) < 2:
+            continue
+        pooled = QueryMetrics({k: np.concatenate([m[k] for m in parts]) for k in parts[0].values})
+        rows.append(_summarise("all", direction, pooled, n_bootstrap, seed))
+    return rows

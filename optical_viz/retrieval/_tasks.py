@@ -1,0 +1,349 @@
+"""Retrieval tasks: turn a data set into queries, candidates and gold links.
+
+A task yields one :class:`RetrievalProblem` per (language, direction). Directions are
+``"xx->en"`` (queries in the language, English candidates), ``"en->xx"`` and
+``"xx->pool"`` (XQuAD-R: candidates are the sentences of all 11 languages, LAReQA).
+
+CLIR collections are three UTF-8 TSV files in one folder (see :func:`load_clir`).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
+XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+XQUAD_R_LANGS = tuple(x for x in XQUAD_LANGS if x != "ro")
+FLORES_SPLITS = ("all", "train", "dev", "test", "dev+test")
+ENGLISH = {"en", "eng", "eng_Latn"}
+
+
+@dataclass
+class RetrievalProblem:
+    """Queries, candidates and the relevant candidates of each query.
+
+    kind: ``"qa"`` (question -> passage: e5 prefixes "query: " / "passage: ") or
+    ``"bitext"`` (symmetric: "query: " on both sides).
+    query_is_english: decides, in the asymmetric setting, which side the student encodes.
+    """
+
+    lang: str
+    direction: str
+    queries: list[str]
+    candidates: list[str]
+    relevant: list[list[int]]
+    kind: str
+    query_is_english: bool = False
+    with_map: bool = False
+
+    def __post_init__(self):
+        if not self.queries:
+            raise ValueError(f"{self.lang} {self.direction}: the query set is empty")
+        if not self.candidates:
+            raise ValueError(f"{self.lang} {self.direction}: the candidate set is empty")
+        if len(self.relevant) != len(self.queries):
+            raise ValueError(f"{len(self.queries)} queries but {len(self.relevant)} relevance lists")
+
+
+@dataclass
+class TaskLanguages:
+    """The languages a task offers, in its own codes."""
+
+    task: str
+    codes: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def task_languages(task: str, root=None) -> tuple[str, ...]:
+    """All language codes of a task, in the codes its data set uses."""
+    _check_task(task)
+    if task == "xquad-r":
+        return XQUAD_R_LANGS
+    if task == "xquad":
+        return XQUAD_LANGS
+    from optical_viz import data
+
+    if task == "flores":
+        return tuple(c for c in data.languages("flores", root=root) if c != "eng_Latn")
+    if task == "tatoeba":
+        return tuple(data.languages("tatoeba", root=root))
+    return tuple(clir_query_languages(root))
+
+
+def resolve_task_languages(task: str, langs, root=None) -> list[str]:
+    """Map the user's codes (``"yo"``, ``"yor"``, ``"yor_Latn"``, ``"all"``) to the task's codes.
+
+    Raises ValueError for an unknown language or one the task does not have (listing those it has).
+    """
+    available = task_languages(task, root)
+    if langs is None or langs == "all" or langs == ["all"]:
+        return list(available)
+    if isinstance(langs, str):
+        langs = [x.strip() for x in langs.split(",") if x.strip()]
+    if not langs:
+        raise ValueError(f"no language given for {task}; it has: {', '.join(available)}")
+    out = []
+    by_flores = None
+    for code in langs:
+        if code in available:
+            out.append(code)
+            continue
+        from optical_viz import data
+
+        if by_flores is None:
+            by_flores = {}
+            for c in available:
+                try:
+                    by_flores.setdefault(data.resolve_language(c), c)
+                except (KeyError, ValueError):
+                    pass
+        try:
+            resolved = data.resolve_language(code)
+        except (KeyError, ValueError) as exc:
+            if task == "clir":
+                resolved = None
+            else:
+                raise ValueError(f"unknown language {code!r} ({exc})") from None
+        if resolved not in by_flores:
+            raise ValueError(
+                f"{task} has no language {code!r}"
+                + (f" (= {resolved})" if resolved and resolved != code else "")
+                + f"; it has: {', '.join(available)}"
+            )
+        out.append(by_flores[resolved])
+    return list(dict.fromkeys(out))
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+# ---- the tasks -------------------------------------------------------------------------
+def build_problems(task: str, langs: list[str], *, split: str = "all", root=None) -> list[RetrievalProblem]:
+    """The retrieval problems of ``task`` for the task-coded languages ``langs``."""
+    _check_task(task)
+    builder = {
+        "xquad-r": _xquad_r,
+        "xquad": _xquad,
+        "flores": lambda ls, root: _flores(ls, split, root),
+        "tatoeba": _tatoeba,
+        "clir": _clir,
+    }[task]
+    return builder(langs, root)
+
+
+def _xquad_r(langs, root):
+    from optical_viz.data import load_xquad_r
+
+    sets = {lang: load_xquad_r(lang, root=root) for lang in XQUAD_R_LANGS}
+    en = sets["en"]
+    # the gold sentence of each question id in every language (XQuAD-R is parallel by id)
+    offsets, pool, gold_by_id = {}, [], {}
+    for lang, s in sets.items():
+        offsets[lang] = len(pool)
+        pool.extend(s.sentences)
+        for q in s.questions:
+            gold_by_id.setdefault(q.id, []).append(offsets[lang] + q.gold)
+    en_gold = {q.id: q.gold for q in en.questions}
+    problems = []
+    for lang in langs:
+        qs = [q for q in sets[lang].questions if q.id in en_gold]
+        problems.append(
+            RetrievalProblem(
+                lang, "xx->en", [q.text for q in qs], list(en.sentences),
+                [[en_gold[q.id]] for q in qs], kind="qa", query_is_english=lang == "en", with_map=True,
+            )
+        )
+        problems.append(
+            RetrievalProblem(
+                lang, "xx->pool", [q.text for q in sets[lang].questions], pool,
+                [gold_by_id[q.id] for q in sets[lang].questions], kind="qa",
+                query_is_english=lang == "en", with_map=True,
+            )
+        )
+    return problems
+
+
+def _xquad(langs, root):
+    from optical_viz.data import load_xquad
+
+    en = load_xquad("en", root=root)
+    problems = []
+    for lang in langs:
+        x = en if lang == "en" else load_xquad(lang, root=root)
+        if len(x.paragraphs) != len(en.paragraphs):
+            raise ValueError(f"xquad {lang} has {len(x.paragraphs)} paragraphs, English {len(en.paragraphs)}")
+        problems.append(
+            RetrievalProblem(
+                lang, "xx->en", [q.text for q in x.questions], list(en.paragraphs),
+                [[q.paragraph] for q in x.questions], kind="qa", query_is_english=lang == "en",
+            )
+        )
+    return problems
+
+
+def _flores(langs, split, root):
+    from optical_viz.data import load_flores
+
+    if split not in FLORES_SPLITS:
+        raise ValueError(f"unknown FLORES split {split!r}; choose one of {', '.join(FLORES_SPLITS)}")
+    eng = load_flores("eng_Latn", split=split, root=root)
+    problems = []
+    for lang in langs:
+        x = load_flores(lang, split=split, root=root)
+        if list(x.ids) != list(eng.ids):
+            raise ValueError(f"FLORES {lang} ({split}) is not aligned with eng_Latn by index_id")
+        gold = [[i] for i in range(len(x.texts))]
+        problems.append(RetrievalProblem(lang, "xx->en", list(x.texts), list(eng.texts), gold, kind="bitext"))
+        problems.append(
+            RetrievalProblem(lang, "en->xx", list(eng.texts), list(x.texts), gold, kind="bitext", query_is_english=True)
+        )
+    return problems
+
+
+def _tatoeba(langs, root):
+    from optical_viz.data import load_bitext
+
+    problems = []
+    for lang in langs:
+        b = load_bitext(lang, source="tatoeba", split="test", root=root)
+        if len(b.src) != len(b.tgt):
+            raise ValueError(f"tatoeba {lang}: {len(b.src)} sentences but {len(b.tgt)} English ones")
+        gold = [[i] for i in range(len(b.src))]
+        problems.append(RetrievalProblem(lang, "xx->en", list(b.src), list(b.tgt), gold, kind="bitext"))
+        problems.append(
+            RetrievalProblem(lang, "en->xx", list(b.tgt), list(b.src), gold, kind="bitext", query_is_english=True)
+        )
+    return problems
+
+
+# ---- CLIR: any collection from three TSV files -----------------------------------------
+@dataclass
+class CLIRCollection:
+    """A query -> passage collection.
+
+    queries:  qid -> text;  passages: pid -> text;  qrels: qid -> set of relevant pids
+    """
+
+    queries: dict[str, str]
+    passages: dict[str, str]
+    qrels: dict[str, set[str]]
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r and not r[0].startswith("#")]
+    if rows and rows[0][0].lower() in ("qid", "pid", "id", "query_id", "doc_id", "passage_id", "docid"):
+        rows = rows[1:]  # header
+    return rows
+
+
+def load_clir(folder, queries: str = "queries.tsv") -> CLIRCollection:
+    """Read a CLIR collection from ``folder``.
+
+    Formats (UTF-8, tab-separated, optional header line whose first field is ``qid``/``pid``/
+    ``id``, lines starting with ``#`` ignored):
+
+    - ``queries.tsv`` (or ``queries.<lang>.tsv``, one file per query language): ``qid<TAB>text``
+    - ``passages.tsv``: ``pid<TAB>text`` or ``pid<TAB>title<TAB>text`` (title and text are joined)
+    - ``qrels.tsv``: ``qid<TAB>pid``, ``qid<TAB>pid<TAB>relevance`` or TREC ``qid 0 pid relevance``
+      (whitespace-separated); pairs with relevance <= 0 are not relevant.
+    """
+    folder = Path(folder)
+    for name in (queries, "passages.tsv", "qrels.tsv"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"CLIR collection {folder} has no {name} (needs {queries}, passages.tsv, qrels.tsv)")
+    qs = {r[0]: r[1] for r in _read_tsv(folder / queries) if len(r) >= 2}
+    ps = {}
+    for r in _read_tsv(folder / "passages.tsv"):
+        if len(r) >= 2:
+            ps[r[0]] = " ".join(x for x in r[1:] if x)
+    qrels: dict[str, set[str]] = {}
+    with open(folder / "qrels.tsv", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#") or (n == 1 and parts[0].lower() in ("qid", "query_id")):
+                continue
+            if len(parts) == 4:
+                qid, _, pid, rel = parts
+            elif len(parts) == 3:
+                qid, pid, rel = parts
+            elif len(parts) == 2:
+                (qid, pid), rel = parts, "1"
+            else:
+                raise ValueError(f"{folder / 'qrels.tsv'} line {n}: expected 2, 3 or 4 fields, got {len(parts)}")
+            if float(rel) > 0:
+                qrels.setdefault(qid, set()).add(pid)
+    return CLIRCollection(qs, ps, qrels)
+
+
+def clir_query_languages(folder) -> list[str]:
+    """Query languages of a collection: ``<lang>`` of each ``queries.<lang>.tsv``, else ``["xx"]``."""
+    if folder is None:
+        raise ValueError("the clir task needs the collection folder (root=... / --data-root DIR)")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CLIR collection folder {folder} does not exist")
+    langs = sorted(p.name[len("queries.") : -len(".tsv")] for p in folder.glob("queries.*.tsv"))
+    return langs or ["xx"]
+
+
+def _clir(langs, root):
+    problems = []
+    for lang in langs:
+        name = "queries.tsv" if lang == "xx" else f"queries.{lang}.tsv"
+        col = load_clir(root, name)
+        pids = list(col.passages)
+        index = {p: i for i, p in enumerate(pids)}
+        unknown = {p for rel in col.qrels.values() for p in rel if p not in index}
+        if unknown:
+            raise ValueError(f"qrels name {len(unknown)} passages absent from passages.tsv, e.g. {sorted(unknown)[:3]}")
+        qids = [q for q in col.queries if q in col.qrels]
+        problems.append(
+            RetrievalProblem(
+                lang, "xx->en" if lang != "en" else "en->en",
+                [col.queries[q] for q in qids], [col.passages[p] for p in pids],
+                [sorted(index[p] for p in col.qrels[q]) for q in qids], kind="qa",
+                query_is_english=lang in ENGLISH, with_map=True,
+            )
+        )
+    return problems
+
+
+def default_flores_split(*models) -> tuple[str, str | None]:
+    """``("dev+test", note)`` when one of the models was distilled on the FLORES train split
+    (its ``optical_viz_training.json`` lists a FLORES bitext source), else ``("all", None)``."""
+    import json
+
+    for model in models:
+        if model is None:
+            continue
+        for folder in _model_folders(model):
+            info = folder / "optical_viz_training.json"
+            if info.is_file():
+                meta = json.loads(info.read_text())
+                sources = meta.get("bitext_sources") or []
+                if any("flores" in str(s).lower() for s in sources):
+                    return "dev+test", (
+                        f"{folder} was trained on FLORES bitext ({', '.join(map(str, sources))}): "
+                        "evaluating on the held-out dev+test split (303 sentences), not all 1004"
+                    )
+    return "all", None
+
+
+def _model_folders(model) -> list[Path]:
+    if isinstance(model, (str, os.PathLike)):
+        p = Path(model)
+    else:
+        p = None
+        for attr in ("path", "name_or_path", "name"):
+            v = getattr(model, attr, None)
+            if isinstance(v, (str, os.PathLike)) and Path(v).is_dir():
+                p = Path(v)
+                break
+        if p is None:
+            return []
+    return [p, p / "student"]
