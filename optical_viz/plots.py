@@ -164,7 +164,8 @@ def save_figure(
     written = []
     for fmt in formats:
         out = stem.with_name(stem.name + "." + fmt)
-        fig.savefig(out, format=fmt, dpi=dpi, metadata=metadata[fmt], bbox_inches="tight", pad_inches=0.02)
+        with mpl.rc_context({"svg.hashsalt": "optical_viz"}):  # deterministic SVG element ids
+            fig.savefig(out, format=fmt, dpi=dpi, metadata=metadata[fmt], bbox_inches="tight", pad_inches=0.02)
         written.append(out)
     return written
 

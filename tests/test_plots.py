@@ -1,0 +1,382 @@
+"""Figures: assert on the artists and the data they carry, never on pixels."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+
+from optical_viz import plots  # noqa: E402
+
+SRC = ["<s>", "\u2581Le", "\u2581chat", "\u2581dort", "</s>"]
+TGT = ["<s>", "\u2581The", "\u2581cat", "\u2581sleeps", ".", "</s>"]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def plan() -> np.ndarray:
+    """A (5, 6) plan with uniform marginals, padded to (7, 8) with zeros."""
+    rng = np.random.default_rng(0)
+    p = rng.random((5, 6))
+    for _ in range(200):  # Sinkhorn scaling to uniform marginals (just test data, not the library's)
+        p /= p.sum(1, keepdims=True) * 5
+        p /= p.sum(0, keepdims=True) * 6
+    padded = np.zeros((7, 8))
+    padded[:5, :6] = p
+    return padded
+
+
+# --------------------------------------------------------------------------- style and saving
+
+
+def test_publication_style_sets_and_restores_rcparams():
+    before = dict(matplotlib.rcParams)
+    with plots.publication_style(font_size=9):
+        assert matplotlib.rcParams["font.size"] == 9
+        assert matplotlib.rcParams["xtick.labelsize"] == 8
+        assert matplotlib.rcParams["pdf.fonttype"] == 42
+        cycle = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+        assert cycle == list(plots.PALETTE)
+        assert matplotlib.rcParams["figure.constrained_layout.use"]
+    assert matplotlib.rcParams["font.size"] == before["font.size"]
+    assert matplotlib.rcParams["axes.prop_cycle"] == before["axes.prop_cycle"]
+
+
+def test_palette_is_okabe_ito_and_languages_get_stable_colours():
+    assert len(set(plots.PALETTE)) == 8
+    colors = plots.language_colors(["yor_Latn", "eng_Latn", "hau_Latn", "yor_Latn"])
+    assert colors["eng_Latn"] == "#000000"
+    assert colors["yor_Latn"] == plots.PALETTE[0] and colors["hau_Latn"] == plots.PALETTE[1]
+
+
+def test_save_figure_writes_pdf_svg_png(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    written = plots.save_figure(fig, tmp_path / "sub" / "curve.png")  # suffix replaced
+    assert [p.name for p in written] == ["curve.pdf", "curve.svg", "curve.png"]
+    assert written[0].read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in written[1].read_bytes()[:500]
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # no timestamps: saving again gives byte-identical vector files
+    again = plots.save_figure(fig, tmp_path / "again" / "curve")
+    assert again[0].read_bytes() == written[0].read_bytes()
+    assert again[1].read_bytes() == written[1].read_bytes()
+
+
+def test_save_figure_rejects_bad_input(tmp_path):
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match="formats"):
+        plots.save_figure(fig, tmp_path / "x", formats=("jpg",))
+    with pytest.raises(ValueError, match="Figure"):
+        plots.save_figure("not a figure", tmp_path / "x")
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def test_plot_plan_hides_padding_and_labels_axes(plan):
+    ax = plots.plot_plan(plan, SRC, TGT)
+    shown = np.asarray(ax.images[0].get_array())
+    np.testing.assert_array_equal(shown, plan[:5, :6])  # rows = source, columns = target
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["<s>", "_Le", "_chat", "_dort", "</s>"]
+    assert [t.get_text() for t in ax.get_xticklabels()][1:4] == ["_The", "_cat", "_sleeps"]
+    assert ax.images[0].get_clim() == (0.0, pytest.approx(plan.max()))
+    assert len(ax.figure.axes) == 2  # the heatmap and its colour bar
+
+
+def test_plot_plan_accepts_batched_torch_tensor_and_draws_links(plan):
+    batch = torch.tensor(np.stack([plan, plan[::-1].copy()]), dtype=torch.float32)
+    fig, given = plt.subplots()
+    ax = plots.plot_plan(batch, SRC, TGT, index=1, links={(0, 1), (3, 4)}, ax=given, colorbar=False)
+    assert ax is given
+    np.testing.assert_allclose(ax.images[0].get_array(), plan[::-1][:5, :6], rtol=1e-6)
+    # links are drawn at (x=column j, y=row i)
+    offsets = sorted(map(tuple, ax.collections[0].get_offsets().tolist()))
+    assert offsets == [(1.0, 0.0), (4.0, 3.0)]
+    assert len(fig.axes) == 1
+
+
+def test_plot_plan_without_tokens_shows_the_whole_plan(plan):
+    ax = plots.plot_plan(plan)
+    assert np.asarray(ax.images[0].get_array()).shape == (7, 8)
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.zeros((3,)), r"shape \(T, S\)"),
+        (np.full((5, 6), np.nan), "non-finite"),
+        (-np.ones((5, 6)), "negative"),
+        (np.ones((4, 6)), r"5 source and 6 target tokens do not fit a plan of shape \(4, 6\)"),
+    ],
+)
+def test_plot_plan_rejects_bad_plans(bad, match):
+    with pytest.raises(ValueError, match=match):
+        plots.plot_plan(bad, SRC, TGT)
+
+
+def test_plot_plan_rejects_links_outside_the_plan(plan):
+    with pytest.raises(ValueError, match="outside"):
+        plots.plot_plan(plan, SRC, TGT, links=[(5, 0)])
+
+
+def test_plot_bipartite_draws_one_line_per_entry_above_threshold(plan):
+    ax = plots.plot_bipartite(plan, SRC, TGT, min_mass=0.3)
+    p = plan[:5, :6]
+    keep = np.argwhere(p >= 0.3 * p.max())
+    lines = ax.collections[0]
+    segs = lines.get_segments()
+    assert len(segs) == len(keep)
+    xs, xt = np.linspace(0, 1, 5), np.linspace(0, 1, 6)
+    for seg, (i, j) in zip(segs, keep):
+        np.testing.assert_allclose(seg, [[xs[i], 1.0], [xt[j], 0.0]])
+    # width grows with mass, the heaviest entry is the widest line
+    widths = np.asarray(lines.get_linewidths())
+    masses = p[keep[:, 0], keep[:, 1]]
+    assert np.argmax(widths) == np.argmax(masses)
+    assert np.all(np.diff(widths[np.argsort(masses)]) >= 0)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == [plots._display_token(t) for t in SRC + TGT]
+
+
+def test_plot_bipartite_alpha_encoding_and_links(plan):
+    ax = plots.plot_bipartite(plan, SRC, TGT, encode="alpha", min_mass=0.0, links=[(0, 0), (1, 2)])
+    lines, hard = ax.collections
+    assert len(lines.get_segments()) == 30
+    alphas = lines.get_colors()[:, 3]
+    p = plan[:5, :6].ravel()
+    assert np.argmax(alphas) == np.argmax(p) and np.argmin(alphas) == np.argmin(p)
+    assert len(set(np.round(lines.get_linewidths(), 6))) == 1  # width carries nothing here
+    assert len(hard.get_segments()) == 2
+    with pytest.raises(ValueError, match="encode"):
+        plots.plot_bipartite(plan, SRC, TGT, encode="colour")
+
+
+def test_plot_plan_grid_uses_one_colour_scale(plan):
+    sharp = np.zeros((5, 6))
+    sharp[np.arange(5), np.arange(5)] = 0.2
+    plans = {"EMD": sharp, "Sinkhorn eps=0.1": plan[:5, :6], "Sinkhorn eps=1": np.full((5, 6), 1 / 30)}
+    axes = plots.plot_plan_grid(plans, SRC, TGT, ncols=2)
+    assert len(axes) == 3
+    assert [ax.get_title() for ax in axes] == list(plans)
+    vmax = max(sharp.max(), plan.max())
+    assert all(ax.images[0].get_clim() == (0.0, pytest.approx(vmax)) for ax in axes)
+    np.testing.assert_array_equal(axes[2].images[0].get_array(), plans["Sinkhorn eps=1"])
+    assert len(axes[0].figure.axes) == 4  # three panels, the unused cell removed, one colour bar
+
+
+def test_plot_plan_grid_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="same shape"):
+        plots.plot_plan_grid({"a": np.ones((2, 2)), "b": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_plan_grid({})
+
+
+def test_plot_toy_transport_draws_lines_between_the_clouds():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(3, 2)) + 3
+    p = np.array([[0.25, 0, 0], [0, 0.25, 0], [0, 0, 0.25], [0.125, 0.125, 0]])
+    ax = plots.plot_toy_transport(x, y, p, a=np.full(4, 0.25))
+    segs = ax.collections[0].get_segments()
+    keep = np.argwhere(p > 0)
+    assert len(segs) == len(keep) == 5
+    for seg, (i, j) in zip(segs, keep):
+        np.testing.assert_allclose(seg, [x[i], y[j]])
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), x)
+    np.testing.assert_allclose(ax.collections[2].get_offsets(), y)
+    with pytest.raises(ValueError, match=r"plan must have shape \(4, 3\)"):
+        plots.plot_toy_transport(x, y, p.T)
+    with pytest.raises(ValueError, match=r"\(T, 2\)"):
+        plots.plot_toy_transport(x[:, :1], y, p)
+
+
+# --------------------------------------------------------------------------- projections
+
+
+@pytest.fixture
+def projection() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    n = 6
+    return pd.DataFrame({
+        "x": rng.normal(size=3 * n), "y": rng.normal(size=3 * n),
+        "language": ["eng_Latn"] * n + ["yor_Latn"] * n + ["hau_Latn"] * n,
+        "label": list(range(n)) * 3,
+    })
+
+
+def test_plot_projection_one_scatter_per_language(projection):
+    ax = plots.plot_projection(projection)
+    assert len(ax.collections) == 3
+    for coll, lang in zip(ax.collections, ["eng_Latn", "yor_Latn", "hau_Latn"]):
+        sel = projection["language"] == lang
+        np.testing.assert_allclose(coll.get_offsets(), projection.loc[sel, ["x", "y"]].to_numpy())
+        assert coll.get_label() == lang
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["eng_Latn", "yor_Latn", "hau_Latn"]
+
+
+def test_plot_projection_links_translations(projection):
+    ax = plots.plot_projection(projection, link_pairs=True)
+    segs = ax.collections[0].get_segments()
+    assert len(segs) == 6 * 2  # each label: eng-yor, yor-hau
+    xy = projection[["x", "y"]].to_numpy()
+    np.testing.assert_allclose(segs[0], [xy[0], xy[6]])
+    ax = plots.plot_projection(projection[["x", "y"]].to_numpy(), projection["language"], pairs=[(0, 1)])
+    assert len(ax.collections[0].get_segments()) == 1
+
+
+def test_plot_projection_accepts_objects_and_validates(projection):
+    class Proj:  # duck-typed like geometry's projection result
+        coords = torch.tensor(projection[["x", "y"]].to_numpy())
+        languages = projection["language"].tolist()
+        labels = projection["label"].tolist()
+
+    ax = plots.plot_projection(Proj(), link_pairs=True)
+    assert len(ax.collections) == 4
+    with pytest.raises(ValueError, match="18 points but 2 languages"):
+        plots.plot_projection(projection[["x", "y"]].to_numpy(), ["a", "b"])
+    with pytest.raises(ValueError, match="labels"):
+        plots.plot_projection(projection.drop(columns="label"), link_pairs=True)
+
+
+def test_plot_projection_comparison_shares_colours(projection):
+    after = projection.assign(x=projection["x"] * 0.1)
+    axes = plots.plot_projection_comparison(projection, after)
+    assert [ax.get_title() for ax in axes] == ["before distillation", "after distillation"]
+    for ax in axes:
+        colours = [tuple(c.get_facecolor()[0][:3]) for c in ax.collections[1:]]
+        assert len(set(colours)) == 3
+    assert [tuple(c.get_facecolor()[0]) for c in axes[0].collections[1:]] == [
+        tuple(c.get_facecolor()[0]) for c in axes[1].collections[1:]
+    ]
+    assert axes[1].get_legend() is not None
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture
+def metrics_file(tmp_path):
+    lines = []
+    for step in range(0, 50, 5):
+        rec = {"step": step, "loss": 1.0 / (1 + step), "loss_ot": 0.5 / (1 + step), "lr": 1e-4}
+        if step % 20 == 0:
+            rec["eval"] = {"recall@1": step / 100, "mrr@10": step / 80}
+        lines.append(json.dumps(rec))
+    path = tmp_path / "run" / "metrics.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_metrics_flattens_eval(metrics_file):
+    df = plots.read_metrics(metrics_file.parent)
+    assert len(df) == 10
+    assert {"step", "loss", "loss_ot", "lr", "eval/recall@1", "eval/mrr@10"} <= set(df.columns)
+    assert df["eval/recall@1"].notna().sum() == 3
+    with pytest.raises(FileNotFoundError):
+        plots.read_metrics(metrics_file.parent / "nowhere")
+    with pytest.raises(ValueError, match="step"):
+        plots.read_metrics([{"loss": 1.0}])
+
+
+def test_plot_training_curves_plots_every_loss_term(metrics_file):
+    ax = plots.plot_training_curves(metrics_file)
+    assert [line.get_label() for line in ax.lines] == ["loss", "loss_ot"]
+    steps = np.arange(0, 50, 5)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), steps)
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), 0.5 / (1 + steps))
+    smooth = plots.plot_training_curves(metrics_file, ["loss"], smooth=3)
+    expected = pd.Series(1.0 / (1 + steps)).rolling(3, center=True, min_periods=1).mean()
+    np.testing.assert_allclose(smooth.lines[0].get_ydata(), expected)
+    with pytest.raises(ValueError, match="no column"):
+        plots.plot_training_curves(metrics_file, ["loss_mse"])
+
+
+def test_plot_eval_curves_skips_steps_without_evaluation(metrics_file):
+    ax = plots.plot_eval_curves(metrics_file, ["recall@1"])
+    (line,) = ax.lines
+    np.testing.assert_allclose(line.get_xdata(), [0, 20, 40])
+    np.testing.assert_allclose(line.get_ydata(), [0.0, 0.2, 0.4])
+    assert line.get_label() == "recall@1"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@pytest.fixture
+def retrieval() -> pd.DataFrame:
+    rows = []
+    for lang, base in [("yor", 0.3), ("amh", 0.5), ("hau", 0.4)]:
+        for method, delta in [("base", 0.0), ("OPTICAL", 0.2)]:
+            v = base + delta
+            rows.append({"lang": lang, "direction": "xx->en", "method": method, "n": 100,
+                         "recall@1": v, "recall@1_ci": [v - 0.05, v + 0.04], "mrr@10": v})
+    return pd.DataFrame(rows)
+
+
+def test_plot_retrieval_bars_and_whiskers(retrieval):
+    ax = plots.plot_retrieval(retrieval)
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [c.get_label() for c in bars] == ["base", "OPTICAL"]
+    heights = [[b.get_height() for b in c] for c in bars]
+    np.testing.assert_allclose(heights[0], [0.5, 0.4, 0.3])  # sorted: amh, hau, yor
+    np.testing.assert_allclose(heights[1], [0.7, 0.6, 0.5])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["amh", "hau", "yor"]
+    # whiskers span exactly the confidence interval
+    err = bars[0].errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 1] for s in err], [[0.45, 0.54], [0.35, 0.44], [0.25, 0.34]])
+
+
+def test_plot_retrieval_validates(retrieval):
+    with pytest.raises(ValueError, match="several rows"):
+        plots.plot_retrieval(retrieval, hue="direction")
+    bad = retrieval.copy()
+    bad["recall@1_ci"] = [[0.9, 1.0]] * len(bad)
+    with pytest.raises(ValueError, match="do not contain"):
+        plots.plot_retrieval(bad)
+    with pytest.raises(ValueError, match="columns"):
+        plots.plot_retrieval(retrieval.drop(columns="lang"))
+
+
+def test_plot_scaling_one_colour_per_method_dashed_unseen():
+    rows = []
+    for method in ["OPTICAL", "contrastive"]:
+        for n in [1, 2, 4, 8]:
+            for seen in (True, False):
+                v = 0.1 * np.log2(2 * n) - 0.05 * (not seen)
+                rows.append({"method": method, "n_languages": n, "recall@1": v,
+                             "ci_lo": v - 0.02, "ci_hi": v + 0.02, "seen": seen})
+    df = pd.DataFrame(rows).sample(frac=1, random_state=0)  # order must not matter
+    ax = plots.plot_scaling(df)
+    assert [line.get_label() for line in ax.lines] == [
+        "OPTICAL (seen)", "OPTICAL (unseen)", "contrastive (seen)", "contrastive (unseen)"]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [1, 2, 4, 8])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), 0.1 * np.log2(2 * np.array([1, 2, 4, 8])) - 0.05)
+    assert ax.lines[0].get_linestyle() == "-" and ax.lines[1].get_linestyle() == "--"
+    assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color()
+    assert len(ax.collections) == 4  # one interval band per line
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(0.1 - 0.02)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["OPTICAL", "contrastive", "seen", "unseen"]
+    with pytest.raises(ValueError, match="n_languages"):
+        plots.plot_scaling(df.drop(columns="n_languages"))
+
+
+def test_plot_metric_comparison_one_panel_per_metric():
+    metrics = {"base": {"alignment": 0.8, "uniformity": -2.0}, "OT": {"alignment": 0.4, "uniformity": -2.5}}
+    axes = plots.plot_metric_comparison(metrics, higher_is_better={"alignment": False})
+    assert [ax.get_title() for ax in axes] == ["alignment \u2193", "uniformity"]
+    np.testing.assert_allclose([b.get_height() for b in axes[1].patches], [-2.0, -2.5])
