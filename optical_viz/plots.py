@@ -637,31 +637,52 @@ def read_metrics(source: Any) -> pd.DataFrame:
 
     ``source`` is a run folder (holding ``metrics.jsonl``), the path of a
     ``metrics.jsonl`` file (one JSON object per line: ``step``, loss terms,
-    ``lr``, optionally ``eval``: a dict), a list of such dicts, or a DataFrame.
-    Nested ``eval`` dicts become columns ``eval/<name>``.
+    ``lr``, ``heldout_cosine``, ``eval``), a list of such dicts, or a DataFrame.
+    A nested dict ``key: {name: value}`` becomes columns ``key/name``; a list of
+    evaluation rows ``eval: [{"lang", "direction", "recall@1", ...}, ...]`` (the
+    records of ``retrieval.evaluate``) becomes ``eval/<metric>``, the mean over
+    the rows (languages and directions). A missing file gives an empty frame
+    with a ``step`` column (a run that has not logged yet).
     """
     if isinstance(source, pd.DataFrame):
         return source
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if path.is_dir():
+        if path.is_dir() or not path.suffix:
             path = path / "metrics.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"no metrics file at {path}")
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"no run folder at {path.parent}")
+        lines = path.read_text().splitlines() if path.is_file() else []
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                break
     else:
         records = list(source)
     rows = []
     for rec in records:
-        row = {k: v for k, v in rec.items() if not isinstance(v, dict)}
-        for key, sub in rec.items():
-            if isinstance(sub, dict):
-                row.update({f"{key}/{k}": v for k, v in sub.items() if isinstance(v, (int, float))})
+        row = {}
+        for key, v in rec.items():
+            if isinstance(v, dict):
+                row.update({f"{key}/{k}": x for k, x in v.items() if _is_number(x)})
+            elif isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+                names = dict.fromkeys(k for r in v for k, x in r.items() if _is_number(x) and k != "n")
+                for name in names:
+                    vals = [r[name] for r in v if _is_number(r.get(name))]
+                    row[f"{key}/{name}"] = float(np.mean(vals))
+            elif _is_number(v) or isinstance(v, str):
+                row[key] = v
         rows.append(row)
-    df = pd.DataFrame(rows)
-    if len(df) and "step" not in df:
+    df = pd.DataFrame(rows) if rows else pd.DataFrame({"step": pd.Series([], dtype=int)})
+    if "step" not in df:
         raise ValueError(f"metrics records need a 'step' field; fields are {sorted(df.columns)}")
     return df
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.number)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _loss_columns(df: pd.DataFrame) -> list[str]:
@@ -720,13 +741,14 @@ def plot_eval_curves(
     ylabel: str = "evaluation",
     title: str | None = None,
 ) -> Axes:
-    """Evaluation metrics (the ``eval`` dicts of metrics.jsonl) against the step, with markers.
+    """Evaluation metrics of metrics.jsonl against the step, with markers.
 
     ``keys`` are names inside ``eval`` (``"recall@1"``) or full columns
-    (``"eval/recall@1"``); default: all of them. Steps without evaluation are skipped.
+    (``"eval/recall@1"``, ``"heldout_cosine"``); default: ``heldout_cosine`` and
+    every ``eval/`` column. Steps without evaluation are skipped.
     """
     df = read_metrics(metrics)
-    cols = [c for c in df.columns if c.startswith("eval/")]
+    cols = [c for c in df.columns if c.startswith("eval/") or c == "heldout_cosine"]
     if keys is not None:
         cols = [k if k in df else f"eval/{k}" for k in keys]
         missing = [c for c in cols if c not in df]

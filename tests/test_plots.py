@@ -272,8 +272,15 @@ def metrics_file(tmp_path):
     lines = []
     for step in range(0, 50, 5):
         rec = {"step": step, "loss": 1.0 / (1 + step), "loss_ot": 0.5 / (1 + step), "lr": 1e-4}
-        if step % 20 == 0:
-            rec["eval"] = {"recall@1": step / 100, "mrr@10": step / 80}
+        if step % 20 == 0:  # as distill logs it: the rows of retrieval.evaluate
+            rec["heldout_cosine"] = 0.5 + step / 100
+            rec["heldout_cosine_by_lang"] = {"yor_Latn": 0.5 + step / 100}
+            rec["eval"] = [
+                {"lang": "yor_Latn", "direction": "xx->en", "n": 99, "recall@1": step / 100 - 0.01,
+                 "recall@1_ci": [0.0, 1.0], "mrr@10": step / 80},
+                {"lang": "yor_Latn", "direction": "en->xx", "n": 99, "recall@1": step / 100 + 0.01,
+                 "recall@1_ci": [0.0, 1.0], "mrr@10": step / 80},
+            ]
         lines.append(json.dumps(rec))
     path = tmp_path / "run" / "metrics.jsonl"
     path.parent.mkdir()
@@ -284,8 +291,19 @@ def metrics_file(tmp_path):
 def test_read_metrics_flattens_eval(metrics_file):
     df = plots.read_metrics(metrics_file.parent)
     assert len(df) == 10
-    assert {"step", "loss", "loss_ot", "lr", "eval/recall@1", "eval/mrr@10"} <= set(df.columns)
+    assert {"step", "loss", "loss_ot", "lr", "eval/recall@1", "eval/mrr@10", "heldout_cosine",
+            "heldout_cosine_by_lang/yor_Latn"} <= set(df.columns)
+    assert "eval/n" not in df and "eval/recall@1_ci" not in df
     assert df["eval/recall@1"].notna().sum() == 3
+    np.testing.assert_allclose(df["eval/recall@1"].dropna(), [0.0, 0.2, 0.4])  # mean of the two directions
+    dict_style = plots.read_metrics([{"step": 1, "eval": {"recall@1": 0.5}}])
+    assert dict_style.loc[0, "eval/recall@1"] == 0.5
+    # a run folder without metrics yet, or with a half-written last line
+    (metrics_file.parent / "empty").mkdir()
+    assert len(plots.read_metrics(metrics_file.parent / "empty")) == 0
+    with metrics_file.open("a") as f:
+        f.write('{"step": 50, "lo')
+    assert len(plots.read_metrics(metrics_file)) == 10
     with pytest.raises(FileNotFoundError):
         plots.read_metrics(metrics_file.parent / "nowhere")
     with pytest.raises(ValueError, match="step"):
@@ -311,6 +329,8 @@ def test_plot_eval_curves_skips_steps_without_evaluation(metrics_file):
     np.testing.assert_allclose(line.get_xdata(), [0, 20, 40])
     np.testing.assert_allclose(line.get_ydata(), [0.0, 0.2, 0.4])
     assert line.get_label() == "recall@1"
+    ax = plots.plot_eval_curves(metrics_file)
+    assert [line.get_label() for line in ax.lines] == ["heldout_cosine", "recall@1", "mrr@10"]
 
 
 # --------------------------------------------------------------------------- results
