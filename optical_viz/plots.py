@@ -507,19 +507,21 @@ class _Points:
 
 
 def _points(projection: Any, languages: Sequence[str] | None, labels: Sequence[Any] | None) -> _Points:
-    """Accept a geometry projection object (``.coords``, ``.languages``/``.language``, ``.labels``/``.label``),
-    a DataFrame with columns x, y, language[, label], or an (N, 2) array with ``languages``."""
+    """Accept a :class:`optical_viz.geometry.Projection` (``.coords``, ``.langs``, ``.labels``),
+    a DataFrame with columns x, y, lang (or language)[, label], or an (N, 2) array with ``languages``."""
     if isinstance(projection, pd.DataFrame):
         coords = projection[["x", "y"]].to_numpy(dtype=float)
-        languages = languages if languages is not None else projection["language"].tolist()
+        lang_col = "lang" if "lang" in projection else "language"
+        if languages is None and lang_col in projection:
+            languages = projection[lang_col].tolist()
         if labels is None and "label" in projection:
             labels = projection["label"].tolist()
     elif hasattr(projection, "coords"):
         coords = _to_numpy(projection.coords, "coords")
         if languages is None:
-            languages = getattr(projection, "languages", None) or getattr(projection, "language", None)
+            languages = next((getattr(projection, k) for k in ("langs", "languages") if hasattr(projection, k)), None)
         if labels is None:
-            labels = getattr(projection, "labels", None) or getattr(projection, "label", None)
+            labels = getattr(projection, "labels", None)
     else:
         coords = _to_numpy(projection, "coords")
     if coords.ndim != 2 or coords.shape[1] != 2:
@@ -537,12 +539,37 @@ def _points(projection: Any, languages: Sequence[str] | None, labels: Sequence[A
     return _Points(coords, languages, labels)
 
 
+def _links(pts: _Points, link: str | None) -> list[tuple[int, int]]:
+    """Index pairs of translations: same label ("label"), or same rank within each language ("parallel")."""
+    if link is None:
+        return []
+    if link == "label":
+        if pts.labels is None:
+            raise ValueError("link='label' needs labels (translations share a label)")
+        keys = pts.labels
+    elif link == "parallel":
+        counts = pd.Series(pts.languages).value_counts()
+        if counts.nunique() != 1:
+            raise ValueError(f"link='parallel' needs the same number of points per language, got {counts.to_dict()}")
+        seen: dict[str, int] = {}
+        keys = []
+        for lang in pts.languages:  # rank of the point within its language
+            keys.append(seen.get(lang, 0))
+            seen[lang] = keys[-1] + 1
+    else:
+        raise ValueError(f"link must be None, 'label' or 'parallel', got {link!r}")
+    groups: dict[Any, list[int]] = {}
+    for k, key in enumerate(keys):
+        groups.setdefault(key, []).append(k)
+    return [(ks[m], ks[m + 1]) for ks in groups.values() for m in range(len(ks) - 1)]
+
+
 def plot_projection(
     projection: Any,
     languages: Sequence[str] | None = None,
     labels: Sequence[Any] | None = None,
     *,
-    link_pairs: bool = False,
+    link: str | None = None,
     pairs: Iterable[tuple[int, int]] | None = None,
     ax: Axes | None = None,
     colors: Mapping[str, str] | None = None,
@@ -553,16 +580,16 @@ def plot_projection(
 
     Parameters
     ----------
-    projection : geometry projection, DataFrame (x, y, language[, label]) or array (N, 2)
+    projection : geometry.Projection, DataFrame (x, y, lang[, label]) or array (N, 2)
         The 2-D coordinates, one point per sentence (or token).
     languages : list of str, length N (taken from ``projection`` when it has them)
-    labels : list, length N, optional
-        Item identity (e.g. FLORES sentence id): points with the same label are
-        translations of each other.
-    link_pairs : bool
-        Draw a light grey line between consecutive points sharing a label.
+    labels : list, length N, optional (taken from ``projection`` when it has them)
+    link : None, "label" or "parallel"
+        Link translations with light grey lines: points sharing a label
+        ("label", e.g. FLORES sentence ids), or the k-th point of every
+        language ("parallel": each language lists the same sentences in the same order).
     pairs : iterable of (i, j), optional
-        Explicit point pairs to link (overrides ``link_pairs``).
+        Explicit point pairs to link (overrides ``link``).
 
     One scatter collection per language, in first-seen order, labelled with the
     language code; links (if any) are ``ax.collections[0]``.
@@ -570,16 +597,7 @@ def plot_projection(
     pts = _points(projection, languages, labels)
     ax = _new_ax(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
     colors = dict(colors) if colors is not None else language_colors(pts.languages)
-    links: list[tuple[int, int]] = []
-    if pairs is not None:
-        links = [(int(i), int(j)) for i, j in pairs]
-    elif link_pairs:
-        if pts.labels is None:
-            raise ValueError("link_pairs=True needs labels (translations share a label)")
-        by_label: dict[Any, list[int]] = {}
-        for k, lab in enumerate(pts.labels):
-            by_label.setdefault(lab, []).append(k)
-        links = [(ks[m], ks[m + 1]) for ks in by_label.values() for m in range(len(ks) - 1)]
+    links = [(int(i), int(j)) for i, j in pairs] if pairs is not None else _links(pts, link)
     if links:
         n = len(pts.coords)
         if any(not (0 <= i < n and 0 <= j < n) for i, j in links):
@@ -605,13 +623,14 @@ def plot_projection_comparison(
     after: Any,
     *,
     titles: tuple[str, str] = ("before distillation", "after distillation"),
-    link_pairs: bool = True,
+    link: str | None = None,
     axes: Sequence[Axes] | None = None,
 ) -> np.ndarray:
     """Before / after projections side by side, same colours, one shared legend.
 
     ``before`` and ``after`` are anything :func:`plot_projection` accepts (with
-    languages and labels inside them). Returns the two axes.
+    languages, and labels if ``link="label"``, inside them); ``link`` as there.
+    Returns the two axes.
     """
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, TEXT_WIDTH / 2 + 0.3))
@@ -621,8 +640,7 @@ def plot_projection_comparison(
     pb, pa = _points(before, None, None), _points(after, None, None)
     colors = language_colors(pb.languages + pa.languages)
     for ax, proj, title in zip(axes, (before, after), titles):
-        has_labels = _points(proj, None, None).labels is not None
-        plot_projection(proj, ax=ax, colors=colors, legend=False, title=title, link_pairs=link_pairs and has_labels)
+        plot_projection(proj, ax=ax, colors=colors, legend=False, title=title, link=link)
     handles, names = axes[0].get_legend_handles_labels()
     axes[1].legend(handles, names, title="language", markerscale=1.6, loc="center left",
                    bbox_to_anchor=(1.0, 0.5), handletextpad=0.1)

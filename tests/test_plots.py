@@ -228,32 +228,40 @@ def test_plot_projection_one_scatter_per_language(projection):
 
 
 def test_plot_projection_links_translations(projection):
-    ax = plots.plot_projection(projection, link_pairs=True)
-    segs = ax.collections[0].get_segments()
-    assert len(segs) == 6 * 2  # each label: eng-yor, yor-hau
     xy = projection[["x", "y"]].to_numpy()
-    np.testing.assert_allclose(segs[0], [xy[0], xy[6]])
+    for link in ("label", "parallel"):
+        ax = plots.plot_projection(projection, link=link)
+        segs = ax.collections[0].get_segments()
+        assert len(segs) == 6 * 2  # each sentence: eng-yor, yor-hau
+        np.testing.assert_allclose(segs[0], [xy[0], xy[6]])
+        np.testing.assert_allclose(segs[1], [xy[6], xy[12]])
+    shuffled = projection.iloc[[0, 1, 2, 3, 4, 5, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
+    segs = plots.plot_projection(shuffled, link="label").collections[0].get_segments()
+    np.testing.assert_allclose(segs[0], [xy[0], xy[6]])  # by label, wherever the rows are
+    with pytest.raises(ValueError, match="same number of points per language"):
+        plots.plot_projection(projection.iloc[:-1], link="parallel")
+    with pytest.raises(ValueError, match="link must be"):
+        plots.plot_projection(projection, link="pairs")
     ax = plots.plot_projection(projection[["x", "y"]].to_numpy(), projection["language"], pairs=[(0, 1)])
     assert len(ax.collections[0].get_segments()) == 1
 
 
 def test_plot_projection_accepts_objects_and_validates(projection):
-    class Proj:  # duck-typed like geometry's projection result
-        coords = torch.tensor(projection[["x", "y"]].to_numpy())
-        languages = projection["language"].tolist()
-        labels = projection["label"].tolist()
+    from optical_viz.geometry import Projection
 
-    ax = plots.plot_projection(Proj(), link_pairs=True)
+    proj = Projection(projection[["x", "y"]].to_numpy(), projection["label"].astype(str).tolist(),
+                      projection["language"].tolist(), "pca", 0)
+    ax = plots.plot_projection(proj, link="label")
     assert len(ax.collections) == 4
     with pytest.raises(ValueError, match="18 points but 2 languages"):
         plots.plot_projection(projection[["x", "y"]].to_numpy(), ["a", "b"])
     with pytest.raises(ValueError, match="labels"):
-        plots.plot_projection(projection.drop(columns="label"), link_pairs=True)
+        plots.plot_projection(projection.drop(columns="label"), link="label")
 
 
 def test_plot_projection_comparison_shares_colours(projection):
     after = projection.assign(x=projection["x"] * 0.1)
-    axes = plots.plot_projection_comparison(projection, after)
+    axes = plots.plot_projection_comparison(projection, after, link="parallel")
     assert [ax.get_title() for ax in axes] == ["before distillation", "after distillation"]
     for ax in axes:
         colours = [tuple(c.get_facecolor()[0][:3]) for c in ax.collections[1:]]
