@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
-XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
-XQUAD_R_LANGS = tuple(x for x in XQUAD_LANGS if x != "ro")
 FLORES_SPLITS = ("all", "train", "dev", "test", "dev+test")
-ENGLISH = {"en", "eng", "eng_Latn"}
+ENGLISH = "eng_Latn"
 
 
 @dataclass
@@ -57,62 +55,52 @@ class TaskLanguages:
 
 
 def task_languages(task: str, root=None) -> tuple[str, ...]:
-    """All language codes of a task, in the codes its data set uses."""
+    """All languages of a task, as canonical codes (``deu_Latn``, see ``optical_viz.data``)."""
     _check_task(task)
-    if task == "xquad-r":
-        return XQUAD_R_LANGS
-    if task == "xquad":
-        return XQUAD_LANGS
+    if task == "clir":
+        return tuple(clir_query_languages(root))
     from optical_viz import data
 
+    if task == "xquad-r":
+        return tuple(data.XQUAD_R_LANGUAGES.values())
+    if task == "xquad":
+        return tuple(data.XQUAD_LANGUAGES.values())
     if task == "flores":
-        return tuple(c for c in data.languages("flores", root=root) if c != "eng_Latn")
-    if task == "tatoeba":
-        return tuple(data.languages("tatoeba", root=root))
-    return tuple(clir_query_languages(root))
+        return tuple(c for c in data.languages("flores", root=root) if c != ENGLISH)
+    return tuple(data.languages("tatoeba", root=root))
 
 
 def resolve_task_languages(task: str, langs, root=None) -> list[str]:
-    """Map the user's codes (``"yo"``, ``"yor"``, ``"yor_Latn"``, ``"all"``) to the task's codes.
+    """Map the user's codes (``"yo"``, ``"yor"``, ``"yor_Latn"``; a list, a comma-separated
+    string, or ``"all"``/None for every language of the task) to the task's canonical codes.
 
     Raises ValueError for an unknown language or one the task does not have (listing those it has).
     """
     available = task_languages(task, root)
-    if langs is None or langs == "all" or langs == ["all"]:
-        return list(available)
     if isinstance(langs, str):
         langs = [x.strip() for x in langs.split(",") if x.strip()]
+    if langs is None or list(langs) == ["all"]:
+        return list(available)
     if not langs:
         raise ValueError(f"no language given for {task}; it has: {', '.join(available)}")
-    out = []
-    by_flores = None
-    for code in langs:
-        if code in available:
-            out.append(code)
-            continue
-        from optical_viz import data
+    if task == "clir":
+        unknown = [c for c in langs if c not in available]
+        if unknown:
+            raise ValueError(f"the CLIR collection has no queries in {unknown}; it has: {', '.join(available)}")
+        return list(dict.fromkeys(langs))
+    from optical_viz.data import resolve_language
 
-        if by_flores is None:
-            by_flores = {}
-            for c in available:
-                try:
-                    by_flores.setdefault(data.resolve_language(c), c)
-                except (KeyError, ValueError):
-                    pass
-        try:
-            resolved = data.resolve_language(code)
-        except (KeyError, ValueError) as exc:
-            if task == "clir":
-                resolved = None
-            else:
-                raise ValueError(f"unknown language {code!r} ({exc})") from None
-        if resolved not in by_flores:
-            raise ValueError(
-                f"{task} has no language {code!r}"
-                + (f" (= {resolved})" if resolved and resolved != code else "")
-                + f"; it has: {', '.join(available)}"
-            )
-        out.append(by_flores[resolved])
+    out = []
+    for code in langs:
+        canonical = resolve_language(code)  # ValueError for an unknown or ambiguous code
+        if canonical not in available:
+            try:
+                canonical = resolve_language(code, among=available)
+            except ValueError:
+                raise ValueError(
+                    f"{task} has no language {code!r} ({canonical}); it has: {', '.join(available)}"
+                ) from None
+        out.append(canonical)
     return list(dict.fromkeys(out))
 
 
@@ -136,10 +124,10 @@ def build_problems(task: str, langs: list[str], *, split: str = "all", root=None
 
 
 def _xquad_r(langs, root):
-    from optical_viz.data import load_xquad_r
+    from optical_viz.data import XQUAD_R_LANGUAGES, load_xquad_r
 
-    sets = {lang: load_xquad_r(lang, root=root) for lang in XQUAD_R_LANGS}
-    en = sets["en"]
+    sets = {lang: load_xquad_r(lang, root=root) for lang in XQUAD_R_LANGUAGES.values()}
+    en = sets[ENGLISH]
     # the gold sentence of each question id in every language (XQuAD-R is parallel by id)
     offsets, pool, gold_by_id = {}, [], {}
     for lang, s in sets.items():
@@ -154,14 +142,14 @@ def _xquad_r(langs, root):
         problems.append(
             RetrievalProblem(
                 lang, "xx->en", [q.text for q in qs], list(en.sentences),
-                [[en_gold[q.id]] for q in qs], kind="qa", query_is_english=lang == "en", with_map=True,
+                [[en_gold[q.id]] for q in qs], kind="qa", query_is_english=lang == ENGLISH, with_map=True,
             )
         )
         problems.append(
             RetrievalProblem(
                 lang, "xx->pool", [q.text for q in sets[lang].questions], pool,
                 [gold_by_id[q.id] for q in sets[lang].questions], kind="qa",
-                query_is_english=lang == "en", with_map=True,
+                query_is_english=lang == ENGLISH, with_map=True,
             )
         )
     return problems
@@ -170,16 +158,16 @@ def _xquad_r(langs, root):
 def _xquad(langs, root):
     from optical_viz.data import load_xquad
 
-    en = load_xquad("en", root=root)
+    en = load_xquad(ENGLISH, root=root)
     problems = []
     for lang in langs:
-        x = en if lang == "en" else load_xquad(lang, root=root)
+        x = en if lang == ENGLISH else load_xquad(lang, root=root)
         if len(x.paragraphs) != len(en.paragraphs):
             raise ValueError(f"xquad {lang} has {len(x.paragraphs)} paragraphs, English {len(en.paragraphs)}")
         problems.append(
             RetrievalProblem(
                 lang, "xx->en", [q.text for q in x.questions], list(en.paragraphs),
-                [[q.paragraph] for q in x.questions], kind="qa", query_is_english=lang == "en",
+                [[q.paragraph] for q in x.questions], kind="qa", query_is_english=lang == ENGLISH,
             )
         )
     return problems
@@ -304,10 +292,10 @@ def _clir(langs, root):
         qids = [q for q in col.queries if q in col.qrels]
         problems.append(
             RetrievalProblem(
-                lang, "xx->en" if lang != "en" else "en->en",
+                lang, "xx->en",
                 [col.queries[q] for q in qids], [col.passages[p] for p in pids],
                 [sorted(index[p] for p in col.qrels[q]) for q in qids], kind="qa",
-                query_is_english=lang in ENGLISH, with_map=True,
+                query_is_english=lang in ("en", ENGLISH), with_map=True,
             )
         )
     return problems

@@ -1,0 +1,153 @@
+"""Geometry metrics against direct computations and known invariants."""
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from optical_viz.geometry import (
+    alignment,
+    alignment_report,
+    language_probe_accuracy,
+    linear_cka,
+    mutual_argmax_mass,
+    plan_entropy,
+    project,
+    translation_gap,
+    uniformity,
+)
+
+TOL = 1e-10
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_translation_gap_and_alignment_against_loops():
+    rng = _rng()
+    x = rng.normal(size=(7, 5))
+    y = x + 0.3 * rng.normal(size=(7, 5))
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    pos = np.mean([cos(x[i], y[i]) for i in range(7)])
+    neg = np.mean([cos(x[i], y[j]) for i in range(7) for j in range(7) if i != j])
+    assert translation_gap(x, y) == pytest.approx(pos - neg, abs=TOL)
+    assert translation_gap(x, y) > 0.3
+    assert translation_gap(x, rng.permutation(y)) < translation_gap(x, y)
+    want = np.mean([np.sum((_unit(x)[i] - _unit(y)[i]) ** 2) for i in range(7)])
+    assert alignment(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(want, abs=TOL)
+    assert alignment(x, x) == pytest.approx(0.0, abs=TOL)
+    with pytest.raises(ValueError, match=r"\(7, 5\) and \(6, 5\)"):
+        translation_gap(x, y[:6])
+
+
+def test_uniformity_against_pairs_and_ordering():
+    rng = _rng(1)
+    x = rng.normal(size=(9, 4))
+    u = _unit(x)
+    want = np.log(np.mean([np.exp(-2 * np.sum((u[i] - u[j]) ** 2)) for i in range(9) for j in range(i + 1, 9)]))
+    assert uniformity(x) == pytest.approx(want, abs=TOL)
+    spread = rng.normal(size=(200, 8))
+    clumped = np.ones((200, 8)) + 0.05 * rng.normal(size=(200, 8))
+    assert uniformity(spread) < uniformity(clumped) <= 0.0
+
+
+def test_linear_cka_invariances():
+    rng = _rng(2)
+    x = rng.normal(size=(40, 6))
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert linear_cka(x, 3.0 * x @ q + 1.0) == pytest.approx(1.0, abs=1e-9)
+    unrelated = linear_cka(x, rng.normal(size=(40, 5)))
+    assert 0.0 <= unrelated < 0.5
+    # against the kernel (HSIC) form: tr(K H L H) / sqrt(tr(K H K H) tr(L H L H))
+    y = rng.normal(size=(40, 3))
+    h = np.eye(40) - 1 / 40
+    k, l_ = x @ x.T, y @ y.T
+    hsic = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
+    assert linear_cka(x, y) == pytest.approx(hsic(k, l_) / np.sqrt(hsic(k, k) * hsic(l_, l_)), abs=1e-9)
+
+
+def test_language_probe_separable_vs_neutral():
+    rng = _rng(3)
+    a = rng.normal(size=(60, 10))
+    shifted = np.concatenate([a, a + 3.0])  # language identity is a constant offset
+    neutral = np.concatenate([a, a + 0.0 * rng.normal(size=a.shape)])  # identical points
+    labels = ["aaa_Latn"] * 60 + ["bbb_Latn"] * 60
+    assert language_probe_accuracy(shifted, labels) > 0.95
+    assert language_probe_accuracy(neutral, labels) < 0.65
+    with pytest.raises(ValueError, match="120 embeddings but 3"):
+        language_probe_accuracy(shifted, labels[:3])
+
+
+def test_plan_entropy_and_mutual_mass():
+    uniform = torch.full((4, 5), 1 / 20, dtype=torch.float64)
+    perm = torch.eye(4, dtype=torch.float64) / 4
+    assert plan_entropy(uniform).item() == pytest.approx(1.0, abs=TOL)
+    assert plan_entropy(perm).item() == pytest.approx(0.5, abs=TOL)  # log 4 / log 16
+    assert plan_entropy(perm, normalized=False).item() == pytest.approx(np.log(4), abs=TOL)
+    assert mutual_argmax_mass(perm).item() == pytest.approx(1.0, abs=TOL)
+    # padding (zero rows / columns) changes nothing
+    padded = torch.zeros(6, 7, dtype=torch.float64)
+    padded[:4, :4] = perm
+    batch = torch.stack([padded, torch.nn.functional.pad(uniform, (0, 2, 0, 2))])
+    torch.testing.assert_close(plan_entropy(batch), torch.tensor([0.5, 1.0], dtype=torch.float64))
+    # an entropic plan from POT: mass on mutual links matches a loop over the plan
+    rng = _rng(4)
+    cost = rng.random((5, 6))
+    plan = ot.sinkhorn(np.full(5, 1 / 5), np.full(6, 1 / 6), cost, reg=0.05)
+    keep = sum(plan[i, j] for i in range(5) for j in [plan[i].argmax()] if plan[:, j].argmax() == i)
+    assert mutual_argmax_mass(torch.from_numpy(plan)).item() == pytest.approx(keep / plan.sum(), abs=TOL)
+    h = -(plan / plan.sum() * np.log(plan / plan.sum())).sum() / np.log(30)
+    assert plan_entropy(torch.from_numpy(plan)).item() == pytest.approx(h, abs=1e-9)
+    with pytest.raises(ValueError, match="negative"):
+        plan_entropy(-uniform)
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+def test_projections_are_seeded_and_keep_labels(method):
+    rng = _rng(5)
+    centres = 3.0 * np.eye(8)[:2]  # two clusters, also apart after L2 normalisation
+    x = np.concatenate([centres[0] + 0.5 * rng.normal(size=(20, 8)), centres[1] + 0.5 * rng.normal(size=(20, 8))])
+    labels = [f"s{i}" for i in range(40)]
+    langs = ["aaa_Latn"] * 20 + ["bbb_Latn"] * 20
+    a = project(x, labels, langs, method=method, seed=1)
+    b = project(x, labels, langs, method=method, seed=1)
+    assert a.coords.shape == (40, 2) and np.isfinite(a.coords).all()
+    np.testing.assert_allclose(a.coords, b.coords, atol=1e-6)
+    assert a.frame()["lang"].tolist() == langs and a.labels == labels
+    # the two clusters stay apart: every point is nearer its own cluster's centre
+    c0, c1 = a.coords[:20].mean(0), a.coords[20:].mean(0)
+    near0 = np.linalg.norm(a.coords - c0, axis=1) < np.linalg.norm(a.coords - c1, axis=1)
+    assert near0[:20].all() and not near0[20:].any()
+    with pytest.raises(ValueError, match="40 embeddings but 3 labels"):
+        project(x, labels[:3], langs, method=method)
+
+
+def test_pca_matches_svd_up_to_sign():
+    rng = _rng(6)
+    x = rng.normal(size=(30, 6)) * np.arange(1, 7)
+    got = project(x, method="pca", normalize=False).coords
+    xc = x - x.mean(0)
+    _, _, vt = np.linalg.svd(xc)
+    want = xc @ vt[:2].T
+    np.testing.assert_allclose(np.abs(got), np.abs(want), atol=1e-9)
+
+
+def test_alignment_report_rows():
+    rng = _rng(7)
+    eng = rng.normal(size=(30, 8))
+    embs = {"close_Latn": eng + 0.1 * rng.normal(size=eng.shape), "far_Latn": rng.normal(size=eng.shape)}
+    rep = alignment_report(embs, eng, pivot_lang="eng_Latn")
+    f = rep.frame.set_index("lang")
+    assert list(f.index) == ["close_Latn", "far_Latn", "all"]
+    assert f.loc["close_Latn", "translation_gap"] > f.loc["far_Latn", "translation_gap"]
+    assert f.loc["close_Latn", "cka"] > f.loc["far_Latn", "cka"]
+    assert f.loc["all", "translation_gap"] == pytest.approx(f["translation_gap"].iloc[:2].mean())
+    assert f.loc["all", "probe_chance"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="do not match the pivot"):
+        alignment_report({"x": eng[:5]}, eng)
