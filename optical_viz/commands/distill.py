@@ -1,11 +1,44 @@
-"""`optical-viz distill`: not implemented yet (see the issue that introduces it)."""
+"""`optical-viz distill CONFIG.yaml [--resume] [--max-steps N] [--out DIR] [--loss NAME]`."""
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("distill", help="(not implemented yet)")
-    p.set_defaults(func=_missing)
+    p = sub.add_parser(
+        "distill",
+        help="train a student encoder against a frozen teacher on bitext (OT, contrastive or MSE loss)",
+        description="Train a student encoder (see optical_viz.distill). The run directory holds "
+        "config.yaml, metrics.jsonl, checkpoints/ and the final student/ model directory.",
+    )
+    p.add_argument("config", type=Path, help="YAML file of a DistillConfig (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue the run directory from its last checkpoint")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N steps in total (a checkpoint is written)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="run directory (default: output_dir of the config)")
+    p.add_argument("--loss", default=None, metavar="NAME", help="override loss.name: ot, contrastive, mse or a sum like ot+contrastive")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="override steps (the length of the schedule)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
 
 
-def _missing(args) -> int:
-    raise NotImplementedError("optical-viz distill is not implemented yet")
+def _run(args) -> int:
+    from optical_viz.cli import CLIError
+    from optical_viz.distill import DistillConfig, distill
+
+    config = DistillConfig.from_yaml(args.config)
+    changes = {k: v for k, v in (("loss", args.loss), ("steps", args.steps)) if v is not None}
+    if changes:
+        config = config.replace(**changes)
+    try:
+        result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
+    except FileExistsError as exc:
+        raise CLIError(str(exc)) from None
+    last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)
+    print(f"run directory: {result.run_dir} ({result.steps} steps)")
+    if last is not None:
+        print(f"held-out FLORES dev cosine (student vs teacher) at step {last['step']}: {last['heldout_cosine']:.4f}")
+    if result.student_dir is not None:
+        print(f"student model: {result.student_dir}")
+    else:
+        print("stopped before the end of the schedule: continue with --resume")
+    return 0

@@ -1,0 +1,907 @@
+"""Cross-lingual distillation: a frozen teacher, a trainable student, one loss to compare.
+
+The teacher (frozen, eval mode) embeds the English side of a bitext; the student (a
+trainable copy of the same encoder) embeds the low-resource side; a loss from
+:mod:`optical_viz.losses` pulls the two together. Everything that defines a run lives
+in one :class:`DistillConfig`, saved as ``RUN/config.yaml`` next to its results.
+
+>>> cfg = DistillConfig.from_yaml("configs/quick.yaml")
+>>> run = distill(cfg)                       # doctest: +SKIP
+>>> run.student_dir                           # a model directory that load_encoder opens
+
+Run directory (other modules rely on it)::
+
+    RUN/config.yaml           the resolved configuration
+    RUN/metrics.jsonl         one JSON object per line: step, loss terms, lr, examples/s,
+                              held-out cosine ("heldout_cosine"), evaluation rows ("eval")
+    RUN/checkpoints/step-N/   student.safetensors (trainable tensors), optimizer.pt,
+                              scheduler.pt, rng.pt, trainer_state.json; written atomically
+    RUN/student/              the final student model directory, with
+                              optical_viz_training.json {"languages", "bitext_sources", ...}
+
+Resuming (``resume=True``) restores the model, optimizer, scheduler, the torch / numpy /
+python RNG states and the sampler position from the last checkpoint, so that the metrics
+equal those of an uninterrupted run (same seed, CPU). Several processes (``accelerate
+launch --num_processes 2 --cpu``) split each global batch between them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "OTConfig",
+    "ContrastiveConfig",
+    "LossConfig",
+    "EvalConfig",
+    "DistillConfig",
+    "DistillResult",
+    "BitextSampler",
+    "distill",
+    "load_training_data",
+]
+
+TRAINING_INFO = "optical_viz_training.json"
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class OTConfig:
+    """Options of the OT (OPTICAL) loss; see :func:`optical_viz.losses.ot_loss`."""
+
+    eps: float = 0.1
+    metric: str = "cosine"  # cosine | sqeuclidean | dot
+    grad: str = "envelope"  # envelope | unroll
+    rho: typing.Optional[float] = None  # None: balanced; > 0: unbalanced (KL marginal penalty)
+    token_weights: str = "uniform"  # uniform | content (ignore <s> and </s>)
+    layer: int = -1  # hidden layer compared (0 = embedding output, -1 = last)
+    max_iter: int = 100
+    tol: float = 1e-6
+
+
+@dataclass
+class ContrastiveConfig:
+    """Options of the InfoNCE loss; see :func:`optical_viz.losses.contrastive_loss`."""
+
+    temperature: float = 0.05
+    margin: float = 0.0
+    symmetric: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Which loss, its weights and parameters.
+
+    name: "ot", "contrastive", "mse", or a combination joined by "+" ("ot+contrastive").
+    weights: weight per term; terms not listed weigh 1.
+    """
+
+    name: str = "ot"
+    weights: typing.Dict[str, float] = field(default_factory=dict)
+    ot: OTConfig = field(default_factory=OTConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+
+    @property
+    def terms(self) -> list[str]:
+        return [t.strip() for t in self.name.split("+")]
+
+    def term_weights(self) -> dict[str, float]:
+        return {t: float(self.weights.get(t, 1.0)) for t in self.terms}
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation.
+
+    every: run ``optical_viz.retrieval.evaluate`` every N steps and at the end (0: never).
+    task, langs, split: passed to ``retrieval.evaluate``; langs None -> the trained languages.
+    heldout_every: the cheap built-in signal (mean cosine between student(low-resource) and
+        teacher(English) sentence embeddings of FLORES dev pairs of the trained languages) is
+        measured at step 0, at the end and every N steps (0: only start and end).
+    heldout_sentences: FLORES dev sentences per language for that signal (at most 99).
+    """
+
+    every: int = 0
+    task: str = "flores"
+    langs: typing.Optional[typing.List[str]] = None
+    split: typing.Optional[str] = "dev"
+    heldout_every: int = 0
+    heldout_sentences: int = 99
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run. Load with :meth:`from_yaml`, save with :meth:`to_yaml`.
+
+    teacher / student: model names or directories for :func:`optical_viz.encoder.load_encoder`
+        (None: the converted default model); the student starts as a copy of ``student``
+        (or of the teacher when None).
+    languages: low-resource languages (any code :func:`optical_viz.data.resolve_language`
+        accepts; stored resolved, as FLORES codes).
+    bitext_sources: data sets to draw bitext from ("flores", "nllb_seed", "mafand",
+        "tatoeba"); each language uses every listed source that has it.
+    sampling: how a batch's languages are drawn: "uniform" (each language alike),
+        "proportional" (by corpus size) or "temperature" (p ~ n ** (1 / sampling_temperature)).
+    freeze_embeddings: freeze the word-embedding table (96M of e5-small's 118M parameters).
+    train_layers: train only the top N transformer layers (None: all).
+    dropout: override the model's dropout probabilities (None: keep; 0 disables).
+    device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
+        (autocast; meant for CUDA).
+    """
+
+    languages: typing.List[str] = field(default_factory=list)
+    bitext_sources: typing.List[str] = field(default_factory=lambda: ["flores"])
+    bitext_split: str = "train"
+    teacher: typing.Optional[str] = None
+    student: typing.Optional[str] = None
+    sampling: str = "temperature"
+    sampling_temperature: float = 5.0
+    steps: int = 1000
+    batch_size: int = 16
+    max_length: int = 128
+    lr: float = 2e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: typing.Optional[float] = 1.0
+    freeze_embeddings: bool = True
+    train_layers: typing.Optional[int] = None
+    dropout: typing.Optional[float] = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    output_dir: str = "runs/distill"
+    log_every: int = 1
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+
+    # --- YAML
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DistillConfig":
+        """Build and validate a config; unknown keys and bad values raise ValueError."""
+        cfg = _from_dict(cls, data, "")
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "DistillConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def replace(self, **changes) -> "DistillConfig":
+        """A validated copy with some top-level fields changed (``loss`` may be a name)."""
+        if isinstance(changes.get("loss"), str):
+            changes["loss"] = dataclasses.replace(self.loss, name=changes["loss"])
+        cfg = dataclasses.replace(self, **changes)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming every bad value (languages are checked against the data later)."""
+        errors = []
+
+        def check(cond, msg):
+            if not cond:
+                errors.append(msg)
+
+        check(len(self.languages) > 0, "languages: at least one language is required")
+        check(len(set(self.languages)) == len(self.languages), f"languages: duplicates in {self.languages}")
+        sources = {"flores", "nllb_seed", "mafand", "tatoeba"}
+        bad = [s for s in self.bitext_sources if s not in sources]
+        check(not bad and self.bitext_sources, f"bitext_sources: {bad or '[]'} not among {sorted(sources)}")
+        check(self.bitext_split in ("train", "dev", "test", "all"), f"bitext_split: {self.bitext_split!r}")
+        check(self.sampling in ("uniform", "proportional", "temperature"), f"sampling: {self.sampling!r} is not uniform, proportional or temperature")
+        check(self.sampling_temperature > 0, f"sampling_temperature must be > 0, got {self.sampling_temperature}")
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        check(self.max_length >= 4, f"max_length must be >= 4, got {self.max_length}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0 <= self.warmup_steps, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        check(self.train_layers is None or self.train_layers >= 0, f"train_layers must be >= 0 or null, got {self.train_layers}")
+        check(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1) or null, got {self.dropout}")
+        check(self.device in ("auto", "cpu", "cuda"), f"device: {self.device!r} is not auto, cpu or cuda")
+        check(self.precision in ("fp32", "bf16"), f"precision: {self.precision!r} is not fp32 or bf16")
+        check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        check(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        from optical_viz.losses import LOSSES
+
+        bad = [t for t in self.loss.terms if t not in LOSSES]
+        check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")
+        extra = sorted(set(self.loss.weights) - set(self.loss.terms))
+        check(not extra, f"loss.weights: {extra} are not terms of loss {self.loss.name!r}")
+        ot = self.loss.ot
+        check(ot.eps > 0, f"loss.ot.eps must be > 0, got {ot.eps}")
+        check(ot.metric in ("cosine", "sqeuclidean", "dot"), f"loss.ot.metric: {ot.metric!r}")
+        check(ot.grad in ("envelope", "unroll"), f"loss.ot.grad: {ot.grad!r} is not envelope or unroll")
+        check(ot.rho is None or ot.rho > 0, f"loss.ot.rho must be > 0 or null, got {ot.rho}")
+        check(ot.token_weights in ("uniform", "content"), f"loss.ot.token_weights: {ot.token_weights!r} is not uniform or content")
+        check(self.loss.contrastive.temperature > 0, f"loss.contrastive.temperature must be > 0, got {self.loss.contrastive.temperature}")
+        check(self.eval.every >= 0 and self.eval.heldout_every >= 0, "eval.every and eval.heldout_every must be >= 0")
+        check(1 <= self.eval.heldout_sentences <= 99, f"eval.heldout_sentences must be in [1, 99], got {self.eval.heldout_sentences}")
+        if errors:
+            raise ValueError("invalid distillation config: " + "; ".join(errors))
+
+
+def _from_dict(cls, data, where: str):
+    """Strictly convert a mapping into dataclass ``cls`` (unknown keys are errors)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {[where + k for k in unknown]}; known: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, where + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, name: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, name)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value or {}, name + ".")
+    if origin in (list, typing.List):
+        if not isinstance(value, list):
+            raise ValueError(f"{name}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, typing.Dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{name}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)  # YAML reads "1e-4" as a string
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Corpus:
+    """The bitext of one language, all sources concatenated: src (language side), tgt (English)."""
+
+    lang: str
+    sources: list[str]
+    src: list[str]
+    tgt: list[str]
+
+
+def load_training_data(config: DistillConfig, root=None) -> list[Corpus]:
+    """Load and check the bitext of every configured language (before any model is loaded).
+
+    Raises ValueError for an unknown language, a language that no listed source has, or
+    bitext that is empty or whose sides differ in length.
+    """
+    from optical_viz import data
+
+    available = {s: set(data.languages(s, root=root)) for s in config.bitext_sources}
+    corpora = []
+    for code in config.languages:
+        try:
+            lang = data.resolve_language(code)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unknown language {code!r}: {exc}") from None
+        sources = [s for s in config.bitext_sources if lang in available[s]]
+        if not sources:
+            raise ValueError(
+                f"language {code!r} ({lang}) has no bitext in {config.bitext_sources}; "
+                + "; ".join(f"{s} has {len(available[s])} languages" for s in config.bitext_sources)
+            )
+        src, tgt = [], []
+        for s in sources:
+            bt = data.load_bitext(lang, source=s, split=config.bitext_split, root=root)
+            if len(bt.src) != len(bt.tgt):
+                raise ValueError(f"bitext {lang}/{s}/{config.bitext_split}: {len(bt.src)} source lines but {len(bt.tgt)} English lines")
+            pairs = [(a, b) for a, b in zip(bt.src, bt.tgt) if a.strip() and b.strip()]
+            src += [a for a, _ in pairs]
+            tgt += [b for _, b in pairs]
+        if not src:
+            raise ValueError(f"bitext of {lang} in {sources} (split {config.bitext_split}) is empty")
+        corpora.append(Corpus(lang, sources, src, tgt))
+    return corpora
+
+
+class BitextSampler:
+    """Deterministic batches across languages, resumable from a small state.
+
+    Step k draws each example's language with ``np.random.default_rng([seed, k])``; within
+    a language, examples come in epochs, each a permutation seeded by (seed, language,
+    epoch). The state is the step and the number of examples drawn per language, so a
+    restored sampler continues exactly where it stopped.
+    """
+
+    def __init__(self, corpora: list[Corpus], batch_size: int, seed: int, sampling: str, temperature: float):
+        self.corpora = corpora
+        self.batch_size = batch_size
+        self.seed = seed
+        sizes = np.array([len(c.src) for c in corpora], dtype=np.float64)
+        if sampling == "uniform":
+            p = np.ones_like(sizes)
+        elif sampling == "proportional":
+            p = sizes
+        else:
+            p = sizes ** (1.0 / temperature)
+        self.probs = p / p.sum()
+        self.step = 0
+        self.drawn = [0] * len(corpora)
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "drawn": list(self.drawn)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.drawn = [int(d) for d in state["drawn"]]
+
+    def _perm(self, lang: int, epoch: int) -> np.ndarray:
+        key = (lang, epoch)
+        if key not in self._perms:
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != lang}
+            rng = np.random.default_rng([self.seed, 7919, lang, epoch])
+            self._perms[key] = rng.permutation(len(self.corpora[lang].src))
+        return self._perms[key]
+
+    def next_batch(self) -> list[tuple[str, str, str]]:
+        """The next global batch: ``batch_size`` triples (language, source text, English text)."""
+        rng = np.random.default_rng([self.seed, self.step])
+        langs = rng.choice(len(self.corpora), size=self.batch_size, p=self.probs)
+        batch = []
+        for li in langs:
+            c = self.corpora[li]
+            n = self.drawn[li]
+            idx = self._perm(li, n // len(c.src))[n % len(c.src)]
+            self.drawn[li] += 1
+            batch.append((c.lang, c.src[idx], c.tgt[idx]))
+        self.step += 1
+        return batch
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class DistillResult:
+    """What :func:`distill` produced. ``student_dir`` is None when stopped by ``max_steps``."""
+
+    run_dir: Path
+    student_dir: Path | None
+    steps: int
+    metrics: list[dict]
+
+
+@dataclass
+class _Models:
+    teacher: object  # optical_viz.encoder.Encoder, frozen
+    student: object  # optical_viz.encoder.Encoder, trainable copy
+
+
+def _load_models(config: DistillConfig, device) -> _Models:
+    from optical_viz.encoder import load_encoder
+
+    for role in ("teacher", "student"):
+        name = getattr(config, role)
+        if name is not None and (os.sep in name or name.startswith(".")) and not Path(name).expanduser().exists():
+            raise FileNotFoundError(f"{role} model directory {name} does not exist")
+    teacher = load_encoder(config.teacher, device=device)
+    student = load_encoder(config.student if config.student is not None else config.teacher, device=device)
+    teacher.model.eval()
+    teacher.model.requires_grad_(False)
+    if config.dropout is not None:
+        for m in student.model.modules():
+            if isinstance(m, __import__("torch").nn.Dropout):
+                m.p = config.dropout
+    student.model.train()
+    _select_trainable(student.model, config)
+    return _Models(teacher, student)
+
+
+def _select_trainable(model, config: DistillConfig) -> None:
+    """Freeze the word embeddings and/or the lower layers as configured."""
+    model.requires_grad_(True)
+    for name, p in model.named_parameters():
+        if name.endswith("word_embeddings.weight") and config.freeze_embeddings:
+            p.requires_grad_(False)
+        if "pooler" in name:  # not used by the losses (they read hidden states)
+            p.requires_grad_(False)
+    if config.train_layers is not None:
+        n_layers = model.config.num_hidden_layers
+        keep = {f"layer.{i}." for i in range(n_layers - config.train_layers, n_layers)}
+        for name, p in model.named_parameters():
+            if not any(k in name for k in keep):
+                p.requires_grad_(False)
+
+
+def _tokenize(enc, texts: list[str], max_length: int, device):
+    """Tokenize with the encoder's prefix, truncated to ``max_length`` -> (input_ids, mask) (B, T)."""
+    batch = enc.tokenize(texts, max_length=max_length)
+    ids = batch["input_ids"].to(device)
+    mask = batch["attention_mask"].to(device)
+    return ids, mask
+
+
+class _Ticker:
+    """Adds the seconds since the previous call to ``timings[name]`` (no-op without timings)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.t
+            self.t = now
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return f
+
+
+class _Trainer:
+    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator):
+        import torch
+
+        self.torch = torch
+        self.cfg = config
+        self.run_dir = run_dir
+        self.acc = accelerator
+        self.device = accelerator.device
+        self.teacher = models.teacher
+        self.student = models.student
+        self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature)
+        params = [p for p in self.student.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+        )
+        self.model, self.optimizer = accelerator.prepare(self.student.model, opt)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config.warmup_steps, config.steps))
+        self.step = 0
+        self.metrics: list[dict] = []
+        self._heldout_en = None
+
+    # --- one step
+
+    def _hidden(self, model, ids, mask, layers: set[int]):
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return {l: out.hidden_states[l] for l in layers}
+
+    def compute_loss(self, pairs: list[tuple[str, str, str]], timings: dict | None = None):
+        """Loss terms for a list of (lang, source, English) pairs -> (total, {name: value}).
+
+        timings: if given, seconds per phase are added to it (tokenize, teacher_forward,
+        student_forward, loss_forward), for the benchmark.
+        """
+        from optical_viz import losses
+
+        torch = self.torch
+        cfg = self.cfg.loss
+        terms = cfg.terms
+        tick = _Ticker(timings)
+        src = [p[1] for p in pairs]
+        tgt = [p[2] for p in pairs]
+        s_ids, s_mask = _tokenize(self.student, src, self.cfg.max_length, self.device)  # (B, T)
+        t_ids, t_mask = _tokenize(self.teacher, tgt, self.cfg.max_length, self.device)  # (B, S)
+        if "mse" in terms:
+            e_ids, e_mask = _tokenize(self.student, tgt, self.cfg.max_length, self.device)  # (B, S)
+        s_mask_b, t_mask_b = s_mask.bool(), t_mask.bool()
+        layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
+        tick("tokenize")
+        with torch.no_grad():
+            t_hidden = self._hidden(self.teacher.model, t_ids, t_mask, layers)  # layer -> (B, S, H)
+        tick("teacher_forward")
+        with self.acc.autocast():
+            s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B, T, H)
+            if "mse" in terms:
+                e_hidden = self._hidden(self.model, e_ids, e_mask, {-1})[-1]  # (B, S, H)
+        tick("student_forward")
+        out = {}
+        if "ot" in terms:
+            o = cfg.ot
+            sw = tw = None
+            if o.token_weights == "content":
+                sw, tw = losses.special_token_weights(s_mask_b), losses.special_token_weights(t_mask_b)
+            out["ot"] = losses.ot_loss(
+                s_hidden[o.layer].float(), t_hidden[o.layer].float(), s_mask_b, t_mask_b,
+                eps=o.eps, metric=o.metric, student_weights=sw, teacher_weights=tw,
+                grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
+            ).loss
+        if "contrastive" in terms or "mse" in terms:
+            s_sent = losses.mean_pool(s_hidden[-1].float(), s_mask_b)  # (B, H)
+            t_sent = losses.mean_pool(t_hidden[-1].float(), t_mask_b)  # (B, H)
+        if "contrastive" in terms:
+            c = cfg.contrastive
+            out["contrastive"] = losses.contrastive_loss(s_sent, t_sent, temperature=c.temperature, margin=c.margin, symmetric=c.symmetric)
+        if "mse" in terms:
+            e_sent = losses.mean_pool(e_hidden.float(), e_mask.bool())  # (B, H)
+            out["mse"] = losses.mse_loss(s_sent, e_sent, t_sent)
+        total = losses.combine(out, cfg.term_weights())
+        tick("loss_forward")
+        return total, out
+
+    def train_step(self, timings: dict | None = None) -> dict:
+        """One optimizer step on the next global batch -> the metrics record."""
+        torch = self.torch
+        t0 = time.perf_counter()
+        batch = self.sampler.next_batch()
+        local = batch[self.acc.process_index :: self.acc.num_processes]
+        total, terms = self.compute_loss(local, timings)
+        tick = _Ticker(timings)
+        self.acc.backward(total)
+        tick("backward")
+        if self.cfg.grad_clip is not None:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tick("optimizer")
+        self.step += 1
+        values = torch.stack([total.detach(), *[v.detach() for v in terms.values()]])
+        values = self.acc.reduce(values, reduction="mean") if self.acc.num_processes > 1 else values
+        elapsed = time.perf_counter() - t0
+        rec = {"step": self.step, "loss": float(values[0])}
+        rec.update({f"loss_{k}": float(v) for k, v in zip(terms, values[1:])})
+        rec.update({"lr": lr, "examples_per_s": len(batch) / elapsed, "step_time_s": elapsed})
+        return rec
+
+    # --- evaluation
+
+    def heldout_cosine(self) -> dict:
+        """Mean cosine of student(lang) vs teacher(English) embeddings of FLORES dev pairs."""
+        from optical_viz import data
+
+        n = self.cfg.eval.heldout_sentences
+        if self._heldout_en is None:
+            en = data.load_flores("eng_Latn", split="dev").texts[:n]
+            self._heldout_en = self.teacher.embed_sentences(en)  # (n, H), L2-normalised
+        was_training = self.student.model.training
+        self.student.model.eval()
+        per_lang = {}
+        try:
+            for c in self.sampler.corpora:
+                texts = data.load_flores(c.lang, split="dev").texts[:n]
+                s = self.student.embed_sentences(texts)  # (n, H)
+                per_lang[c.lang] = float((s * self._heldout_en).sum(-1).mean())
+        finally:
+            self.student.model.train(was_training)
+        return {"heldout_cosine": float(np.mean(list(per_lang.values()))), "heldout_cosine_by_lang": per_lang}
+
+    def evaluate(self) -> list[dict]:
+        from optical_viz import retrieval
+
+        e = self.cfg.eval
+        langs = e.langs or [c.lang for c in self.sampler.corpora]
+        was_training = self.student.model.training
+        self.student.model.eval()
+        try:
+            report = retrieval.evaluate(e.task, student=self.student, teacher=self.teacher, langs=langs, split=e.split)
+        finally:
+            self.student.model.train(was_training)
+        return json.loads(report.frame.to_json(orient="records"))
+
+    # --- checkpoints
+
+    def save_checkpoint(self) -> Path:
+        import torch
+        from safetensors.torch import save_file
+
+        ckpt_root = self.run_dir / "checkpoints"
+        ckpt_root.mkdir(exist_ok=True)
+        final = ckpt_root / f"step-{self.step}"
+        tmp = ckpt_root / f".tmp-step-{self.step}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        trainable = {n: p.detach().cpu().contiguous() for n, p in self.student.model.named_parameters() if p.requires_grad}
+        save_file(trainable, str(tmp / "student.safetensors"))
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        state = {"step": self.step, "sampler": self.sampler.state_dict()}
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # atomic: a checkpoint directory is complete or absent
+        _fsync_dir(ckpt_root)
+        old = sorted(_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
+        for p in old:
+            shutil.rmtree(p, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path / "student.safetensors"))
+        params = dict(self.student.model.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+        if missing:
+            raise ValueError(f"checkpoint {path} lacks trainable tensors {missing[:5]} (config changed?)")
+        with torch.no_grad():
+            for n, t in tensors.items():
+                params[n].copy_(t)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        rng = torch.load(path / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        state = json.loads((path / "trainer_state.json").read_text())
+        self.step = state["step"]
+        self.sampler.load_state_dict(state["sampler"])
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint directory with the highest step, or None."""
+    ckpts = _checkpoints(Path(run_dir))
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of ``RUN/metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
+    """Check the run directory; return the checkpoint to resume from (or None)."""
+    if resume:
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"cannot resume: {saved} does not exist")
+        old = DistillConfig.from_yaml(saved).to_dict()
+        new = config.to_dict()
+        old.pop("output_dir"), new.pop("output_dir")
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise ValueError(f"cannot resume {run_dir}: the config differs from its config.yaml in {diff}")
+        return latest_checkpoint(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(
+            f"run directory {run_dir} already exists and is not empty: pass --resume to continue it, "
+            "or choose another output directory (--out)"
+        )
+    return None
+
+
+def distill(
+    config: DistillConfig | dict | str | os.PathLike,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DistillResult:
+    """Train a student as configured; see the module docstring for the run directory.
+
+    config: a :class:`DistillConfig`, a mapping, or a YAML path.
+    resume: continue ``output_dir`` from its last checkpoint (metrics equal those of an
+        uninterrupted run); without it, an existing non-empty run directory is an error.
+    max_steps: stop after this many optimizer steps in total (a checkpoint is written; the
+        schedule still follows ``config.steps``), as if interrupted.
+    output_dir: overrides ``config.output_dir``. root: the data root.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    if isinstance(config, (str, os.PathLike)):
+        config = DistillConfig.from_yaml(config)
+    elif isinstance(config, dict):
+        config = DistillConfig.from_dict(config)
+    if output_dir is not None:
+        config = dataclasses.replace(config, output_dir=str(output_dir))
+    config.validate()
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    run_dir = Path(config.output_dir)
+
+    # everything that can fail on bad input fails here, before any training
+    corpora = load_training_data(config, root=root)
+    from optical_viz import data
+
+    config = dataclasses.replace(config, languages=[c.lang for c in corpora])
+    for c in corpora:  # the held-out signal needs FLORES dev for every trained language
+        data.load_flores(c.lang, split="dev", root=root)
+    ckpt = _prepare_run_dir(config, run_dir, resume)
+
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision="bf16" if config.precision == "bf16" else "no",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+    )
+    _seed_everything(config.seed)
+    models = _load_models(config, accelerator.device)
+    trainer = _Trainer(config, run_dir, corpora, models, accelerator)
+    main = accelerator.is_main_process
+
+    metrics_path = run_dir / "metrics.jsonl"
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+    if ckpt is not None:
+        trainer.load_checkpoint(ckpt)
+        trainer.metrics = [r for r in read_metrics(run_dir) if r["step"] <= trainer.step]
+    elif resume:  # interrupted before the first checkpoint: start over
+        trainer.metrics = []
+    if main:  # drop records logged after the checkpoint (they will be recomputed)
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.metrics))
+    accelerator.wait_for_everyone()
+
+    def log(rec: dict) -> None:
+        trainer.metrics.append(rec)
+        if main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    if trainer.step == 0 and not trainer.metrics and main:
+        log({"step": 0, **trainer.heldout_cosine()})
+    stop = min(config.steps, max_steps) if max_steps is not None else config.steps
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=trainer.step, desc="distill", disable=not (progress and main), unit="step")
+    e = config.eval
+    while trainer.step < stop:
+        rec = trainer.train_step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        last = trainer.step == config.steps
+        if main and (e.heldout_every and trainer.step % e.heldout_every == 0 or last):
+            rec.update(trainer.heldout_cosine())
+        if main and e.every and (trainer.step % e.every == 0 or last):
+            rec["eval"] = trainer.evaluate()
+        if trainer.step % config.log_every == 0 or last or "heldout_cosine" in rec or "eval" in rec:
+            log(rec)
+        if trainer.step % config.checkpoint_every == 0 or trainer.step == stop:
+            accelerator.wait_for_everyone()
+            if main:
+                trainer.save_checkpoint()
+            accelerator.wait_for_everyone()
+    bar.close()
+
+    student_dir = None
+    if trainer.step >= config.steps:
+        student_dir = run_dir / "student"
+        if main:
+            _save_student(trainer, config, student_dir)
+        accelerator.wait_for_everyone()
+    written = read_metrics(run_dir) if main else trainer.metrics
+    return DistillResult(run_dir=run_dir, student_dir=student_dir, steps=trainer.step, metrics=written)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -> None:
+    """Write the final student as a model directory (atomically) that load_encoder opens."""
+    tmp = student_dir.with_name(f".tmp-student-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model = trainer.acc.unwrap_model(trainer.model)
+    src_dir = getattr(trainer.student, "path", None) or getattr(model, "name_or_path", None)
+    tmp.mkdir(parents=True)
+    if src_dir and Path(src_dir).is_dir():  # tokenizer and metadata files of the initial model
+        for p in Path(src_dir).iterdir():
+            if p.is_file() and not p.name.endswith((".safetensors", ".bin")) and p.name != "config.json":
+                shutil.copy2(p, tmp / p.name)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if not (tmp / "tokenizer.json").exists() and hasattr(trainer.student.tokenizer, "save_pretrained"):
+        trainer.student.tokenizer.save_pretrained(tmp)
+    info = {
+        "languages": [c.lang for c in trainer.sampler.corpora],
+        "bitext_sources": list(config.bitext_sources),
+        "bitext_split": config.bitext_split,
+        "loss": config.loss.name,
+        "steps": trainer.step,
+        "teacher": config.teacher,
+        "student_init": config.student if config.student is not None else config.teacher,
+        "seed": config.seed,
+    }
+    (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    if student_dir.exists():
+        shutil.rmtree(student_dir)
+    os.replace(tmp, student_dir)
