@@ -172,9 +172,10 @@ def close_codes(code: str, pool: Iterable[str] | None = None, n: int = 6) -> lis
     """The codes of ``pool`` (default: every known code and alias) closest to ``code`` (difflib)."""
     pool = list(pool) if pool is not None else [*sorted(KNOWN_CODES), *_BY_PREFIX, *ISO639_1]
     lowered = {p.lower(): p for p in pool}
-    hits = difflib.get_close_matches(code.lower(), list(lowered), n=n, cutoff=0.5)
-    if not hits:  # e.g. 'yor_Cyrl' -> the codes sharing its language prefix
-        hits = [p for p in lowered if p[:3] == code.lower()[:3]][:n]
+    key = code.lower()
+    same_language = [p for p in lowered if len(key) >= 3 and p[:3] == key[:3] and p != key]
+    similar = difflib.get_close_matches(key, list(lowered), n=n, cutoff=0.5)
+    hits = list(dict.fromkeys(same_language + similar))[:n]  # e.g. 'yor_Cyrl' -> yor_Latn first
     return [lowered[h] for h in hits]
 
 

@@ -1,0 +1,238 @@
+"""Loaders against the real data sets, checked with independent readers (pandas, plain file reads)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from optical_viz.data import (
+    CorruptDataError,
+    MissingDataError,
+    languages,
+    load_bitext,
+    load_flores,
+    load_word_alignment,
+    load_xquad,
+    load_xquad_r,
+    word_alignment_pairs,
+)
+from optical_viz.data.languages import TATOEBA_CODES
+
+
+def _lines(path):
+    return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+# --------------------------------------------------------------------------- FLORES
+
+
+@pytest.mark.parametrize("split, n", [("train", 701), ("dev", 99), ("test", 204), ("dev+test", 303), ("all", 1004)])
+def test_flores_split_sizes(data_root, split, n):
+    fl = load_flores("yor_Latn", split, root=data_root)
+    assert fl.lang == "yor_Latn" and fl.split == split
+    assert len(fl.ids) == len(fl.texts) == len(fl.categories) == n
+    assert fl.ids == sorted(set(fl.ids))
+
+
+def test_flores_matches_pandas_and_undoes_csv_quoting(data_root):
+    frames = [pd.read_csv(data_root / "flores200/annotated/eng_Latn" / f"{s}.tsv", sep="\t") for s in ("train", "dev", "test")]
+    ref = pd.concat(frames).sort_values("index_id")
+    fl = load_flores("en", "all", root=data_root)
+    assert fl.ids == ref["index_id"].tolist()
+    assert fl.texts == ref["text"].tolist()
+    assert fl.categories == ref["category"].tolist()
+    quoted = fl.texts[fl.ids.index(76)]  # stored as "...was the ""settled law of the land"", ..."
+    assert '"settled law of the land"' in quoted and not quoted.startswith('"')
+
+
+def test_flores_bitext_is_aligned_by_index_id(data_root):
+    bt = load_bitext("yo", "flores", "dev", root=data_root)
+    yor, eng = load_flores("yor_Latn", "dev", root=data_root), load_flores("eng_Latn", "dev", root=data_root)
+    assert (bt.lang, bt.tgt_lang, len(bt)) == ("yor_Latn", "eng_Latn", 99)
+    assert bt.src == yor.texts and bt.tgt == eng.texts and yor.ids == eng.ids
+    fr = load_bitext("yor", "flores", "dev", root=data_root, pivot="fr")
+    assert fr.tgt_lang == "fra_Latn" and fr.src == bt.src and fr.tgt != bt.tgt
+
+
+def test_flores_bad_split(data_root):
+    with pytest.raises(ValueError, match="unknown split 'valid'"):
+        load_flores("yor", "valid", root=data_root)
+
+
+# --------------------------------------------------------------------------- NLLB-Seed
+
+
+def test_nllb_seed(data_root):
+    langs = languages("nllb_seed", root=data_root)
+    assert len(langs) == 40 and "eng_Latn" not in langs and "zgh_Tfng" in langs
+    bt = load_bitext("zgh", "nllb_seed", root=data_root)
+    seed = data_root / "nllb_seed/seed"
+    assert bt.src == _lines(seed / "zgh_Tfng") and bt.tgt == _lines(seed / "eng_Latn")
+    assert len(bt) == 6193 and bt.split == "train"
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        load_bitext("zgh", "nllb_seed", "test", root=data_root)
+    with pytest.raises(ValueError, match="English only"):
+        load_bitext("zgh", "nllb_seed", root=data_root, pivot="fra_Latn")
+
+
+# --------------------------------------------------------------------------- MAFAND-MT
+
+
+def test_mafand_english_and_french_centred_pairs(data_root):
+    assert len(languages("mafand", root=data_root)) == 15
+    assert languages("mafand", root=data_root, pivot="fr") == [
+        "bam_Latn", "bbj_Latn", "ewe_Latn", "fon_Latn", "mos_Latn", "wol_Latn"]
+    base = data_root / "mafand_mt/data/text_files"
+    bt = load_bitext("sw", "mafand", "train", root=data_root)
+    assert bt.lang == "swh_Latn" and bt.src == _lines(base / "en-swa/train.swa") and bt.tgt == _lines(base / "en-swa/train.en")
+    luo = load_bitext("luo", "mafand", "all", root=data_root)  # folder en_luo, with an underscore
+    assert len(luo) == sum(len(_lines(base / f"en_luo/{s}.luo")) for s in ("train", "dev", "test"))
+    with pytest.raises(ValueError, match=r"fra_Latn \(folder fr-wol\).*pivot='fra_Latn'"):
+        load_bitext("wol", "mafand", root=data_root)
+    wol = load_bitext("wol", "mafand", "dev", root=data_root, pivot="fra_Latn")
+    assert wol.tgt_lang == "fra_Latn" and wol.tgt == _lines(base / "fr-wol/dev.fr")
+    with pytest.raises(ValueError, match="no train split for amh_Ethi .*available: dev, test"):
+        load_bitext("amh", "mafand", "train", root=data_root)
+
+
+# --------------------------------------------------------------------------- Tatoeba
+
+
+def test_tatoeba(data_root):
+    files = sorted(p.name for p in (data_root / "tatoeba").glob("tatoeba.*-eng.*") if not p.name.endswith(".eng"))
+    native = [re.match(r"tatoeba\.(\w+)-eng", f)[1] for f in files]
+    assert sorted(native) == sorted(TATOEBA_CODES)  # every file is mapped
+    assert languages("tatoeba", root=data_root) == sorted(TATOEBA_CODES.values())
+    for code, native_code in [("cmn", "cmn"), ("ara", "ara"), ("sq", "sqi"), ("lfn", "lfn")]:
+        bt = load_bitext(code, "tatoeba", root=data_root)
+        assert bt.split == "test" and bt.lang == TATOEBA_CODES[native_code]
+        assert bt.src == _lines(data_root / f"tatoeba/tatoeba.{native_code}-eng.{native_code}")
+        assert bt.tgt == _lines(data_root / f"tatoeba/tatoeba.{native_code}-eng.eng")
+    with pytest.raises(ValueError, match="unknown split 'train'.*test"):
+        load_bitext("deu", "tatoeba", "train", root=data_root)
+    with pytest.raises(ValueError, match="tatoeba: language 'yor'.*not available"):
+        load_bitext("yor", "tatoeba", root=data_root)
+
+
+def test_unknown_source(data_root):
+    with pytest.raises(ValueError, match="unknown bitext source 'opus'"):
+        load_bitext("yor", "opus", root=data_root)
+
+
+# --------------------------------------------------------------------------- XQuAD / XQuAD-R
+
+
+def test_xquad_is_parallel(data_root):
+    assert len(languages("xquad", root=data_root)) == 12
+    en, zh = load_xquad("en", root=data_root), load_xquad("zho_Hans", root=data_root)
+    assert zh.lang == "zho_Hans"
+    for x in (en, zh):
+        assert len(x.paragraphs) == 240 and len(x.questions) == 1190
+        for q in x.questions:
+            assert x.paragraphs[q.paragraph][q.answer_start:].startswith(q.answer)
+    assert [q.id for q in en.questions] == [q.id for q in zh.questions]
+    assert [q.paragraph for q in en.questions] == [q.paragraph for q in zh.questions]
+    raw = json.loads((data_root / "xquad/xquad.en.json").read_text())
+    assert en.questions[0].text == raw["data"][0]["paragraphs"][0]["qas"][0]["question"]
+
+
+@pytest.mark.parametrize("lang, candidates", [("en", 1180), ("th", 852), ("zh", 1196), ("ar", 1222), ("de", 1276)])
+def test_xquad_r_candidates_and_gold(data_root, lang, candidates):
+    r = load_xquad_r(lang, root=data_root)
+    assert len(r.sentences) == len(r.sentence_paragraph) == candidates  # the LAReQA README's table
+    assert len(r.questions) == 1190 and len(r.paragraphs) == 240
+    x = load_xquad(lang, root=data_root)
+    for q, xq in zip(r.questions, x.questions, strict=True):
+        assert (q.id, q.text) == (xq.id, xq.text)
+        assert r.sentence_paragraph[q.gold] == xq.paragraph
+        sentence = r.sentences[q.gold]
+        start = r.paragraphs[xq.paragraph].find(sentence)  # independent of sentence_breaks
+        assert start <= xq.answer_start < start + len(sentence)
+
+
+# --------------------------------------------------------------------------- word alignment
+
+
+@pytest.mark.parametrize("pair, n", [("enfr", 447), ("roen", 248), ("ro-en", 248)])
+def test_word_alignment_counts_match_the_gold_file(data_root, pair, n):
+    gold = load_word_alignment(pair, root=data_root)
+    key = pair.replace("-", "")
+    raw = _lines(data_root / f"word_alignment/{key}.gold")
+    assert len(gold) == len(raw) == n
+    assert sum(len(g.sure) for g in gold) == sum(len(re.findall(r"\d+-\d+", line)) for line in raw)
+    assert sum(len(g.possible) for g in gold) == sum(len(line.split()) for line in raw)
+    for g in gold:
+        assert g.sure <= g.possible
+        assert all(0 <= i < len(g.src) and 0 <= j < len(g.tgt) for i, j in g.possible)
+
+
+def test_word_alignment_example(data_root):
+    first = load_word_alignment("roen", root=data_root)[0]  # "ajunge ! ||| that 's enough !" / "2-4 1-3"
+    assert first.src == ["ajunge", "!"] and first.tgt == ["that", "'s", "enough", "!"]
+    assert first.sure == first.possible == {(0, 2), (1, 3)}
+    enfr = load_word_alignment("enfr", root=data_root)
+    assert any(g.possible - g.sure for g in enfr)  # en-fr has possible (p) links
+
+
+def test_any_pair_with_both_files_is_found(tmp_path):
+    wa = tmp_path / "word_alignment"
+    wa.mkdir()
+    (wa / "deen.src-tgt").write_text("das Haus ||| the house\nja ||| yes\n")
+    (wa / "deen.gold").write_text("1-1 2p2\n1-1\n")
+    (wa / "jaen.src-tgt").write_text("x ||| y\n")  # no jaen.gold: not a pair
+    assert word_alignment_pairs(root=tmp_path) == ["deen"]
+    gold = load_word_alignment("de-en", root=tmp_path)
+    assert gold[0].sure == {(0, 0)} and gold[0].possible == {(0, 0), (1, 1)}
+    with pytest.raises(ValueError, match="no pair 'jaen'.*available: deen"):
+        load_word_alignment("jaen", root=tmp_path)
+    (wa / "deen.gold").write_text("1-1 3-2\n1-1\n")  # word 3 does not exist
+    with pytest.raises(CorruptDataError, match=r"deen\.gold: line 1: link '3-2'.*optical-viz data fetch word_alignment"):
+        load_word_alignment("deen", root=tmp_path)
+    (wa / "deen.gold").write_text("1-1\n")  # one line short
+    with pytest.raises(CorruptDataError, match="1 lines, but its parallel file deen.src-tgt has 2"):
+        load_word_alignment("deen", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- missing / corrupt files
+
+
+@pytest.fixture
+def small_flores(tmp_path, data_root):
+    """A data root holding FLORES for yor_Latn and eng_Latn only."""
+    for lang in ("yor_Latn", "eng_Latn"):
+        shutil.copytree(data_root / "flores200/annotated" / lang, tmp_path / "flores200/annotated" / lang)
+    return tmp_path
+
+
+def test_missing_file_names_file_set_and_fix(small_flores):
+    (small_flores / "flores200/annotated/yor_Latn/dev.tsv").unlink()
+    with pytest.raises(MissingDataError) as info:
+        load_bitext("yor", "flores", "dev", root=small_flores)
+    msg = str(info.value)
+    assert "flores200/annotated/yor_Latn/dev.tsv" in msg and "flores200:" in msg
+    assert f"optical-viz data fetch flores200 --root {small_flores}" in msg
+    assert info.value.set == "flores200" and info.value.fix in msg
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_corrupt_file_is_detected_by_checksum(small_flores):
+    path = small_flores / "flores200/annotated/eng_Latn/dev.tsv"
+    data = bytearray(path.read_bytes())
+    data[-2] = ord("#")  # same size, different content
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=r"flores200: corrupt file .*eng_Latn/dev\.tsv .*checksum.*optical-viz data fetch flores200"):
+        load_flores("eng", "dev", root=small_flores)
+    assert len(load_flores("yor", "dev", root=small_flores)) == 99  # the intact file still loads
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda r: load_bitext("deu", "tatoeba", root=r), lambda r: load_xquad("en", root=r),
+     lambda r: languages("nllb_seed", root=r), lambda r: word_alignment_pairs(root=r)],
+)
+def test_missing_set_folder(tmp_path, call):
+    with pytest.raises(MissingDataError, match=r"the set folder .* is missing.*fix: optical-viz data fetch \w+"):
+        call(tmp_path)
