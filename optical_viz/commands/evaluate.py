@@ -1,11 +1,158 @@
-"""`optical-viz evaluate`: not implemented yet (see the issue that introduces it)."""
+"""`optical-viz evaluate TASK`: retrieval evaluation and word-alignment evaluation.
+
+    optical-viz evaluate flores --langs yor_Latn,hau_Latn --json out.json
+    optical-viz evaluate xquad-r --student RUN/student --teacher default
+    optical-viz evaluate flores --langs configs/rq2-50.yaml --scoring maxsim
+    optical-viz evaluate clir --collection DIR          # queries.tsv, passages.tsv, qrels.tsv
+    optical-viz evaluate alignment --pair enfr --method sinkhorn --layer 8
+"""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
+TASKS = (*RETRIEVAL_TASKS, "alignment")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="(not implemented yet)")
-    p.set_defaults(func=_missing)
+    p = sub.add_parser(
+        "evaluate",
+        help="retrieval (xquad-r, xquad, flores, tatoeba, clir) or word-alignment evaluation",
+        description="Evaluate a model: retrieval metrics with 95%% bootstrap intervals, or word alignment.",
+    )
+    p.add_argument("task", choices=TASKS, help="what to evaluate")
+    p.add_argument("--langs", default=None,
+                   help="comma-separated codes (yo, yor, yor_Latn), 'all', or a YAML file with a 'languages' "
+                        "list (default: all languages of the task; flores needs --langs)")
+    p.add_argument("--model", default="default", help="'default' or a model directory (symmetric setting)")
+    p.add_argument("--student", default=None, help="student model directory: encodes the non-English side")
+    p.add_argument("--teacher", default=None, help="teacher model ('default' or a directory): the English side")
+    p.add_argument("--scoring", choices=("dense", "maxsim"), default="dense", help="sentence cosine or MaxSim")
+    p.add_argument("--split", default=None,
+                   help="FLORES split (all, train, dev, test, dev+test); default: all, or dev+test for a "
+                        "model distilled on FLORES train bitext")
+    p.add_argument("--layer", default=None,
+                   help="hidden layer (-1 = last; for alignment a comma-separated list)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
+    p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    g = p.add_argument_group("alignment")
+    g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
+    g.add_argument("--method", default=None, help="transport method(s), comma-separated")
+    g.add_argument("--extraction", default=None, help="how links are read off a plan")
+    g.add_argument("--eps", type=float, default=None, help="entropic regularisation")
+    p.set_defaults(func=run)
 
 
-def _missing(args) -> int:
-    raise NotImplementedError("optical-viz evaluate is not implemented yet")
+def run(args) -> int:
+    if args.task == "alignment":
+        return _alignment(args)
+    return _retrieval(args)
+
+
+def _model(value):
+    return None if value in (None, "default") else value
+
+
+def parse_langs(value):
+    """None, 'all', 'a,b,c' or a YAML file (a list, or a mapping with a 'languages' list)."""
+    if value is None or value == "all":
+        return value
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"language list {path} does not exist")
+        import yaml
+
+        doc = yaml.safe_load(path.read_text())
+        langs = doc.get("languages") if isinstance(doc, dict) else doc
+        if not isinstance(langs, list) or not langs:
+            raise ValueError(f"{path} must hold a list of languages or a mapping with a 'languages' list")
+        return [str(x) for x in langs]
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _retrieval(args) -> int:
+    from optical_viz.retrieval import evaluate
+
+    langs = parse_langs(args.langs)
+    if args.task == "flores" and langs is None:
+        raise ValueError("flores has 204 languages: choose some with --langs (or --langs all)")
+    if args.task == "clir" and args.collection is None:
+        raise ValueError("clir needs --collection DIR (queries.tsv, passages.tsv, qrels.tsv)")
+    if args.task != "clir" and args.collection is not None:
+        raise ValueError("--collection only applies to clir")
+    if args.teacher is not None and args.student is None:
+        raise ValueError("--teacher needs --student")
+    if args.student is not None and args.model != "default":
+        raise ValueError("give either --model (symmetric) or --student/--teacher (asymmetric), not both")
+    kwargs = dict(langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
+                  cache=not args.no_cache, n_bootstrap=args.bootstrap,
+                  root=args.collection if args.task == "clir" else args.data_root)
+    if args.layer is not None:
+        kwargs["layer"] = int(args.layer)
+    if args.student is not None:
+        report = evaluate(args.task, student=args.student, teacher=_model(args.teacher), **kwargs)
+    else:
+        report = evaluate(args.task, encoder=_model(args.model), **kwargs)
+    for note in report.notes:
+        print(f"note: {note}")
+    print(format_frame(report.frame))
+    print(f"{args.task}: {report.model}, {report.scoring} scoring"
+          + (f", split {report.split}" if report.split else "") + f", {report.wall_time_s:.1f} s")
+    if args.json is not None:
+        _write_json(args.json, report.to_json())
+    return 0
+
+
+def format_frame(frame) -> str:
+    """The report table with metrics in percent and intervals as 'lo-hi'."""
+    cols = [c for c in ("recall@1", "recall@5", "recall@10", "mrr@10", "map") if c in frame]
+    out = frame[["lang", "direction", "n"]].copy()
+    for c in cols:
+        ci = frame.get(f"{c}_ci")
+        out[c] = [
+            "" if v != v else f"{100 * v:.1f}" + ("" if not isinstance(i, list) else f" [{100 * i[0]:.1f}-{100 * i[1]:.1f}]")
+            for v, i in zip(frame[c], ci if ci is not None else [None] * len(frame))
+        ]
+    return out.to_string(index=False)
+
+
+def _alignment(args) -> int:
+    from optical_viz import alignment as al
+    from optical_viz.encoder import load_encoder
+
+    methods = [m.strip() for m in args.method.split(",")] if args.method else [al.METHODS[0]]
+    bad = [m for m in methods if m not in al.METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(al.METHODS)}")
+    extraction = args.extraction or al.EXTRACTION_DEFAULT
+    if extraction not in al.EXTRACTIONS:
+        raise ValueError(f"unknown extraction {extraction!r}; choose from {', '.join(al.EXTRACTIONS)}")
+    if args.layer is None:
+        layers = [al.LAYER_DEFAULT]
+    else:
+        layers = [int(x) for x in str(args.layer).split(",") if x.strip()]
+    eps = al.EPS_DEFAULT if args.eps is None else args.eps
+    if args.pair:
+        pairs = [x.strip() for x in args.pair.split(",") if x.strip()]
+    else:
+        from optical_viz.data import word_alignment_pairs
+
+        pairs = word_alignment_pairs(args.data_root)
+    encoder = load_encoder(_model(args.model))
+    result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root)
+    print(json.dumps(result, indent=2, default=str))
+    if args.json is not None:
+        _write_json(args.json, result)
+    return 0
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"wrote {path}")

@@ -118,16 +118,11 @@ def evaluate(
     task_langs = resolve_task_languages(task, langs, root=root)
     problems = build_problems(task, task_langs, split=split or "all", root=root)
 
-    from optical_viz.encoder import load_encoder
-
-    def load(m):
-        return load_encoder(m) if m is None or isinstance(m, (str, os.PathLike)) else m
-
     if student is not None:
-        student, teacher = load(student), load(teacher)
+        student, teacher = _load(student), _load(teacher)
         model = f"student={student.name} teacher={teacher.name}"
     else:
-        encoder = load(encoder)
+        encoder = _load(encoder)
         model = encoder.name
     if isinstance(cache, EmbeddingCache):
         store = cache
@@ -174,6 +169,15 @@ def compare(
 
 
 # ---- internals -------------------------------------------------------------------------
+def _load(model):
+    """An Encoder as is; a directory or None (the default model) through ``load_encoder``."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from optical_viz.encoder import load_encoder
+
+        return load_encoder(model)
+    return model
+
+
 def _progress(items, enabled, task):
     if not enabled:
         return items

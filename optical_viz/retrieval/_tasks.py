@@ -92,15 +92,11 @@ def resolve_task_languages(task: str, langs, root=None) -> list[str]:
 
     out = []
     for code in langs:
-        canonical = resolve_language(code)  # ValueError for an unknown or ambiguous code
-        if canonical not in available:
-            try:
-                canonical = resolve_language(code, among=available)
-            except ValueError:
-                raise ValueError(
-                    f"{task} has no language {code!r} ({canonical}); it has: {', '.join(available)}"
-                ) from None
-        out.append(canonical)
+        try:
+            out.append(resolve_language(code, among=available))
+        except ValueError:
+            canonical = resolve_language(code)  # ValueError for an unknown or ambiguous code
+            raise ValueError(f"{task} has no language {code!r} ({canonical}); it has: {', '.join(available)}") from None
     return list(dict.fromkeys(out))
 
 

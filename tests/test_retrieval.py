@@ -1,0 +1,237 @@
+"""Retrieval tasks end to end on the real data sets, with a lexical stand-in encoder
+(fast, deterministic, no model needed) so that the data -> problems -> metrics wiring is
+checked against brute force. tests/test_retrieval_model.py runs the real model."""
+from __future__ import annotations
+
+import json
+import re
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from optical_viz.cache import EmbeddingCache
+from optical_viz.retrieval import (
+    build_problems,
+    compare,
+    evaluate,
+    load_clir,
+    resolve_task_languages,
+)
+
+H = 512
+
+
+class LexicalEncoder:
+    """Bag of hashed character trigrams (of the text after the prefix): an encoder-shaped
+    stand-in whose cosine rewards shared words, names and numbers."""
+
+    prefix = "query: "
+
+    def __init__(self, name="lexical"):
+        self.name = self.identity = name
+        self.calls: list[tuple[str, str]] = []  # (prefix, text)
+
+    def embed_sentences(self, texts, layer=-1, prefix=None, batch_size=64, normalize=True):
+        self.calls.extend((prefix, t) for t in texts)
+        out = torch.zeros(len(texts), H)
+        for i, t in enumerate(texts):
+            s = f"  {t.lower()}  "
+            for k in range(len(s) - 2):
+                out[i, zlib.crc32(s[k : k + 3].encode()) % H] += 1
+        return torch.nn.functional.normalize(out, dim=-1)
+
+    def embed_tokens(self, texts, layer=-1, prefix=None, batch_size=32):
+        self.calls.extend((prefix, t) for t in texts)
+        words = [re.findall(r"\w+", t.lower()) or ["_"] for t in texts]
+        T = max(len(w) for w in words)
+        emb, mask = torch.zeros(len(texts), T, H), torch.zeros(len(texts), T, dtype=torch.bool)
+        for i, ws in enumerate(words):
+            emb[i, : len(ws)] = self.embed_sentences(ws, prefix=prefix)
+            mask[i, : len(ws)] = True
+        del self.calls[-sum(len(w) for w in words) :]
+        return type("Batch", (), {"embeddings": emb, "mask": mask})()
+
+
+@pytest.fixture
+def memory_cache():
+    return EmbeddingCache(":memory:")
+
+
+def test_language_resolution_and_errors(data_root):
+    assert resolve_task_languages("xquad", "de,zh,eng", root=data_root) == ["deu_Latn", "zho_Hans", "eng_Latn"]
+    assert len(resolve_task_languages("xquad-r", "all", root=data_root)) == 11
+    assert resolve_task_languages("flores", ["yo", "hau"], root=data_root) == ["yor_Latn", "hau_Latn"]
+    assert len(resolve_task_languages("flores", None, root=data_root)) == 204
+    with pytest.raises(ValueError, match=r"xquad-r has no language 'ro'.*it has: arb_Arab"):
+        resolve_task_languages("xquad-r", ["ro"], root=data_root)
+    with pytest.raises(ValueError, match="unknown language code 'qqq'"):
+        resolve_task_languages("flores", ["qqq"], root=data_root)
+    with pytest.raises(ValueError, match="unknown task 'squad'; choose one of xquad-r"):
+        evaluate("squad", encoder=LexicalEncoder(), langs=["de"], root=data_root)
+
+
+def test_xquad_r_problems_gold_contains_answer(data_root):
+    from optical_viz.data import load_xquad
+
+    problems = {(p.lang, p.direction): p for p in build_problems("xquad-r", ["deu_Latn"], root=data_root)}
+    to_en, pool = problems[("deu_Latn", "xx->en")], problems[("deu_Latn", "xx->pool")]
+    assert len(to_en.queries) == len(pool.queries) == 1190
+    en_answers = {q.id: q.answer for q in load_xquad("en", root=data_root).questions}
+    de_questions = load_xquad("de", root=data_root).questions
+    hits = [en_answers[q.id] in to_en.candidates[rel[0]] for q, rel in zip(de_questions, to_en.relevant)]
+    assert np.mean(hits) > 0.97  # the English gold sentence holds the English answer
+    # the pool holds every language's sentences; each question has its gold in all 11
+    assert all(len(r) == 11 for r in pool.relevant)
+    assert len(pool.candidates) > 11 * 1000
+
+
+def test_xquad_and_flores_with_lexical_encoder(data_root, memory_cache):
+    enc = LexicalEncoder()
+    rep = evaluate("xquad", encoder=enc, langs=["en", "de"], root=data_root, cache=memory_cache,
+                   n_bootstrap=200, progress=False)
+    f = rep.frame.set_index("lang")
+    assert list(f.index) == ["eng_Latn", "deu_Latn", "all"]
+    assert (f["n"] == [1190, 1190, 2380]).all() and (f["direction"] == "xx->en").all()
+    # lexical overlap finds English paragraphs for English questions, far above chance (1/240)
+    assert f.loc["eng_Latn", "recall@10"] > 0.6 > f.loc["deu_Latn", "recall@10"] > 10 / 240
+    lo, hi = f.loc["eng_Latn", "recall@1_ci"]
+    assert lo <= f.loc["eng_Latn", "recall@1"] <= hi
+    # e5 prefixes: "query: " for questions, "passage: " for paragraphs
+    assert {p for p, t in enc.calls} == {"query: ", "passage: "}
+    assert sum(p == "passage: " for p, _ in enc.calls) == 240  # English paragraphs encoded once
+
+    fl = evaluate("flores", encoder=enc, langs=["fra_Latn"], split="dev", root=data_root,
+                  cache=memory_cache, n_bootstrap=200, progress=False)
+    assert fl.split == "dev" and list(fl.frame["direction"]) == ["xx->en", "en->xx"]
+    assert (fl.frame["n"] == 99).all()
+    assert {p for p, _ in enc.calls[-99 * 2 :]} == {"query: "}  # bitext: "query: " on both sides
+    assert (fl.frame["recall@1"] > 0.5).all()
+
+
+def test_pipeline_matches_brute_force(data_root, memory_cache):
+    """evaluate()'s numbers equal a direct computation from the loaders."""
+    from optical_viz.data import load_flores
+
+    enc = LexicalEncoder()
+    rep = evaluate("flores", encoder=enc, langs=["deu_Latn"], split="dev", root=data_root,
+                   cache=memory_cache, n_bootstrap=100, progress=False)
+    x = enc.embed_sentences(load_flores("deu_Latn", "dev", data_root).texts, prefix="query: ")
+    y = enc.embed_sentences(load_flores("eng_Latn", "dev", data_root).texts, prefix="query: ")
+    s = (x @ y.T).numpy()
+    for direction, scores in (("xx->en", s), ("en->xx", s.T)):
+        ranks = np.array([(np.argsort(-row, kind="stable") == i).nonzero()[0][0] + 1 for i, row in enumerate(scores)])
+        row = rep.frame.set_index("direction").loc[direction]
+        assert row["recall@1"] == pytest.approx(np.mean(ranks == 1))
+        assert row["recall@5"] == pytest.approx(np.mean(ranks <= 5))
+        assert row["mrr@10"] == pytest.approx(np.mean(np.where(ranks <= 10, 1 / ranks, 0)))
+
+
+def test_maxsim_scoring_runs_on_real_data(data_root, memory_cache):
+    rep = evaluate("tatoeba", encoder=LexicalEncoder(), langs=["deu"], scoring="maxsim", root=data_root,
+                   cache=memory_cache, n_bootstrap=100, progress=False)
+    assert list(rep.frame["n"]) == [1000, 1000] and rep.scoring == "maxsim"
+    assert (rep.frame["recall@10"] > 0.1).all()
+
+
+def test_asymmetric_setting_routes_sides(data_root, memory_cache):
+    student, teacher = LexicalEncoder("student"), LexicalEncoder("teacher")
+    rep = evaluate("flores", student=student, teacher=teacher, langs=["fra_Latn"], split="dev",
+                   root=data_root, cache=memory_cache, n_bootstrap=100, progress=False)
+    from optical_viz.data import load_flores
+
+    fra = set(load_flores("fra_Latn", "dev", data_root).texts)
+    eng = set(load_flores("eng_Latn", "dev", data_root).texts)
+    assert {t for _, t in student.calls} == fra  # the student encodes the French side only
+    assert {t for _, t in teacher.calls} == eng
+    assert rep.model == "student=student teacher=teacher"
+    # same model on both sides gives the symmetric result
+    sym = evaluate("flores", encoder=student, langs=["fra_Latn"], split="dev", root=data_root,
+                   cache=memory_cache, n_bootstrap=100, progress=False)
+    same = evaluate("flores", student=student, teacher=student, langs=["fra_Latn"], split="dev",
+                    root=data_root, cache=memory_cache, n_bootstrap=100, progress=False)
+    np.testing.assert_allclose(sym.frame["recall@1"], same.frame["recall@1"])
+    cmp = compare(sym, same)
+    assert (cmp["p_value"] == 1.0).all() and (cmp["delta"] == 0).all()
+
+
+def test_flores_split_defaults_to_dev_test_for_flores_trained_runs(data_root, memory_cache, tmp_path):
+    run = tmp_path / "run"
+    (run / "student").mkdir(parents=True)
+    (run / "student" / "optical_viz_training.json").write_text(
+        json.dumps({"languages": ["fra_Latn"], "bitext_sources": ["flores"]})
+    )
+    enc = LexicalEncoder()
+    enc.path = str(run / "student")
+    rep = evaluate("flores", encoder=enc, langs=["fra_Latn"], root=data_root, cache=memory_cache,
+                   n_bootstrap=50, progress=False)
+    assert rep.split == "dev+test" and (rep.frame["n"] == 303).all()
+    assert "dev+test" in rep.notes[0]
+    (run / "student" / "optical_viz_training.json").write_text(json.dumps({"bitext_sources": ["nllb_seed"]}))
+    rep = evaluate("flores", encoder=enc, langs=["fra_Latn"], root=data_root, cache=memory_cache,
+                   n_bootstrap=50, progress=False)
+    assert rep.split == "all" and (rep.frame["n"] == 1004).all() and rep.notes == []
+    doc = rep.to_json()
+    assert doc["task"] == "flores" and doc["model"] == "lexical"
+    r0 = doc["results"][0]
+    assert set(r0) >= {"lang", "direction", "n", "recall@1", "recall@1_ci", "recall@5", "recall@10", "mrr@10"}
+    assert "map" not in r0 and json.loads(json.dumps(doc)) == doc
+
+
+def _write_clir(folder, queries, passages, qrels, name="queries.tsv"):
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text("qid\ttext\n" + "".join(f"{k}\t{v}\n" for k, v in queries.items()))
+    (folder / "passages.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in passages.items()))
+    (folder / "qrels.tsv").write_text("".join(f"{q} 0 {p} {r}\n" for q, p, r in qrels))
+
+
+def test_clir_collection(tmp_path, memory_cache):
+    passages = {"p1": "the red fox jumps", "p2": "a blue whale swims", "p3": "red apples and blue plums",
+                "p4": "nothing related here"}
+    queries = {"q1": "red fox", "q2": "blue whale", "q3": "no judgement"}
+    qrels = [("q1", "p1", 2), ("q1", "p3", 1), ("q2", "p2", 1), ("q2", "p4", 0)]
+    _write_clir(tmp_path / "c", queries, passages, qrels)
+    col = load_clir(tmp_path / "c")
+    assert col.qrels == {"q1": {"p1", "p3"}, "q2": {"p2"}}  # relevance 0 is not relevant
+    enc = LexicalEncoder()
+    rep = evaluate("clir", encoder=enc, langs=None, root=tmp_path / "c", cache=memory_cache,
+                   n_bootstrap=50, progress=False)
+    row = rep.frame.iloc[0]
+    assert row["n"] == 2  # q3 has no judgement
+    # brute force: rank the four passages for q1 and q2
+    p = enc.embed_sentences(list(passages.values()), prefix="passage: ")
+    q = enc.embed_sentences(["red fox", "blue whale"], prefix="query: ")
+    order = [list(np.argsort(-(q @ p.T)[i].numpy(), kind="stable")) for i in range(2)]
+    ap1 = np.mean([(k + 1) / r for k, r in enumerate(sorted([order[0].index(0) + 1, order[0].index(2) + 1]))])
+    ap2 = 1 / (order[1].index(1) + 1)
+    assert row["map"] == pytest.approx((ap1 + ap2) / 2)
+    # per-language query files share passages and judgements
+    _write_clir(tmp_path / "m", {"q1": "renard rouge"}, passages, qrels[:1], name="queries.fr.tsv")
+    _write_clir(tmp_path / "m", {"q1": "red fox"}, passages, qrels[:1], name="queries.en.tsv")
+    rep = evaluate("clir", encoder=enc, langs="all", root=tmp_path / "m", cache=memory_cache,
+                   n_bootstrap=50, progress=False)
+    assert list(rep.frame["lang"]) == ["en", "fr", "all"]
+    with pytest.raises(ValueError, match="no queries in \\['de'\\]; it has: en, fr"):
+        evaluate("clir", encoder=enc, langs=["de"], root=tmp_path / "m", cache=memory_cache)
+    _write_clir(tmp_path / "e", {}, passages, [])
+    with pytest.raises(ValueError, match="query set is empty"):
+        evaluate("clir", encoder=enc, langs=None, root=tmp_path / "e", cache=memory_cache)
+
+
+def test_cli_writes_the_json_document(tmp_path, monkeypatch, capsys):
+    from optical_viz import cli
+    from optical_viz.retrieval import _evaluate
+
+    passages = {"p1": "the red fox jumps", "p2": "a blue whale swims"}
+    _write_clir(tmp_path / "c", {"q1": "red fox", "q2": "whale"}, passages, [("q1", "p1", 1), ("q2", "p2", 1)])
+    monkeypatch.setattr(_evaluate, "_load", lambda m: LexicalEncoder())
+    out = tmp_path / "out.json"
+    code = cli.main(["evaluate", "clir", "--collection", str(tmp_path / "c"), "--no-cache", "--json", str(out)])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["task"] == "clir" and doc["results"][0]["recall@1"] == 1.0
+    assert doc["results"][0]["recall@1_ci"] == [1.0, 1.0]
+    assert "recall@1" in capsys.readouterr().out
+    assert cli.main(["evaluate", "xquad", "--langs", "yor", "--no-cache"]) == 2
+    assert "xquad has no language 'yor'" in capsys.readouterr().err
