@@ -1,0 +1,353 @@
+"""Token and sentence embeddings from a transformers encoder, with the subword -> word map.
+
+>>> from optical_viz import load_encoder
+>>> enc = load_encoder()                              # the converted multilingual-e5-small
+>>> batch = enc.embed_tokens(["The cat sleeps.", "Le chat dort."])
+>>> batch.embeddings.shape                            # (B, T, H) = (2, 9, 384)
+>>> batch.tokens[0]        # ['<s>', '▁query', ':', '▁The', '▁cat', '▁sleep', 's', '.', '</s>']
+>>> batch.word_ids[0]      # [None, None, None, 0, 1, 2, 2, 2, None]
+>>> enc.embed_sentences(["The cat sleeps."]).shape   # (1, 384), L2-normalised
+
+Layers are indexed like ``hidden_states`` of transformers: 0 is the embedding output,
+``k`` the output of transformer layer ``k``, and -1 the last layer.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from optical_viz import convert
+
+__all__ = ["Encoder", "TokenBatch", "load_encoder"]
+
+#: models whose (text-only) encoders accept ``add_pooling_layer=False``; the pooler is unused here
+_POOLER_FREE = {"bert", "roberta", "xlm-roberta"}
+
+
+@dataclass
+class TokenBatch:
+    """Token embeddings of ``B`` texts, padded to the longest (``T`` tokens), in input order.
+
+    embeddings : (B, T, H) float32, the chosen layer; exactly 0 at padding
+    mask : (B, T) bool, True on real tokens (including ``<s>``, ``</s>`` and prefix tokens)
+    input_ids : (B, T) long, the tokenizer's pad id at padding
+    tokens : B lists of token strings, real tokens only (``len(tokens[i]) == mask[i].sum()``)
+    word_ids : B lists, per real token the index of its whitespace word in the original
+        text (``text.split()``, without the prefix), or None for special and prefix tokens
+    words : B lists of the whitespace words of the original texts
+    """
+
+    embeddings: torch.Tensor
+    mask: torch.Tensor
+    input_ids: torch.Tensor
+    tokens: list[list[str]]
+    word_ids: list[list[int | None]]
+    words: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class _Encoded:
+    """Tokenized texts (unpadded), before batching."""
+
+    ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+    special: list[list[bool]]
+
+
+class Encoder:
+    """A transformers encoder with its tokenizer; see the module docstring.
+
+    Build it with :func:`load_encoder`. Attributes: ``name``, ``identity`` (hash of the
+    weights file and the name, for caches), ``model``, ``tokenizer``, ``device``,
+    ``num_layers``, ``hidden_size``, ``max_length`` (tokens, specials included) and
+    ``prefix`` (``"query: "`` for e5 models, ``""`` otherwise).
+    """
+
+    def __init__(self, model, tokenizer, *, name: str, identity: str, prefix: str, max_length: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.identity = identity
+        self.prefix = prefix
+        self.max_length = int(max_length)
+        self.device = next(model.parameters()).device
+        self.num_layers = int(model.config.num_hidden_layers)
+        self.hidden_size = int(model.config.hidden_size)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Encoder(name={self.name!r}, layers={self.num_layers}, hidden={self.hidden_size}, "
+            f"max_length={self.max_length}, prefix={self.prefix!r}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ tokenization
+    def tokenize(self, texts: list[str], prefix: str | None = None) -> dict[str, torch.Tensor]:
+        """Token ids of ``prefix + text``, padded to the longest, on ``self.device``.
+
+        Returns ``{"input_ids": (B, T) long, "attention_mask": (B, T) long}`` (1 on real
+        tokens). Texts longer than ``max_length`` tokens are truncated, with a warning.
+        """
+        enc = self._encode(texts, self._prefix(prefix))
+        ids, mask = self._pad(enc.ids)
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.long().to(self.device)}
+
+    def _prefix(self, prefix: str | None) -> str:
+        if prefix is None:
+            return self.prefix
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string or None, got {type(prefix).__name__}")
+        return prefix
+
+    def _encode(self, texts: list[str], prefix: str) -> _Encoded:
+        _check_texts(texts)
+        if not texts:
+            return _Encoded([], [], [])
+        out = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+        )
+        ids, offsets, special = out["input_ids"], out["offset_mapping"], out["special_tokens_mask"]
+        long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
+        if long:
+            warnings.warn(
+                f"{len(long)} of {len(texts)} texts are longer than max_length={self.max_length} tokens "
+                f"(longest: {max(len(ids[i]) for i in long)}); truncated",
+                stacklevel=3,
+            )
+            cut = self.tokenizer(
+                [prefix + texts[i] for i in long],
+                add_special_tokens=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                return_attention_mask=False,
+            )
+            for j, i in enumerate(long):
+                ids[i] = cut["input_ids"][j]
+                offsets[i] = cut["offset_mapping"][j]
+                special[i] = cut["special_tokens_mask"][j]
+        return _Encoded(ids, offsets, [[bool(s) for s in row] for row in special])
+
+    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) long ids padded with ``pad_id`` and (B, T) bool mask, on the CPU."""
+        T = max((len(x) for x in ids), default=0)
+        out = torch.full((len(ids), T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), T), dtype=torch.bool)
+        for i, x in enumerate(ids):
+            out[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = True
+        return out, mask
+
+    # ------------------------------------------------------------------ forward
+    def _check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or not -self.num_layers - 1 <= layer <= self.num_layers:
+            raise ValueError(
+                f"layer must be an int in [{-self.num_layers - 1}, {self.num_layers}] "
+                f"(0 = embeddings, -1 = last), got {layer!r}"
+            )
+        return layer % (self.num_layers + 1)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """Differentiable forward pass (gradients follow torch's grad mode), for training.
+
+        input_ids : (B, T) long; attention_mask : (B, T), 1/True on real tokens
+        Returns (B, T, H) float: the hidden states of ``layer``, zero at padding.
+        """
+        k = self._check_layer(layer)
+        if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"input_ids and attention_mask must both be (B, T); got {tuple(input_ids.shape)} "
+                f"and {tuple(attention_mask.shape)}"
+            )
+        mask = attention_mask.to(self.device)
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.long(),
+            output_hidden_states=k != self.num_layers,
+        )
+        h = out.last_hidden_state if k == self.num_layers else out.hidden_states[k]  # (B, T, H)
+        return h * mask.unsqueeze(-1).to(h.dtype)
+
+    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        """Indices grouped into batches of similar length (longest first)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def _run(self, enc: _Encoded, layer: int, batch_size: int, desc: str):
+        """Yield (indices, (b, t, H) hidden states, (b, t) bool mask) per length-sorted batch."""
+        from tqdm.auto import tqdm
+
+        batches = self._batches([len(x) for x in enc.ids], batch_size)
+        with torch.inference_mode():
+            for idx in tqdm(batches, desc=desc, disable=len(batches) <= 1, leave=False):
+                ids, mask = self._pad([enc.ids[i] for i in idx])  # (b, t)
+                mask = mask.to(self.device)
+                yield idx, self.hidden_states(ids, mask, layer).float(), mask
+
+    # ------------------------------------------------------------------ public API
+    def embed_tokens(
+        self, texts: list[str], layer: int = -1, prefix: str | None = None, batch_size: int = 32
+    ) -> TokenBatch:
+        """Token embeddings of ``texts`` (no gradients), see :class:`TokenBatch`.
+
+        ``prefix`` defaults to ``self.prefix``; prefix tokens are real tokens (mask True)
+        with word id None. Texts are batched by length; results are in input order.
+        """
+        self._check_layer(layer)
+        prefix = self._prefix(prefix)
+        enc = self._encode(texts, prefix)
+        B = len(enc.ids)
+        T = max((len(x) for x in enc.ids), default=0)
+        emb = torch.zeros((B, T, self.hidden_size), dtype=torch.float32, device=self.device)
+        for idx, h, _ in self._run(enc, layer, batch_size, "embedding tokens"):
+            t = h.shape[1]
+            emb[torch.tensor(idx, device=self.device), :t] = h  # (b, t, H) into (B, T, H)
+        input_ids, mask = self._pad(enc.ids)
+        words, word_ids, tokens = [], [], []
+        for i, text in enumerate(texts):
+            w, wid = _word_ids(text, prefix, enc.offsets[i], enc.special[i])
+            words.append(w)
+            word_ids.append(wid)
+            tokens.append(self.tokenizer.convert_ids_to_tokens(enc.ids[i]))
+        return TokenBatch(emb, mask.to(self.device), input_ids.to(self.device), tokens, word_ids, words)
+
+    def embed_sentences(
+        self,
+        texts: list[str],
+        layer: int = -1,
+        prefix: str | None = None,
+        batch_size: int = 64,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """(N, H) float32 sentence embeddings: the mean of ``layer`` over all real tokens
+        (``<s>``, prefix and ``</s>`` included, as e5 is trained), L2-normalised if
+        ``normalize``. No gradients; batched by length; rows in input order."""
+        self._check_layer(layer)
+        enc = self._encode(texts, self._prefix(prefix))
+        out = torch.zeros((len(enc.ids), self.hidden_size), dtype=torch.float32, device=self.device)
+        for idx, h, mask in self._run(enc, layer, batch_size, "embedding sentences"):
+            m = mask.unsqueeze(-1).float()  # (b, t, 1)
+            out[torch.tensor(idx, device=self.device)] = (h * m).sum(1) / m.sum(1)  # (b, H)
+        return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+
+def _check_texts(texts) -> None:
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise ValueError(f"texts must be a list of strings, got {type(texts).__name__}")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise ValueError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+
+
+def _word_ids(
+    text: str, prefix: str, offsets: list[tuple[int, int]], special: list[bool]
+) -> tuple[list[str], list[int | None]]:
+    """Whitespace words of ``text`` (``text.split()``) and, per token, its word index.
+
+    offsets : character spans of the tokens in ``prefix + text``. A token belongs to the
+    word of its first non-space character; a token without one (a lone ``▁``) belongs to
+    the next word, or to the last word at the end of the text. Special tokens and tokens
+    of the prefix get None.
+    """
+    full = prefix + text
+    P = len(prefix)
+    word_of = [None] * len(full)  # character of `full` -> word index (None: space or prefix)
+    words: list[str] = []
+    for m in re.finditer(r"\S+", text):
+        word_of[P + m.start() : P + m.end()] = [len(words)] * (m.end() - m.start())
+        words.append(m.group())
+    is_space = [c.isspace() for c in full]
+    out: list[int | None] = []
+    for (s, e), sp in zip(offsets, special):
+        if sp:
+            out.append(None)
+            continue
+        c = next((k for k in range(s, e) if not is_space[k]), None)
+        if c is None:  # a lone metaspace: the next non-space character decides
+            c = next((k for k in range(e, len(full)) if not is_space[k]), None)
+            if c is None:
+                out.append(len(words) - 1 if words else None)
+                continue
+        out.append(word_of[c])
+    return words, out
+
+
+def load_encoder(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> Encoder:
+    """An :class:`Encoder` for ``name_or_path``.
+
+    None -> the converted default model (multilingual-e5-small, built on first use with
+    :func:`optical_viz.convert.build_default_model`); a directory -> that transformers
+    model; anything else -> a hub id loaded by transformers (needs network or its cache).
+    ``device`` defaults to CUDA when available, else CPU.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if name_or_path is None:
+        path: str | Path = convert.build_default_model(progress=True)
+        name = convert.DEFAULT_MODEL_NAME
+    else:
+        path = Path(name_or_path).expanduser() if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
+        if isinstance(path, Path):
+            name = convert.DEFAULT_MODEL_NAME if path.resolve() == convert.default_model_path().resolve() else path.name
+        else:
+            name = path
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = AutoConfig.from_pretrained(path)
+    kwargs = {"add_pooling_layer": False} if config.model_type in _POOLER_FREE else {}
+    model = AutoModel.from_pretrained(path, config=config, **kwargs).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{name}: a fast tokenizer is needed (for character offsets); got {type(tokenizer).__name__}")
+    max_length = _max_length(config, tokenizer)
+    prefix = "query: " if "e5" in name.lower().replace("_", "-").split("/")[-1] else ""
+    identity = _identity(name, path)
+    return Encoder(model, tokenizer, name=name, identity=identity, prefix=prefix, max_length=max_length)
+
+
+def _max_length(config, tokenizer) -> int:
+    n = config.max_position_embeddings
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        n -= 2  # positions start after the padding index
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    return min(n, tok_max) if isinstance(tok_max, int) and tok_max < 10**6 else n
+
+
+def _identity(name: str, path: str | Path) -> str:
+    """``<name>-<16 hex>``: the hex is the sha256 of the weights file's sha256 and the name."""
+    weights = _weights_file(path)
+    digest = convert.file_sha256(weights)
+    h = hashlib.sha256(f"{name}\n{digest}".encode()).hexdigest()[:16]
+    return f"{name.replace('/', '--')}-{h}"
+
+
+def _weights_file(path: str | Path) -> Path:
+    names = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+    if isinstance(path, Path):
+        for n in names:
+            if (path / n).is_file():
+                return path / n
+        raise FileNotFoundError(f"no weights file ({', '.join(names)}) in {path}")
+    from transformers.utils import cached_file
+
+    for n in names:
+        f = cached_file(path, n, _raise_exceptions_for_missing_entries=False)
+        if f is not None:
+            return Path(f)
+    raise FileNotFoundError(f"no weights file found for {path}")
