@@ -7,6 +7,7 @@ interrupted or corrupt download never leaves a half-written file behind.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -77,13 +78,26 @@ def _download(entry: ManifestEntry, url: str, dest: Path, root, bar, timeout: fl
                     "check the network or use --base-url with a mirror",
                     file=dest, set=entry.set, fix=fix,
                 ) from None
-            with response:
-                while block := response.read(1 << 16):
-                    out.write(block)
-                    digest.update(block)
-                    size += len(block)
-                    if bar is not None:
-                        bar.update(len(block))
+            interrupted = None
+            try:
+                with response:
+                    while block := response.read(1 << 16):
+                        out.write(block)
+                        digest.update(block)
+                        size += len(block)
+                        if bar is not None:
+                            bar.update(len(block))
+            except (OSError, http.client.HTTPException) as exc:
+                interrupted = repr(exc)
+            announced = response.headers.get("Content-Length", "")
+            if interrupted is None and announced.isdigit() and size < int(announced):
+                interrupted = f"{announced} bytes announced"  # the server closed early
+            if interrupted is not None:
+                raise DataError(
+                    f"{entry.set}: download of {entry.path} from {url} was interrupted after "
+                    f"{size} bytes ({interrupted}); nothing was written",
+                    file=dest, set=entry.set, fix=fix,
+                )
         if size != entry.size or digest.hexdigest() != entry.sha256:
             raise CorruptDataError(
                 f"{entry.set}: downloaded {entry.path} from {url} does not match the manifest "
@@ -91,6 +105,7 @@ def _download(entry: ManifestEntry, url: str, dest: Path, root, bar, timeout: fl
                 f"sha256 {entry.sha256[:12]}...); nothing was written",
                 file=dest, set=entry.set, fix=fix,
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are world-readable like any download
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
