@@ -1,0 +1,587 @@
+"""Optimal transport between padded batches of token embeddings.
+
+Shapes used throughout (B sentence pairs, T source tokens, S target tokens, H hidden size):
+
+- ``x`` (B, T, H) and ``y`` (B, S, H): token embeddings, any values at padding.
+- ``src_mask`` (B, T) and ``tgt_mask`` (B, S): bool, True on real tokens.
+- ``cost`` (B, T, S): cost between source token t and target token s; entries that touch
+  padding are ignored (they may even be NaN).
+- ``a`` (B, T) and ``b`` (B, S): marginals, non-negative, exactly 0 on padding, each row
+  summing to one.
+- ``plan`` (B, T, S): the transport plan, exactly 0 on every row and column of padding.
+
+The core is a batched, masked, log-domain Sinkhorn written in torch (``sinkhorn``); POT
+handles exact EMD, partial OT and Gromov-Wasserstein pair by pair. ``solve(method=...)``
+dispatches to all of them, so that a notebook switches solver with one argument.
+
+>>> x, y = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
+>>> res = sinkhorn(cost_matrix(x, y), eps=0.05)
+>>> res.plan.shape, res.cost.shape
+(torch.Size([2, 5, 7]), torch.Size([2]))
+
+Why our own Sinkhorn rather than ``ot.batch.solve_batch``: POT's batched solver has no
+masks (padding must be emulated with zero weights), checks convergence on the whole batch
+only, and its "envelope" mode gives gradients to the objective value alone; ours is
+measured against it by ``optical-viz bench transport`` (numbers in benchmarks/transport.json).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+METRICS = ("cosine", "sqeuclidean", "dot")
+METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "gw")
+GRAD_MODES = ("autodiff", "envelope", "none")
+
+# a marginal must sum to one within this tolerance (per dtype)
+MARGINAL_SUM_ATOL = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-8}
+# norms below this count as zero in the cosine distance
+_NORM_EPS = 1e-12
+
+
+@dataclass
+class TransportResult:
+    """A batch of transport plans.
+
+    plan            (B, T, S) transport plans, exactly 0 on padding rows and columns
+    cost            (B,) transport cost <plan, cost>; differentiable w.r.t. the cost
+                    (through the plan too when grad="autodiff")
+    converged       (B,) bool, marginal_error <= tol (always True for the exact solvers)
+    n_iter          iterations run (the same for the whole batch; 0 for POT solvers)
+    marginal_error  (B,) L1 error of both marginals: |plan 1 - a|_1 + |plan^T 1 - b|_1
+                    (for "unbalanced" and "partial" the marginals are not constraints)
+    value           (B,) the solver's objective: for Sinkhorn <plan, cost> + eps * sum plan
+                    log plan, whose gradient w.r.t. the cost is the plan (envelope theorem)
+    potentials      ((B, T), (B, S)) dual potentials f, g in cost units (Sinkhorn only),
+                    -inf on padding and on tokens of zero mass
+    """
+
+    plan: Tensor
+    cost: Tensor
+    converged: Tensor
+    n_iter: int
+    marginal_error: Tensor
+    value: Tensor | None = None
+    potentials: tuple[Tensor, Tensor] | None = None
+
+
+# --------------------------------------------------------------------------- cost, marginals
+
+
+def cost_matrix(
+    x: Tensor,
+    y: Tensor,
+    metric: str = "cosine",
+    x_mask: Tensor | None = None,
+    y_mask: Tensor | None = None,
+) -> Tensor:
+    """Cost between every source and target token of each pair.
+
+    x       (B, T, H) or (T, H) source token embeddings
+    y       (B, S, H) or (S, H) target token embeddings
+    metric  "cosine": 1 - cos(x_t, y_s) in [0, 2]; "sqeuclidean": |x_t - y_s|^2;
+            "dot": -<x_t, y_s>
+    x_mask  (B, T) bool, optional: entries touching padding are set to 0
+    y_mask  (B, S) bool, optional
+    returns (B, T, S) (or (T, S) for 2-D inputs), dtype and device of x
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    unbatched = x.dim() == 2 and y.dim() == 2
+    if unbatched:
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    if x.dim() != 3 or y.dim() != 3 or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(
+            f"x and y must be (B, T, H) and (B, S, H) with the same B and H, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if metric == "cosine":
+        xn = x / x.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+        yn = y / y.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+        cost = 1.0 - torch.bmm(xn, yn.transpose(1, 2))  # (B, T, S)
+    elif metric == "sqeuclidean":
+        x2 = (x * x).sum(-1)  # (B, T)
+        y2 = (y * y).sum(-1)  # (B, S)
+        cost = (x2[:, :, None] + y2[:, None, :] - 2.0 * torch.bmm(x, y.transpose(1, 2))).clamp_min(0.0)
+    else:
+        cost = -torch.bmm(x, y.transpose(1, 2))
+    if x_mask is not None or y_mask is not None:
+        pair = _pair_mask(cost, _check_mask(x_mask, cost.shape[:2], "x_mask"), _check_mask(y_mask, (cost.shape[0], cost.shape[2]), "y_mask"))
+        cost = cost.masked_fill(~pair, 0.0)
+    return cost.squeeze(0) if unbatched else cost
+
+
+def marginal(mask: Tensor, weights: Tensor | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """Token masses of each sentence, normalised to sum to one.
+
+    mask     (B, T) bool, True on real tokens
+    weights  (B, T) optional non-negative weights (for example embedding norms or inverse
+             document frequencies); default uniform over real tokens
+    returns  (B, T) float (dtype of weights, else ``dtype``, else float32), exactly 0 on padding
+
+    >>> marginal(torch.tensor([[True, True, False]]))
+    tensor([[0.5000, 0.5000, 0.0000]])
+    """
+    if mask.dim() != 2:
+        raise ValueError(f"mask must be (B, T), got shape {tuple(mask.shape)}")
+    mask = mask.bool()
+    if weights is None:
+        w = mask.to(dtype or torch.float32)
+    else:
+        if weights.shape != mask.shape:
+            raise ValueError(f"weights {tuple(weights.shape)} and mask {tuple(mask.shape)} must have the same shape")
+        if not torch.isfinite(weights[mask]).all() or (weights[mask] < 0).any():
+            raise ValueError("weights must be finite and non-negative on real tokens")
+        w = weights.masked_fill(~mask, 0.0)
+        if dtype is not None:
+            w = w.to(dtype)
+    total = w.sum(dim=1, keepdim=True)  # (B, 1)
+    empty = (total <= 0).squeeze(1)
+    if empty.any():
+        rows = empty.nonzero().flatten().tolist()
+        raise ValueError(f"rows {rows[:10]} have no real token or zero total weight")
+    return w / total
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_mask(mask: Tensor | None, shape, name: str) -> Tensor | None:
+    if mask is None:
+        return None
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+    return mask.bool()
+
+
+def _pair_mask(cost: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None) -> Tensor:
+    """(B, T, S) bool: True where both tokens are real."""
+    B, T, S = cost.shape
+    sm = src_mask if src_mask is not None else torch.ones(B, T, dtype=torch.bool, device=cost.device)
+    tm = tgt_mask if tgt_mask is not None else torch.ones(B, S, dtype=torch.bool, device=cost.device)
+    return sm[:, :, None] & tm[:, None, :]
+
+
+@dataclass
+class _Problem:
+    cost: Tensor  # (B, T, S), 0 at padding (may carry grad)
+    a: Tensor  # (B, T)
+    b: Tensor  # (B, S)
+    src_mask: Tensor  # (B, T) bool
+    tgt_mask: Tensor  # (B, S) bool
+
+
+def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
+    """Validate a batch of problems at the public boundary; fill padding with 0."""
+    if not isinstance(cost, Tensor) or cost.dim() != 3:
+        raise ValueError(f"cost must be a (B, T, S) tensor, got {getattr(cost, 'shape', type(cost))}")
+    if not cost.is_floating_point():
+        raise ValueError(f"cost must be floating point, got {cost.dtype}")
+    B, T, S = cost.shape
+    if T == 0 or S == 0:
+        raise ValueError(f"cost has an empty side: shape {tuple(cost.shape)}")
+    if eps is not None and not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    dev = cost.device
+    src_mask = _check_mask(src_mask, (B, T), "src_mask")
+    tgt_mask = _check_mask(tgt_mask, (B, S), "tgt_mask")
+    if src_mask is None:
+        src_mask = torch.ones(B, T, dtype=torch.bool, device=dev)
+    if tgt_mask is None:
+        tgt_mask = torch.ones(B, S, dtype=torch.bool, device=dev)
+    for name, m in (("src_mask", src_mask), ("tgt_mask", tgt_mask)):
+        empty = ~m.any(dim=1)
+        if empty.any():
+            raise ValueError(f"{name}: rows {empty.nonzero().flatten().tolist()[:10]} have no real token")
+    pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
+    bad = ~torch.isfinite(cost.detach()) & pair
+    if bad.any():
+        idx = bad.nonzero()[0].tolist()
+        raise ValueError(f"cost {tuple(cost.shape)} has {int(bad.sum())} NaN/inf entries on real tokens, first at {tuple(idx)}")
+    cost = cost.masked_fill(~pair, 0.0)
+    a = _check_marginal(a, src_mask, cost.dtype, "a")
+    b = _check_marginal(b, tgt_mask, cost.dtype, "b")
+    return _Problem(cost, a, b, src_mask, tgt_mask)
+
+
+def _check_marginal(w: Tensor | None, mask: Tensor, dtype, name: str) -> Tensor:
+    if w is None:
+        return marginal(mask, dtype=dtype)
+    if tuple(w.shape) != tuple(mask.shape):
+        raise ValueError(f"{name} must have shape {tuple(mask.shape)}, got {tuple(w.shape)}")
+    w = w.to(dtype)
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must be finite and non-negative")
+    if (w.masked_fill(mask, 0) != 0).any():
+        raise ValueError(f"{name} puts mass on padding tokens")
+    sums = w.sum(dim=1)
+    off = (sums - 1).abs() > MARGINAL_SUM_ATOL.get(dtype, 1e-4)
+    if off.any():
+        i = int(off.nonzero()[0])
+        raise ValueError(f"{name} must sum to one per row; row {i} sums to {float(sums[i]):.6g}")
+    return w
+
+
+# --------------------------------------------------------------------------- Sinkhorn
+
+
+def _lse_(w: Tensor, dim: int) -> Tensor:
+    """In-place logsumexp over ``dim``: destroys ``w``; at least one finite entry per slice."""
+    m = w.amax(dim=dim, keepdim=True)
+    w.sub_(m).exp_()
+    return m.squeeze(dim) + w.sum(dim=dim).log()
+
+
+def _sinkhorn_iterations(logK, loga, logb, *, max_iter, tol, check_every, tau=1.0, inplace=True):
+    """Log-domain Sinkhorn iterations on logK (B, T, S) = -cost / eps (finite everywhere).
+
+    loga (B, T), logb (B, S): log marginals, -inf on padding (zero mass rows/columns come out
+    as potentials -inf, hence exactly-zero plan entries). tau = rho / (rho + eps) < 1 relaxes
+    the marginals (unbalanced); tau = 1 is balanced OT.
+    Returns u (B, T), v (B, S), n_iter, the (B,) row-marginal L1 error at the last check.
+    """
+    B, T, S = logK.shape
+    u = torch.zeros(B, T, dtype=logK.dtype, device=logK.device)
+    v = torch.zeros(B, S, dtype=logK.dtype, device=logK.device)
+    a = loga.exp()
+    err = torch.full((B,), float("inf"), dtype=logK.dtype, device=logK.device)
+    work = torch.empty_like(logK) if inplace else None
+    it = 0
+    for it in range(1, max_iter + 1):
+        if inplace:
+            row = _lse_(torch.add(logK, v[:, None, :], out=work), dim=2)  # (B, T)
+        else:
+            row = torch.logsumexp(logK + v[:, None, :], dim=2)  # (B, T)
+        if tau == 1.0 and it > 1 and (it - 1) % check_every == 0:
+            # columns are exact after a v-step; the row marginals of the current plan are
+            # exp(u + row), for free
+            err = (torch.exp(u + row) - a).abs().sum(dim=1)  # (B,)
+            if bool((err <= tol).all()):
+                return u, v, it - 1, err
+        u_new = loga - row
+        if tau != 1.0:
+            u_new = tau * u_new
+        if inplace:
+            col = _lse_(torch.add(logK, u_new[:, :, None], out=work), dim=1)  # (B, S)
+        else:
+            col = torch.logsumexp(logK + u_new[:, :, None], dim=1)  # (B, S)
+        v_new = logb - col
+        if tau != 1.0:
+            v_new = tau * v_new
+            if it % check_every == 0:
+                # unbalanced: stop on the change of the potentials (as POT does)
+                fin = torch.isfinite(u_new)
+                du = (u_new - u).masked_fill(~fin, 0).abs().amax(dim=1)
+                fin = torch.isfinite(v_new)
+                dv = (v_new - v).masked_fill(~fin, 0).abs().amax(dim=1)
+                err = torch.maximum(du, dv)
+                if bool((err <= tol).all()):
+                    return u_new, v_new, it, err
+        u, v = u_new, v_new
+    return u, v, it, err
+
+
+def sinkhorn(
+    cost: Tensor,
+    src_mask: Tensor | None = None,
+    tgt_mask: Tensor | None = None,
+    *,
+    eps: float,
+    a: Tensor | None = None,
+    b: Tensor | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-5,
+    grad: str = "envelope",
+    check_every: int = 10,
+) -> TransportResult:
+    """Entropic OT for a batch of padded problems, in the log domain.
+
+    Solves min_P <P, C> + eps * sum P log P  s.t. P 1 = a, P^T 1 = b, P >= 0, per pair.
+
+    cost      (B, T, S) float32/float64 cost (cosine distances lie in [0, 2]); padding
+              entries are ignored
+    src_mask  (B, T) bool, True on real source tokens (default: all real)
+    tgt_mask  (B, S) bool, True on real target tokens
+    eps       entropic regularisation > 0, in cost units (stable down to 1e-3 on [0, 2] costs,
+              but small eps needs many iterations)
+    a, b      (B, T), (B, S) marginals (default: uniform over real tokens, see ``marginal``)
+    max_iter  iteration cap; tol: L1 marginal error at which a problem counts as converged,
+              checked every ``check_every`` iterations (a check costs nothing extra)
+    grad      "envelope": iterations run without autograd; ``cost`` and ``value`` are
+              differentiable w.r.t. the cost with the plan held constant (d value / d cost =
+              plan exactly at convergence; what the OPTICAL loss <P, C> needs, and cheap).
+              "autodiff": backpropagate through every iteration (plan is differentiable too;
+              memory grows with the number of iterations).
+              "none": no gradient at all.
+    returns   TransportResult; a warning (never NaN) when some problem did not converge
+
+    >>> res = sinkhorn(torch.rand(1, 3, 4), eps=0.1)
+    >>> torch.allclose(res.plan.sum(2), torch.full((1, 3), 1 / 3), atol=1e-4)
+    True
+    """
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    p = _prepare(cost, src_mask, tgt_mask, a, b, eps)
+    loga, logb = p.a.log(), p.b.log()  # -inf on padding
+    track = grad == "autodiff" and torch.is_grad_enabled()
+    with torch.set_grad_enabled(track):
+        c = p.cost if track else p.cost.detach()
+        logK = c / (-eps)  # (B, T, S)
+        u, v, n_iter, _ = _sinkhorn_iterations(
+            logK, loga.detach() if not track else loga, logb.detach() if not track else logb,
+            max_iter=max_iter, tol=tol, check_every=check_every, inplace=not track,
+        )
+        log_plan = logK + u[:, :, None] + v[:, None, :]  # (B, T, S), -inf on padding
+        plan = log_plan.exp()
+    err = _marginal_error(plan.detach(), p.a, p.b)
+    converged = err <= tol
+    if not bool(converged.all()):
+        warnings.warn(
+            f"sinkhorn: {int((~converged).sum())}/{len(converged)} problems did not converge in {max_iter} "
+            f"iterations (eps={eps}, max marginal error {float(err.max()):.3g} > tol={tol}); "
+            "raise max_iter or eps",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    plan_c = plan if track else plan.detach()
+    cost_out = (plan_c * p.cost).sum(dim=(1, 2)) if grad != "none" else (plan_c * p.cost).sum(dim=(1, 2)).detach()
+    neg_entropy = (plan_c * log_plan.masked_fill(plan_c == 0, 0.0)).sum(dim=(1, 2))  # (B,)
+    value = cost_out + eps * (neg_entropy if track else neg_entropy.detach())
+    return TransportResult(
+        plan=plan_c,
+        cost=cost_out,
+        converged=converged,
+        n_iter=n_iter,
+        marginal_error=err,
+        value=value,
+        potentials=((eps * u).detach(), (eps * v).detach()),
+    )
+
+
+def _marginal_error(plan: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """(B,) L1 error of both marginals of plan (B, T, S)."""
+    return (plan.sum(2) - a).abs().sum(1) + (plan.sum(1) - b).abs().sum(1)
+
+
+def sinkhorn_unbalanced(
+    cost: Tensor,
+    src_mask: Tensor | None = None,
+    tgt_mask: Tensor | None = None,
+    *,
+    eps: float,
+    rho: float = 1.0,
+    a: Tensor | None = None,
+    b: Tensor | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    grad: str = "envelope",
+    check_every: int = 10,
+) -> TransportResult:
+    """Unbalanced entropic OT with KL-relaxed marginals, batched and masked.
+
+    Solves min_P <P, C> + eps KL(P | a b^T) + rho KL(P 1 | a) + rho KL(P^T 1 | b), the
+    formulation of ``ot.unbalanced.sinkhorn_unbalanced(reg_type="kl")``. Small ``rho``
+    lets tokens without a counterpart keep their mass (untranslated words); rho -> inf
+    recovers balanced OT. Shapes and ``grad`` as in ``sinkhorn``; ``tol`` bounds the change
+    of the log-potentials between checks. ``marginal_error`` measures the (allowed)
+    deviation from a and b.
+    """
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"rho must be > 0, got {rho!r}")
+    p = _prepare(cost, src_mask, tgt_mask, a, b, eps)
+    loga, logb = p.a.log(), p.b.log()
+    track = grad == "autodiff" and torch.is_grad_enabled()
+    with torch.set_grad_enabled(track):
+        c = p.cost if track else p.cost.detach()
+        # kernel of KL(P | a b^T): -C / eps + log a_t + log b_s (finite: padding is handled by u, v)
+        logK = c / (-eps) + loga.masked_fill(~torch.isfinite(loga), 0)[:, :, None] + logb.masked_fill(~torch.isfinite(logb), 0)[:, None, :]
+        if not track:
+            loga, logb = loga.detach(), logb.detach()
+        tau = rho / (rho + eps) if math.isfinite(rho) else 1.0
+        u, v, n_iter, err = _sinkhorn_iterations(
+            logK, loga, logb, max_iter=max_iter, tol=tol, check_every=check_every, tau=tau, inplace=not track
+        )
+        plan = (logK + u[:, :, None] + v[:, None, :]).exp()
+    converged = err <= tol
+    if not bool(converged.all()):
+        warnings.warn(
+            f"sinkhorn_unbalanced: {int((~converged).sum())}/{len(converged)} problems did not converge in "
+            f"{max_iter} iterations (potential change {float(err.max()):.3g} > tol={tol})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    plan_c = plan if track else plan.detach()
+    cost_out = (plan_c * p.cost).sum(dim=(1, 2))
+    if grad == "none":
+        cost_out = cost_out.detach()
+    return TransportResult(
+        plan=plan_c,
+        cost=cost_out,
+        converged=converged,
+        n_iter=n_iter,
+        marginal_error=_marginal_error(plan.detach(), p.a, p.b),
+        potentials=((eps * u).detach(), (eps * v).detach()),
+    )
+
+
+# --------------------------------------------------------------------------- POT, pair by pair
+
+
+def _per_pair(p: _Problem, solve_one) -> TransportResult:
+    """Run ``solve_one(a_np, b_np, C_np) -> (plan_np, converged)`` on the real block of each pair."""
+    B, T, S = p.cost.shape
+    plan = torch.zeros(B, T, S, dtype=torch.float64)
+    conv = torch.ones(B, dtype=torch.bool)
+    C = p.cost.detach().to("cpu", torch.float64)
+    A, Bm = p.a.detach().to("cpu", torch.float64), p.b.detach().to("cpu", torch.float64)
+    sm, tm = p.src_mask.cpu(), p.tgt_mask.cpu()
+    for i in range(B):
+        ri, ci = sm[i].nonzero().flatten(), tm[i].nonzero().flatten()
+        block, ok = solve_one(A[i, ri].numpy(), Bm[i, ci].numpy(), C[i][ri][:, ci].numpy(), i)
+        plan[i, ri[:, None], ci[None, :]] = torch.as_tensor(block)
+        conv[i] = ok
+    plan = plan.to(p.cost.device, p.cost.dtype)
+    return TransportResult(
+        plan=plan,
+        cost=(plan * p.cost).sum(dim=(1, 2)),  # envelope gradient: the plan is constant
+        converged=conv.to(p.cost.device),
+        n_iter=0,
+        marginal_error=_marginal_error(plan, p.a, p.b),
+    )
+
+
+def emd(cost, src_mask=None, tgt_mask=None, *, a=None, b=None, max_iter: int = 100_000) -> TransportResult:
+    """Exact OT (network simplex, ``ot.emd``) pair by pair. Shapes as in ``sinkhorn``.
+
+    ``cost`` is differentiable w.r.t. the cost matrix (gradient = plan, exact for EMD).
+    """
+    import ot
+
+    p = _prepare(cost, src_mask, tgt_mask, a, b)
+
+    def one(a_, b_, c_, i):
+        plan, log = ot.emd(a_ / a_.sum(), b_ / b_.sum(), c_, numItermax=max_iter, log=True)
+        return plan, log["warning"] is None
+
+    return _per_pair(p, one)
+
+
+def partial(cost, src_mask=None, tgt_mask=None, *, mass: float = 0.8, a=None, b=None) -> TransportResult:
+    """Exact partial OT (``ot.partial.partial_wasserstein``): transport only ``mass`` in (0, 1].
+
+    Tokens without a good counterpart are left unmatched. Shapes as in ``sinkhorn``.
+    """
+    import ot
+
+    if not (0 < mass <= 1):
+        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
+    p = _prepare(cost, src_mask, tgt_mask, a, b)
+
+    def one(a_, b_, c_, i):
+        return ot.partial.partial_wasserstein(a_, b_, c_, m=min(mass, a_.sum(), b_.sum())), True
+
+    return _per_pair(p, one)
+
+
+def gromov_wasserstein(
+    src_cost: Tensor,
+    tgt_cost: Tensor,
+    src_mask=None,
+    tgt_mask=None,
+    *,
+    cost: Tensor | None = None,
+    alpha: float = 0.5,
+    a=None,
+    b=None,
+) -> TransportResult:
+    """Gromov-Wasserstein (``ot.gromov``) pair by pair: matches the *structure* of two sentences.
+
+    src_cost (B, T, T) intra-source costs (e.g. ``cost_matrix(x, x)``); tgt_cost (B, S, S)
+    cost     optional (B, T, S) cross cost: then fused GW, alpha weighting the structure term
+    returns  plan (B, T, S); ``cost`` is <plan, cost> when a cross cost is given, else the GW loss
+    """
+    import ot
+
+    if src_cost.dim() != 3 or tgt_cost.dim() != 3 or src_cost.shape[0] != tgt_cost.shape[0]:
+        raise ValueError(f"src_cost and tgt_cost must be (B, T, T) and (B, S, S), got {tuple(src_cost.shape)} and {tuple(tgt_cost.shape)}")
+    B, T, _ = src_cost.shape
+    S = tgt_cost.shape[1]
+    if src_cost.shape[1:] != (T, T) or tgt_cost.shape[1:] != (S, S):
+        raise ValueError(f"src_cost and tgt_cost must be square, got {tuple(src_cost.shape)} and {tuple(tgt_cost.shape)}")
+    cross = cost if cost is not None else torch.zeros(B, T, S, dtype=src_cost.dtype, device=src_cost.device)
+    p = _prepare(cross, src_mask, tgt_mask, a, b)
+    C1 = src_cost.detach().to("cpu", torch.float64)
+    C2 = tgt_cost.detach().to("cpu", torch.float64)
+    sm, tm = p.src_mask.cpu(), p.tgt_mask.cpu()
+    losses = torch.zeros(B, dtype=torch.float64)
+
+    def one(a_, b_, c_, i):
+        ri, ci = sm[i].nonzero().flatten(), tm[i].nonzero().flatten()
+        c1, c2 = C1[i][ri][:, ri].numpy(), C2[i][ci][:, ci].numpy()
+        if cost is None:
+            plan, log = ot.gromov.gromov_wasserstein(c1, c2, a_, b_, log=True)
+            losses[i] = log["gw_dist"]
+        else:
+            plan, log = ot.gromov.fused_gromov_wasserstein(c_, c1, c2, a_, b_, alpha=alpha, log=True)
+            losses[i] = log["fgw_dist"]
+        return plan, True
+
+    res = _per_pair(p, one)
+    if cost is None:
+        res.cost = losses.to(p.cost.device, p.cost.dtype)
+    return res
+
+
+def solve(
+    cost: Tensor | None,
+    src_mask: Tensor | None = None,
+    tgt_mask: Tensor | None = None,
+    method: str = "sinkhorn",
+    **kw,
+) -> TransportResult:
+    """One entry point for every solver: ``method`` in METHODS, keyword arguments passed on.
+
+    "sinkhorn" (eps, a, b, max_iter, tol, grad), "unbalanced" (eps, rho, ...), "emd",
+    "partial" (mass), "gw" (src_cost, tgt_cost, optional cross ``cost`` with alpha).
+
+    >>> c = torch.rand(2, 3, 4)
+    >>> [solve(c, method=m, eps=0.1).plan.shape[1:] for m in ("sinkhorn", "emd")]
+    [torch.Size([3, 4]), torch.Size([3, 4])]
+    """
+    if method == "sinkhorn":
+        return sinkhorn(cost, src_mask, tgt_mask, **kw)
+    if method == "unbalanced":
+        return sinkhorn_unbalanced(cost, src_mask, tgt_mask, **kw)
+    # the exact solvers have no eps; accept it so that callers can switch methods freely
+    kw.pop("eps", None)
+    kw.pop("grad", None)
+    if method == "emd":
+        return emd(cost, src_mask, tgt_mask, **kw)
+    if method == "partial":
+        return partial(cost, src_mask, tgt_mask, **kw)
+    if method == "gw":
+        if "src_cost" not in kw or "tgt_cost" not in kw:
+            raise ValueError("method='gw' needs src_cost (B, T, T) and tgt_cost (B, S, S)")
+        return gromov_wasserstein(kw.pop("src_cost"), kw.pop("tgt_cost"), src_mask, tgt_mask, cost=cost, **kw)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "GRAD_MODES",
+    "TransportResult",
+    "cost_matrix",
+    "marginal",
+    "sinkhorn",
+    "sinkhorn_unbalanced",
+    "emd",
+    "partial",
+    "gromov_wasserstein",
+    "solve",
+]

@@ -1,0 +1,319 @@
+"""optical_viz.transport against POT, scipy and invariants."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+
+from optical_viz.transport import (
+    TransportResult,
+    cost_matrix,
+    emd,
+    marginal,
+    partial,
+    sinkhorn,
+    sinkhorn_unbalanced,
+    solve,
+)
+
+ATOL_POT = 1e-6  # agreement with POT in float64
+TIGHT = dict(tol=1e-12, max_iter=100_000)
+
+
+def _batch(B=3, T=6, S=5, H=4, seed=0, dtype=torch.float64):
+    """Random cosine costs with ragged masks: (B, T, S), (B, T), (B, S)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, H, generator=g, dtype=dtype)
+    y = torch.randn(B, S, H, generator=g, dtype=dtype)
+    tl = torch.randint(1, T + 1, (B,), generator=g)
+    sl = torch.randint(1, S + 1, (B,), generator=g)
+    tl[0], sl[0] = T, S  # one full row
+    sm = torch.arange(T)[None] < tl[:, None]
+    tm = torch.arange(S)[None] < sl[:, None]
+    return cost_matrix(x, y), sm, tm
+
+
+def _blocks(C, sm, tm):
+    for i in range(C.shape[0]):
+        r, c = sm[i].nonzero().flatten(), tm[i].nonzero().flatten()
+        yield i, r, c, C[i][r][:, c].numpy()
+
+
+# ----------------------------------------------------------------------------- cost, marginal
+
+
+def test_cost_matrix_metrics_match_brute_force():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2, 3, 5, generator=g, dtype=torch.float64), torch.randn(2, 4, 5, generator=g, dtype=torch.float64)
+    cos = cost_matrix(x, y, "cosine")
+    sq = cost_matrix(x, y, "sqeuclidean")
+    dot = cost_matrix(x, y, "dot")
+    for b in range(2):
+        for t in range(3):
+            for s in range(4):
+                xv, yv = x[b, t], y[b, s]
+                assert cos[b, t, s] == pytest.approx(1 - float(xv @ yv / (xv.norm() * yv.norm())), abs=1e-12)
+                assert sq[b, t, s] == pytest.approx(float(((xv - yv) ** 2).sum()), abs=1e-10)
+                assert dot[b, t, s] == pytest.approx(-float(xv @ yv), abs=1e-12)
+    assert torch.allclose(cost_matrix(x[0], y[0]), cos[0])  # unbatched
+
+
+def test_cost_matrix_masks_zero_padding_and_rejects_shapes():
+    x, y = torch.randn(1, 3, 4), torch.randn(1, 2, 4)
+    x[0, 2] = 0  # a zero vector at padding would give a meaningless cosine
+    c = cost_matrix(x, y, x_mask=torch.tensor([[True, True, False]]))
+    assert (c[0, 2] == 0).all() and (c[0, :2] != 0).all()
+    with pytest.raises(ValueError, match=r"\(1, 3, 4\).*\(1, 2, 5\)"):
+        cost_matrix(x, torch.randn(1, 2, 5))
+
+
+def test_marginal_uniform_weighted_and_invalid():
+    m = torch.tensor([[True, True, False], [True, False, False]])
+    assert torch.equal(marginal(m), torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]))
+    w = torch.tensor([[1.0, 3.0, 99.0], [2.0, 5.0, 5.0]])
+    assert torch.allclose(marginal(m, w), torch.tensor([[0.25, 0.75, 0.0], [1.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        marginal(torch.tensor([[True], [False]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        marginal(m, -w)
+
+
+# ----------------------------------------------------------------------------- agreement with POT
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.5])
+def test_sinkhorn_matches_pot_log_domain(eps):
+    C, sm, tm = _batch()
+    res = sinkhorn(C, sm, tm, eps=eps, **TIGHT)
+    assert isinstance(res, TransportResult) and bool(res.converged.all())
+    for i, r, c, block in _blocks(C, sm, tm):
+        a, b = np.full(len(r), 1 / len(r)), np.full(len(c), 1 / len(c))
+        ref = ot.sinkhorn(a, b, block, eps, method="sinkhorn_log", stopThr=1e-14, numItermax=100_000)
+        np.testing.assert_allclose(res.plan[i][r][:, c].numpy(), ref, atol=ATOL_POT, rtol=0)
+        assert float(res.cost[i]) == pytest.approx(float((ref * block).sum()), abs=ATOL_POT)
+
+
+def test_sinkhorn_weighted_marginals_match_pot():
+    C, sm, tm = _batch(seed=3)
+    g = torch.Generator().manual_seed(4)
+    a = marginal(sm, torch.rand(sm.shape, generator=g, dtype=torch.float64) + 0.1)
+    b = marginal(tm, torch.rand(tm.shape, generator=g, dtype=torch.float64) + 0.1)
+    res = sinkhorn(C, sm, tm, eps=0.1, a=a, b=b, **TIGHT)
+    for i, r, c, block in _blocks(C, sm, tm):
+        ref = ot.sinkhorn(a[i, r].numpy(), b[i, c].numpy(), block, 0.1, method="sinkhorn_log", stopThr=1e-14)
+        np.testing.assert_allclose(res.plan[i][r][:, c].numpy(), ref, atol=ATOL_POT, rtol=0)
+
+
+def test_emd_matches_pot():
+    C, sm, tm = _batch(seed=5)
+    res = emd(C, sm, tm)
+    for i, r, c, block in _blocks(C, sm, tm):
+        ref = ot.emd(np.full(len(r), 1 / len(r)), np.full(len(c), 1 / len(c)), block)
+        assert float(res.cost[i]) == pytest.approx(float((ref * block).sum()), abs=1e-10)
+    assert bool(res.converged.all()) and float(res.marginal_error.max()) < 1e-12
+
+
+@pytest.mark.parametrize("rho", [0.1, 1.0])
+def test_unbalanced_matches_pot(rho):
+    C, sm, tm = _batch(seed=6)
+    res = sinkhorn_unbalanced(C, sm, tm, eps=0.1, rho=rho, tol=1e-13, max_iter=100_000)
+    assert bool(res.converged.all())
+    for i, r, c, block in _blocks(C, sm, tm):
+        a, b = np.full(len(r), 1 / len(r)), np.full(len(c), 1 / len(c))
+        ref = ot.unbalanced.sinkhorn_unbalanced(a, b, block, 0.1, rho, reg_type="kl", stopThr=1e-15, numItermax=100_000)
+        np.testing.assert_allclose(res.plan[i][r][:, c].numpy(), ref, atol=ATOL_POT, rtol=0)
+
+
+def test_partial_transports_the_requested_mass_and_matches_pot():
+    C, sm, tm = _batch(seed=7)
+    res = partial(C, sm, tm, mass=0.6)
+    assert torch.allclose(res.plan.sum((1, 2)), torch.full((3,), 0.6, dtype=torch.float64), atol=1e-9)
+    for i, r, c, block in _blocks(C, sm, tm):
+        ref = ot.partial.partial_wasserstein(np.full(len(r), 1 / len(r)), np.full(len(c), 1 / len(c)), block, m=0.6)
+        assert float(res.cost[i]) == pytest.approx(float((ref * block).sum()), abs=1e-9)
+
+
+def test_solve_dispatches_every_method():
+    C, sm, tm = _batch(seed=8)
+    x = torch.randn(3, 6, 4, dtype=torch.float64)
+    y = torch.randn(3, 5, 4, dtype=torch.float64)
+    for method in ("sinkhorn", "unbalanced", "emd", "partial"):
+        res = solve(C, sm, tm, method=method, eps=0.1)
+        assert res.plan.shape == C.shape and (res.plan >= 0).all()
+    gw = solve(None, sm, tm, method="gw", src_cost=cost_matrix(x, x), tgt_cost=cost_matrix(y, y))
+    assert torch.allclose(gw.plan.sum(2), marginal(sm, dtype=torch.float64), atol=1e-8)
+    with pytest.raises(ValueError, match="method must be one of"):
+        solve(C, method="nope")
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def test_small_eps_approaches_hungarian_assignment():
+    eps = 1e-3
+    g = torch.Generator().manual_seed(9)
+    for n in (3, 7, 12):
+        # permutation problem: targets are shuffled noisy copies of the sources, costs in [0, 2]
+        x = torch.randn(n, 8, generator=g, dtype=torch.float64)
+        y = x[torch.randperm(n, generator=g)] + 0.01 * torch.randn(n, 8, generator=g, dtype=torch.float64)
+        C = cost_matrix(x, y, "sqeuclidean")
+        C = (2 * C / C.max()).unsqueeze(0)
+        rows, cols = linear_sum_assignment(C[0].numpy())
+        perm = torch.zeros(n, n, dtype=torch.float64)
+        perm[rows, cols] = 1 / n
+        res = sinkhorn(C, eps=eps, tol=1e-6, max_iter=20_000)
+        assert bool(res.converged.all())
+        assert float((res.plan[0] - perm).abs().max()) < 1e-3
+        assert float(res.cost[0]) == pytest.approx(float(C[0, rows, cols].mean()), abs=1e-3)
+
+
+def test_float32_is_stable_at_eps_1e3():
+    C = torch.rand(4, 9, 11, generator=torch.Generator().manual_seed(10)) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sinkhorn(C, eps=1e-3, max_iter=300)
+    assert torch.isfinite(res.plan).all() and torch.isfinite(res.cost).all()
+
+
+def test_masked_entries_exactly_zero_and_marginals():
+    C, sm, tm = _batch(seed=11)
+    C = C.masked_fill(~(sm[:, :, None] & tm[:, None, :]), float("nan"))  # padding may be garbage
+    res = sinkhorn(C, sm, tm, eps=0.1, tol=1e-10, max_iter=50_000)
+    assert bool(res.converged.all())
+    pad = ~(sm[:, :, None] & tm[:, None, :])
+    assert (res.plan[pad] == 0).all()
+    assert (res.plan >= 0).all()
+    assert torch.allclose(res.plan.sum(2), marginal(sm, dtype=C.dtype), atol=1e-9)
+    assert torch.allclose(res.plan.sum(1), marginal(tm, dtype=C.dtype), atol=1e-9)
+    assert torch.isfinite(res.cost).all()
+
+
+def test_permutation_equivariance():
+    C, _, _ = _batch(B=2, seed=12)
+    pt, ps = torch.randperm(6), torch.randperm(5)
+    res = sinkhorn(C, eps=0.1, **TIGHT)
+    res_p = sinkhorn(C[:, pt][:, :, ps], eps=0.1, **TIGHT)
+    assert torch.allclose(res_p.plan, res.plan[:, pt][:, :, ps], atol=1e-12)
+    assert torch.allclose(res_p.cost, res.cost, atol=1e-12)
+
+
+def test_batch_equals_separate_problems():
+    C, sm, tm = _batch(seed=13)
+    res = sinkhorn(C, sm, tm, eps=0.1, **TIGHT)
+    for i in range(3):
+        one = sinkhorn(C[i : i + 1], sm[i : i + 1], tm[i : i + 1], eps=0.1, **TIGHT)
+        assert torch.allclose(one.plan, res.plan[i : i + 1], atol=1e-12)
+
+
+def test_nonconvergence_warns_and_reports():
+    C, sm, tm = _batch(seed=14)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        res = sinkhorn(C, sm, tm, eps=0.01, max_iter=2, tol=1e-12)
+    assert not bool(res.converged.all()) and torch.isfinite(res.plan).all()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_validation_errors_name_the_problem():
+    C = torch.rand(2, 3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="eps"):
+        sinkhorn(C, eps=0)
+    with pytest.raises(ValueError, match="eps"):
+        sinkhorn(C, eps=-1.0)
+    bad = C.clone()
+    bad[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN/inf.*\(1, 2, 3\)"):
+        sinkhorn(bad, eps=0.1)
+    with pytest.raises(ValueError, match=r"src_mask: rows \[1\]"):
+        sinkhorn(C, torch.tensor([[True, True, True], [False, False, False]]), eps=0.1)
+    with pytest.raises(ValueError, match=r"src_mask must have shape \(2, 3\), got \(2, 4\)"):
+        sinkhorn(C, torch.ones(2, 4, dtype=torch.bool), eps=0.1)
+    with pytest.raises(ValueError, match=r"sums to 0\.5"):
+        sinkhorn(C, eps=0.1, a=torch.full((2, 3), 0.5 / 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)|B, T, S"):
+        sinkhorn(C[0], eps=0.1)
+    with pytest.raises(ValueError, match="grad"):
+        sinkhorn(C, eps=0.1, grad="sometimes")
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_gradcheck_autodiff_plan_and_cost():
+    C, sm, tm = _batch(B=2, T=3, S=4, seed=15)
+    C = C.clone().requires_grad_(True)
+
+    def f(c):
+        r = sinkhorn(c, sm, tm, eps=0.2, tol=1e-300, max_iter=60, grad="autodiff")
+        return r.plan, r.cost
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # fixed iteration count on purpose
+        assert torch.autograd.gradcheck(f, (C,), atol=1e-6)
+
+
+def test_gradcheck_envelope_value_and_cost_gradient_is_plan():
+    C, sm, tm = _batch(B=2, T=3, S=4, seed=16)
+    C = C.clone().requires_grad_(True)
+
+    def value(c):
+        return sinkhorn(c, sm, tm, eps=0.2, tol=1e-14, max_iter=100_000, grad="envelope").value
+
+    # envelope theorem: d value / d cost = plan, compared with finite differences of the solver
+    assert torch.autograd.gradcheck(value, (C,), atol=1e-6)
+    res = sinkhorn(C, sm, tm, eps=0.2, tol=1e-14, max_iter=100_000, grad="envelope")
+    (g,) = torch.autograd.grad(res.cost.sum(), C)
+    assert torch.equal(g, res.plan) and not res.plan.requires_grad
+
+
+def test_grad_none_is_detached():
+    C = torch.rand(1, 3, 3, requires_grad=True)
+    res = sinkhorn(C, eps=0.1, grad="none")
+    assert not res.cost.requires_grad and not res.plan.requires_grad
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 12),
+    S=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+    weighted=st.booleans(),
+)
+def test_property_marginals_and_padding(T, S, seed, weighted):
+    g = torch.Generator().manual_seed(seed)
+    B = 3
+    tl = torch.randint(1, T + 1, (B,), generator=g)
+    sl = torch.randint(1, S + 1, (B,), generator=g)
+    sm = torch.arange(T)[None] < tl[:, None]
+    tm = torch.arange(S)[None] < sl[:, None]
+    C = torch.rand(B, T, S, generator=g, dtype=torch.float64) * 2
+    a = b = None
+    if weighted:  # random weights, some exactly zero
+        wa = torch.rand(B, T, generator=g, dtype=torch.float64) * (torch.rand(B, T, generator=g) > 0.3)
+        wb = torch.rand(B, S, generator=g, dtype=torch.float64) * (torch.rand(B, S, generator=g) > 0.3)
+        wa[:, 0] += 0.1
+        wb[:, 0] += 0.1  # every row keeps some mass
+        a, b = marginal(sm, wa), marginal(tm, wb)
+    res = sinkhorn(C, sm, tm, eps=0.1, a=a, b=b, tol=1e-10, max_iter=100_000)
+    a = marginal(sm, dtype=C.dtype) if a is None else a
+    b = marginal(tm, dtype=C.dtype) if b is None else b
+    assert bool(res.converged.all())
+    assert (res.plan >= 0).all()
+    assert (res.plan[~(sm[:, :, None] & tm[:, None, :])] == 0).all()
+    assert torch.allclose(res.plan.sum(2), a, atol=1e-9) and torch.allclose(res.plan.sum(1), b, atol=1e-9)
+    assert (res.plan[a == 0] == 0).all()
+    # an all-padding row is rejected
+    sm_bad = sm.clone()
+    sm_bad[B - 1] = False
+    with pytest.raises(ValueError, match="no real token"):
+        sinkhorn(C, sm_bad, tm, eps=0.1)
