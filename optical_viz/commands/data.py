@@ -91,14 +91,16 @@ def _check(args) -> int:
 
 
 def _fetch(args) -> int:
-    from optical_viz.cli import CLIError
+    import sys
+
     from optical_viz.data.fetch import fetch
     from optical_viz.data.manifest import DataError
 
     try:
         report = fetch(args.name, args.root, args.base_url)
     except DataError as exc:  # network errors included; the message names file, set and URL
-        raise CLIError(str(exc)) from exc
+        print(f"optical-viz data fetch: error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"data fetch {args.name}: {len(report.downloaded)} files downloaded "
         f"({report.bytes / 1e6:.1f} MB), {len(report.skipped)} already present and correct, "
