@@ -78,7 +78,6 @@ SETS: dict[str, DataSet] = {
             "xquad_r", "XQuAD-R (LAReQA)", "google-research-datasets/lareqa",
             "9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c", "CC BY-SA 4.0",
             upstream=(("README.md", "README.md"), ("LICENSE", "LICENSE"), ("", "xquad-r/")),
-            licenses=(("LICENSE", "Apache-2.0"), ("README.md", "Apache-2.0")),
         ),
         DataSet(
             "flores200", "FLORES-200 (SIB-200 packaging)", "dadelani/sib-200",
@@ -95,6 +94,7 @@ SETS: dict[str, DataSet] = {
         DataSet(
             "mafand_mt", "MAFAND-MT", "masakhane-io/lafand-mt",
             "d441f8b063d63e95eafb72e84317359e27abf95e", "CC BY-NC 4.0", upstream=(("", ""),),
+            licenses=(("LICENSE", "GPL-3.0 (repository code)"), ("README.md", "GPL-3.0 (repository code)")),
             aliases=("mafand",),
         ),
         DataSet(
