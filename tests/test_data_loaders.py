@@ -19,7 +19,7 @@ from optical_viz.data import (
     load_xquad_r,
     word_alignment_pairs,
 )
-from optical_viz.data.languages import TATOEBA_CODES
+from optical_viz.data.languages import MAFAND_CODES, TATOEBA_CODES
 
 
 def _lines(path):
@@ -96,6 +96,24 @@ def test_mafand_english_and_french_centred_pairs(data_root):
     assert wol.tgt_lang == "fra_Latn" and wol.tgt == _lines(base / "fr-wol/dev.fr")
     with pytest.raises(ValueError, match="no train split for amh_Ethi .*available: dev, test"):
         load_bitext("amh", "mafand", "train", root=data_root)
+    with_train = languages("mafand", root=data_root, split="train")
+    assert set(languages("mafand", root=data_root)) - set(with_train) == {
+        "amh_Ethi", "kin_Latn", "nya_Latn", "sna_Latn", "xho_Latn"}
+    for lang in with_train:  # the filter agrees with the files on disk
+        native = {v: k for k, v in MAFAND_CODES.items()}[lang]
+        assert list(base.glob(f"*[-_]{native}/train.{native}"))
+    assert languages("mafand", root=data_root, split="dev+test") == languages("mafand", root=data_root)
+
+
+def test_languages_split_and_source_errors(data_root):
+    assert len(languages("flores", root=data_root, split="dev+test")) == 204
+    assert len(languages("nllb_seed", root=data_root, split="train")) == 40
+    with pytest.raises(ValueError, match="unknown split 'test': expected one of train"):
+        languages("nllb_seed", root=data_root, split="test")
+    with pytest.raises(ValueError, match="word_alignment_pairs"):
+        languages("word_alignment", root=data_root)
+    with pytest.raises(ValueError, match="unknown data set 'opus'"):
+        languages("opus", root=data_root)
 
 
 # --------------------------------------------------------------------------- Tatoeba

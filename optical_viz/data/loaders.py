@@ -248,24 +248,45 @@ def _mafand_pivot(folder: str) -> str:
     return ENGLISH if folder.startswith("en") else "fra_Latn"
 
 
-def languages(source: str, root: PathLike = None, *, pivot: str | None = ENGLISH) -> list[str]:
+def languages(
+    source: str, root: PathLike = None, *, pivot: str | None = ENGLISH, split: str | None = None
+) -> list[str]:
     """Canonical codes of the languages a source provides under the data root, sorted.
 
     For the bitext sources (``flores``, ``nllb_seed``, ``mafand``, ``tatoeba``): the languages
     that have bitext with ``pivot`` (English; MAFAND-MT also has ``pivot="fra_Latn"``; ``None``
-    lists every language), the pivot itself excluded. For ``xquad`` / ``xquad_r``: all the
-    set's languages, English included.
+    lists every language), the pivot itself excluded; with ``split``, only those that have
+    every split it names (MAFAND-MT has no ``train`` for amh, kin, nya, sna, xho).
+    For ``xquad`` / ``xquad_r``: all the set's languages, English included.
     """
-    s = get_set(BITEXT_SOURCES[source][0] if source in BITEXT_SOURCES else source)
-    index = index_set(s.name, _set_files(s.name, root))
-    if s.name in ("xquad", "xquad_r", "word_alignment"):
+    name = BITEXT_SOURCES[source][0] if source in BITEXT_SOURCES else get_set(source).name
+    if name == "word_alignment":
+        raise ValueError("word_alignment has language pairs, not languages: use word_alignment_pairs()")
+    files = _set_files(name, root)
+    index = index_set(name, files)
+    if name in ("xquad", "xquad_r"):
         return sorted(index)
-    if s.name == "mafand_mt" and pivot is not None:
-        index = {k: v for k, v in index.items() if _mafand_pivot(v) == resolve_language(pivot)}
-    elif pivot is not None and s.name != "flores200" and resolve_language(pivot) != ENGLISH:
-        raise ValueError(f"{s.name} pairs every language with English only, not with {pivot!r}")
-    exclude = {resolve_language(pivot)} if pivot is not None else {ENGLISH}
-    return sorted(k for k in index if k not in exclude)
+    pivot_code = resolve_language(pivot) if pivot is not None else None
+    if name == "mafand_mt" and pivot_code is not None:
+        index = {k: v for k, v in index.items() if _mafand_pivot(v) == pivot_code}
+    elif pivot_code not in (None, ENGLISH) and name != "flores200":
+        raise ValueError(f"{name} pairs every language with English only, not with {pivot!r}")
+    if split is not None:
+        splits = next(v[1] for v in BITEXT_SOURCES.values() if v[0] == name)
+        wanted = _split_names(split, splits) if split != "all" else []
+        files_set = set(files)
+        index = {k: v for k, v in index.items() if all(_has_split(name, v, n, files_set) for n in wanted)}
+    exclude = pivot_code or ENGLISH
+    return sorted(k for k in index if k != exclude)
+
+
+def _has_split(set_name: str, where: str, split: str, files: set[str]) -> bool:
+    """Whether the language stored at ``where`` (see ``index_set``) has the split ``split``."""
+    if set_name == "flores200":
+        return f"{where}/{split}.tsv" in files
+    if set_name == "mafand_mt":
+        return f"data/text_files/{where}/{split}.{_MAFAND_DIR.match(where)[2]}" in files
+    return True  # nllb_seed and tatoeba have a single split, validated by _split_names
 
 
 def _resolve_in(set_name: str, lang: str, root: PathLike) -> tuple[str, str]:
