@@ -34,6 +34,7 @@ import random
 import shutil
 import time
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class OTConfig:
     token_weights: str = "uniform"  # uniform | content (ignore <s> and </s>)
     layer: int = -1  # hidden layer compared (0 = embedding output, -1 = last)
     max_iter: int = 100
-    tol: float = 1e-6
+    tol: float = 1e-4  # L1 marginal error; unconverged problems are counted in metrics ("ot_converged")
 
 
 @dataclass
@@ -502,10 +503,11 @@ def _lr_lambda(warmup: int, total: int):
 
 
 class _Trainer:
-    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator):
+    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator, root=None):
         import torch
 
         self.torch = torch
+        self.root = root
         self.cfg = config
         self.run_dir = run_dir
         self.acc = accelerator
@@ -546,20 +548,23 @@ class _Trainer:
         tick = _Ticker(timings)
         src = [p[1] for p in pairs]
         tgt = [p[2] for p in pairs]
-        s_ids, s_mask = _tokenize(self.student, src, self.cfg.max_length, self.device)  # (B, T)
+        B = len(pairs)
+        # MSE also needs student(English): one student forward over both sides (DDP allows
+        # a single forward per backward)
+        student_texts = src + tgt if "mse" in terms else src
+        s_ids, s_mask = _tokenize(self.student, student_texts, self.cfg.max_length, self.device)  # (B or 2B, T)
         t_ids, t_mask = _tokenize(self.teacher, tgt, self.cfg.max_length, self.device)  # (B, S)
-        if "mse" in terms:
-            e_ids, e_mask = _tokenize(self.student, tgt, self.cfg.max_length, self.device)  # (B, S)
-        s_mask_b, t_mask_b = s_mask.bool(), t_mask.bool()
         layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
         tick("tokenize")
         with torch.no_grad():
             t_hidden = self._hidden(self.teacher.model, t_ids, t_mask, layers)  # layer -> (B, S, H)
         tick("teacher_forward")
         with self.acc.autocast():
-            s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B, T, H)
-            if "mse" in terms:
-                e_hidden = self._hidden(self.model, e_ids, e_mask, {-1})[-1]  # (B, S, H)
+            s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B or 2B, T, H)
+        if "mse" in terms:
+            e_hidden, e_mask = s_hidden[-1][B:], s_mask[B:]  # (B, T, H), (B, T): student(English)
+            s_hidden, s_mask = {l: h[:B] for l, h in s_hidden.items()}, s_mask[:B]
+        s_mask_b, t_mask_b = s_mask.bool(), t_mask.bool()
         tick("student_forward")
         out = {}
         if "ot" in terms:
@@ -567,11 +572,15 @@ class _Trainer:
             sw = tw = None
             if o.token_weights == "content":
                 sw, tw = losses.special_token_weights(s_mask_b), losses.special_token_weights(t_mask_b)
-            out["ot"] = losses.ot_loss(
-                s_hidden[o.layer].float(), t_hidden[o.layer].float(), s_mask_b, t_mask_b,
-                eps=o.eps, metric=o.metric, student_weights=sw, teacher_weights=tw,
-                grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
-            ).loss
+            with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
+                warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
+                res = losses.ot_loss(
+                    s_hidden[o.layer].float(), t_hidden[o.layer].float(), s_mask_b, t_mask_b,
+                    eps=o.eps, metric=o.metric, student_weights=sw, teacher_weights=tw,
+                    grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
+                )
+            out["ot"] = res.loss
+            self.last_ot_converged = float(res.converged.float().mean())
         if "contrastive" in terms or "mse" in terms:
             s_sent = losses.mean_pool(s_hidden[-1].float(), s_mask_b)  # (B, H)
             t_sent = losses.mean_pool(t_hidden[-1].float(), t_mask_b)  # (B, H)
@@ -609,6 +618,8 @@ class _Trainer:
         rec = {"step": self.step, "loss": float(values[0])}
         rec.update({f"loss_{k}": float(v) for k, v in zip(terms, values[1:])})
         rec.update({"lr": lr, "examples_per_s": len(batch) / elapsed, "step_time_s": elapsed})
+        if "ot" in terms:
+            rec["ot_converged"] = self.last_ot_converged  # fraction of this process's Sinkhorn problems
         return rec
 
     # --- evaluation
@@ -619,14 +630,14 @@ class _Trainer:
 
         n = self.cfg.eval.heldout_sentences
         if self._heldout_en is None:
-            en = data.load_flores("eng_Latn", split="dev").texts[:n]
+            en = data.load_flores("eng_Latn", split="dev", root=self.root).texts[:n]
             self._heldout_en = self.teacher.embed_sentences(en)  # (n, H), L2-normalised
         was_training = self.student.model.training
         self.student.model.eval()
         per_lang = {}
         try:
             for c in self.sampler.corpora:
-                texts = data.load_flores(c.lang, split="dev").texts[:n]
+                texts = data.load_flores(c.lang, split="dev", root=self.root).texts[:n]
                 s = self.student.embed_sentences(texts)  # (n, H)
                 per_lang[c.lang] = float((s * self._heldout_en).sum(-1).mean())
         finally:
@@ -641,7 +652,9 @@ class _Trainer:
         was_training = self.student.model.training
         self.student.model.eval()
         try:
-            report = retrieval.evaluate(e.task, student=self.student, teacher=self.teacher, langs=langs, split=e.split)
+            report = retrieval.evaluate(
+                e.task, student=self.student, teacher=self.teacher, langs=langs, split=e.split, root=self.root
+            )
         finally:
             self.student.model.train(was_training)
         return json.loads(report.frame.to_json(orient="records"))
@@ -811,7 +824,7 @@ def distill(
     )
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
-    trainer = _Trainer(config, run_dir, corpora, models, accelerator)
+    trainer = _Trainer(config, run_dir, corpora, models, accelerator, root=root)
     main = accelerator.is_main_process
 
     metrics_path = run_dir / "metrics.jsonl"
