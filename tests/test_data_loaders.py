@@ -246,6 +246,13 @@ def test_corrupt_file_is_detected_by_checksum(small_flores):
     assert len(load_flores("yor", "dev", root=small_flores)) == 99  # the intact file still loads
 
 
+def test_missing_language_folder_is_a_missing_file(small_flores):
+    """fra_Latn is in the manifest but not on disk: the error names its file and the fix."""
+    with pytest.raises(MissingDataError, match=r"fra_Latn/dev\.tsv.*optical-viz data fetch flores200"):
+        load_bitext("yor", "flores", "dev", root=small_flores, pivot="fra_Latn")
+    assert languages("flores", root=small_flores) == ["yor_Latn"]  # what is on disk
+
+
 @pytest.mark.parametrize(
     "call",
     [lambda r: load_bitext("deu", "tatoeba", root=r), lambda r: load_xquad("en", root=r),

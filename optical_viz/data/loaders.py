@@ -34,6 +34,7 @@ from optical_viz.data.manifest import (
     MissingDataError,
     fix_command,
     get_set,
+    manifest_files,
     require_file,
 )
 
@@ -224,7 +225,7 @@ def index_set(set_name: str, rel_paths: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rel in rel_paths:
         parts = rel.split("/")
-        if set_name == "flores200" and len(parts) == 3 and parts[0] == "annotated" and parts[2] == "train.tsv":
+        if set_name == "flores200" and len(parts) == 3 and parts[0] == "annotated" and parts[2].endswith(".tsv"):
             out[parts[1]] = f"annotated/{parts[1]}"
         elif set_name == "nllb_seed" and len(parts) == 2 and parts[0] == "seed" and "_" in parts[1] and "." not in parts[1]:
             out[parts[1]] = rel
@@ -289,9 +290,15 @@ def _has_split(set_name: str, where: str, split: str, files: set[str]) -> bool:
     return True  # nllb_seed and tatoeba have a single split, validated by _split_names
 
 
+def _known_files(set_name: str, root: PathLike) -> set[str]:
+    """Files of a set on disk plus those the manifest lists: a listed file that is absent then
+    reaches ``require_file`` and gives a MissingDataError with the fix command."""
+    return set(_set_files(set_name, root)) | set(manifest_files(set_name))
+
+
 def _resolve_in(set_name: str, lang: str, root: PathLike) -> tuple[str, str]:
     """(canonical code, location in the set) of ``lang``; ValueError naming what is available."""
-    index = index_set(set_name, _set_files(set_name, root))
+    index = index_set(set_name, sorted(_known_files(set_name, root)))
     try:
         code = resolve_language(lang, among=index)
     except ValueError as exc:
@@ -392,7 +399,7 @@ def load_bitext(
                 f"MAFAND-MT pairs {code} with {_mafand_pivot(where)} (folder {where}), not {pivot}: "
                 f"there is no {pivot} side; pass pivot={_mafand_pivot(where)!r} to load it"
             )
-        files = set(_set_files(set_name, root))
+        files = _known_files(set_name, root)
         side, native = _MAFAND_DIR.match(where).groups()  # e.g. ("en", "luo") for en_luo
         base = f"data/text_files/{where}"
         present = [n for n in splits if f"{base}/{n}.{native}" in files]

@@ -27,6 +27,7 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "entries_for",
+    "manifest_files",
     "sha256_file",
     "check",
     "require_file",
@@ -212,6 +213,15 @@ def entries_for(set_name: str, manifest: list[ManifestEntry] | None = None) -> l
     """The manifest entries of one set (name or alias)."""
     name = get_set(set_name).name
     return [e for e in (manifest if manifest is not None else read_manifest()) if e.set == name]
+
+
+def manifest_files(set_name: str) -> list[str]:
+    """Paths of a set's files relative to the set folder, per the manifest ([] without one)."""
+    name = get_set(set_name).name
+    try:
+        return [e.path[len(name) + 1:] for e in read_manifest() if e.set == name]
+    except FileNotFoundError:
+        return []
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
