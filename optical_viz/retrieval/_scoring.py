@@ -66,18 +66,20 @@ def maxsim_scores(
         )
     if not bool(queries.mask.any(1).all()) or not bool(candidates.mask.any(1).all()):
         raise ValueError("every text needs at least one real token (a mask row is all False)")
-    Q, Tq, H = queries.embeddings.shape
-    D, Td, _ = candidates.embeddings.shape
+    Q, H = queries.embeddings.shape[0], queries.embeddings.shape[-1]
+    D = candidates.embeddings.shape[0]
     q_tok = torch.nn.functional.normalize(queries.embeddings[queries.mask].float(), dim=-1)  # (Nq, H)
-    owner = torch.arange(Q).repeat_interleave(queries.mask.sum(1))  # (Nq,) query of each token
-    d = torch.nn.functional.normalize(candidates.embeddings.float(), dim=-1).reshape(D * Td, H)
-    pad = ~candidates.mask.reshape(1, D, Td)
+    d_tok = torch.nn.functional.normalize(candidates.embeddings[candidates.mask].float(), dim=-1)  # (Nd, H)
+    q_owner = torch.arange(Q).repeat_interleave(queries.mask.sum(1))  # (Nq,) query of each token
+    d_owner = torch.arange(D).repeat_interleave(candidates.mask.sum(1))  # (Nd,) candidate of each token
     scores = torch.zeros(Q, D)
-    step = max(1, max_elements // (D * Td))
+    step = max(1, max_elements // len(d_tok))
     for start in range(0, len(q_tok), step):
-        sim = (q_tok[start : start + step] @ d.T).reshape(-1, D, Td)  # (n, D, Td)
-        best = sim.masked_fill(pad, float("-inf")).amax(-1)  # (n, D)
-        scores.index_add_(0, owner[start : start + step], best)
+        sim = q_tok[start : start + step] @ d_tok.T  # (n, Nd): real tokens only, no padding
+        best = torch.full((len(sim), D), float("-inf")).scatter_reduce(
+            1, d_owner.expand(len(sim), -1), sim, reduce="amax"
+        )  # (n, D): best match of each query token in each candidate
+        scores.index_add_(0, q_owner[start : start + step], best)
     return scores / queries.mask.sum(1, keepdim=True).float()
 
 
