@@ -139,3 +139,17 @@ def test_fetch_command(tmp_path, mirror, capsys):
     assert args.func(args) == 0
     assert "5 files downloaded" in capsys.readouterr().out
     assert check(tmp_path, sets=["word_alignment"]) == []
+
+
+def test_fetch_command_reports_errors(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    parser = argparse.ArgumentParser()
+    data_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["data", "fetch", "word_alignment", "--root", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"]
+    )
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "optical-viz data fetch: error: word_alignment: cannot download word_alignment/" in err

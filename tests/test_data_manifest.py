@@ -125,3 +125,13 @@ def test_data_list_command(data_root, tmp_path, capsys):
     assert "CC BY-NC 4.0" in rows["mafand_mt"]
     assert run_cli(["list", "--root", str(tmp_path)]) == 0
     assert all(" no " in line for line in capsys.readouterr().out.splitlines()[2:-1])
+
+
+def test_through_the_cli_entry_point(data_root, tmp_path, capsys):
+    from optical_viz.cli import main
+
+    assert main(["data", "check", "word_alignment", "--root", str(data_root)]) == 0
+    assert main(["data", "check", "tatoeba", "--root", str(tmp_path)]) == 1
+    assert f"fix: optical-viz data fetch tatoeba --root {tmp_path}" in capsys.readouterr().err
+    assert main(["data", "fetch", "opus", "--root", str(tmp_path)]) == 2
+    assert "unknown data set 'opus'" in capsys.readouterr().err
