@@ -368,33 +368,49 @@ def precompiled_charsmap(rules: dict[str, str]) -> bytes:
     finally:
         sys.setrecursionlimit(limit)
 
-    # place each unique node's children block at a free base (bases are unique)
-    used = bytearray(1 << 16)
-    base_used = bytearray(1 << 16)
-    used[0] = 1  # the root unit
+    # Place each unique node's children block at a free base (bases are unique). The next
+    # free cell is found with a path-compressed "next free" forest; as in darts-clone,
+    # only the last blocks of 256 cells are searched, cells further behind are given up.
+    window = 16 * 256
+    used, base_used = bytearray(1 << 16), bytearray(1 << 16)
+    parent = list(range(1 << 16))  # parent[q] == q: q is free; else a cell further on
+
+    def free_from(q: int) -> int:  # the first free cell >= q
+        root = q
+        while parent[root] != root:
+            root = parent[root]
+        while parent[q] != root:
+            parent[q], q = root, parent[q]
+        return root
+
+    def take(q: int) -> None:
+        used[q] = 1
+        parent[q] = q + 1
+
+    take(0)  # the root unit
+    top = 0
     base_of: dict[int, int] = {}
-    first_free = 1
-    for nid in range(len(nodes) - 1, -1, -1):  # root last in `nodes`: place it first
+    for nid in range(len(nodes) - 1, -1, -1):  # the root is last in `nodes`: place it first
         leaf, kids = nodes[nid]
         labels = ([0] if leaf is not None else []) + [b for b, _ in kids]
-        p = first_free
+        p = free_from(max(1, top - window))
         while True:
-            if p + 256 >= len(used):
-                used += bytearray(len(used))
-                base_used += bytearray(len(base_used))
-            if not used[p]:
-                base = p ^ labels[0]
-                if not base_used[base] and not any(used[base ^ lab] for lab in labels[1:]):
-                    break
-            p += 1
+            if (p | 255) + 2 >= len(used):  # grow: the new cells are free
+                n = len(used)
+                used += bytearray(n)
+                base_used += bytearray(n)
+                parent += range(n, 2 * n)
+            base = p ^ labels[0]
+            if not base_used[base] and not any(used[base ^ lab] for lab in labels[1:]):
+                break
+            p = free_from(p + 1)
         base_used[base] = 1
         for lab in labels:
-            used[base ^ lab] = 1
-        while used[first_free]:
-            first_free += 1
+            take(base ^ lab)
+            top = max(top, base ^ lab)
         base_of[nid] = base
 
-    size = (max(i for i in range(len(used)) if used[i]) // 256 + 1) * 256
+    size = (top // 256 + 1) * 256
     units = np.zeros(size, np.uint32)
 
     def unit(label: int, has_leaf: bool, offset: int) -> int:
