@@ -323,8 +323,8 @@ def _model_folders(model) -> list[Path]:
         p = Path(model)
     else:
         p = None
-        for attr in ("path", "name_or_path", "name"):
-            v = getattr(model, attr, None)
+        hf_model = getattr(model, "model", None)  # a transformers model remembers its folder
+        for v in (getattr(model, "path", None), getattr(hf_model, "name_or_path", None), getattr(model, "name", None)):
             if isinstance(v, (str, os.PathLike)) and Path(v).is_dir():
                 p = Path(v)
                 break
