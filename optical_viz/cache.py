@@ -1,8 +1,9 @@
 """On-disk embedding cache, so that every sentence is encoded once per model.
 
-An entry is keyed by ``sha256(encoder.identity, kind, layer, prefix, text)``. The
-identity is a hash of the weights (``optical_viz.encoder``), so a changed model never
-reuses stale vectors, whatever its name or path. Storage is one SQLite file
+An entry is keyed by ``sha256(identity, kind, layer, prefix, text)``. The identity is
+``encoder.identity`` (a hash of the weights file, ``optical_viz.encoder``) plus a hash of
+the weights *in memory* (:func:`model_identity`), so a changed model never reuses stale
+vectors, whatever its name or path, even a student evaluated in the middle of training. Storage is one SQLite file
 (``$OPTICAL_VIZ_HOME/embeddings/cache.sqlite``, safe for concurrent readers and
 writers): sentence embeddings as float32, token embeddings of the real tokens as float16
 (a (T, H) block per text, about 30 kB for a 40-token sentence of a 384-d model).
@@ -23,7 +24,7 @@ import torch
 
 from optical_viz import paths
 
-__all__ = ["EmbeddingCache", "default_cache_path"]
+__all__ = ["EmbeddingCache", "default_cache_path", "model_identity"]
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, rows INTEGER, cols INTEGER, dtype TEXT, data BLOB)"
 _LOOKUP_CHUNK = 500  # SQLite's default limit on host parameters is 999
@@ -31,6 +32,31 @@ _LOOKUP_CHUNK = 500  # SQLite's default limit on host parameters is 999
 
 def default_cache_path() -> Path:
     return paths.home() / "embeddings" / "cache.sqlite"
+
+
+_FINGERPRINTS: dict[int, tuple[tuple, str]] = {}
+
+
+def model_identity(encoder) -> str:
+    """``encoder.identity``, plus a blake2b hash of the parameters in memory when the encoder
+    has a torch ``model``: weights changed in place (training) change the identity.
+
+    The hash is recomputed only when a parameter's in-place version counter moved
+    (about a second for a 118M-parameter model).
+    """
+    model = getattr(encoder, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return encoder.identity
+    params = list(model.state_dict(keep_vars=True).items())
+    versions = tuple((name, p._version, p.data_ptr()) for name, p in params)
+    cached = _FINGERPRINTS.get(id(model))
+    if cached is None or cached[0] != versions:
+        h = hashlib.blake2b(digest_size=8)
+        for name, p in params:
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy())  # no copy
+        cached = _FINGERPRINTS[id(model)] = (versions, h.hexdigest())
+    return f"{encoder.identity}:{cached[1]}"
 
 
 class EmbeddingCache:
@@ -102,7 +128,8 @@ class EmbeddingCache:
 
         Only texts not yet cached for this (identity, layer, prefix) are encoded, each once.
         """
-        keys = [self.key(encoder.identity, "sentence", layer, prefix, t) for t in texts]
+        identity = model_identity(encoder)
+        keys = [self.key(identity, "sentence", layer, prefix, t) for t in texts]
         found = self.get_many(list(dict.fromkeys(keys)))
         missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
         self.hits += len(texts) - sum(k not in found for k in keys)
@@ -110,7 +137,7 @@ class EmbeddingCache:
         if missing:
             emb = encoder.embed_sentences(missing, layer=layer, prefix=prefix, batch_size=batch_size, normalize=True)
             new = {
-                self.key(encoder.identity, "sentence", layer, prefix, t): e.astype(np.float32)
+                self.key(identity, "sentence", layer, prefix, t): e.astype(np.float32)
                 for t, e in zip(missing, emb.detach().cpu().numpy())
             }
             self.put_many(new)
@@ -128,7 +155,8 @@ class EmbeddingCache:
     ) -> list[np.ndarray]:
         """Per text, a (T_i, H) float16 array of the embeddings of its real tokens
         (as ``encoder.embed_tokens(...).embeddings[i][mask[i]]``, prefix and special tokens included)."""
-        keys = [self.key(encoder.identity, "tokens", layer, prefix, t) for t in texts]
+        identity = model_identity(encoder)
+        keys = [self.key(identity, "tokens", layer, prefix, t) for t in texts]
         found = self.get_many(list(dict.fromkeys(keys)))
         missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
         self.hits += len(texts) - sum(k not in found for k in keys)
@@ -137,7 +165,7 @@ class EmbeddingCache:
             batch = encoder.embed_tokens(missing, layer=layer, prefix=prefix, batch_size=batch_size)
             emb = batch.embeddings.detach().cpu()
             new = {
-                self.key(encoder.identity, "tokens", layer, prefix, t): emb[i][batch.mask[i]].numpy().astype(np.float16)
+                self.key(identity, "tokens", layer, prefix, t): emb[i][batch.mask[i]].numpy().astype(np.float16)
                 for i, t in enumerate(missing)
             }
             self.put_many(new)

@@ -95,3 +95,39 @@ def test_token_blocks_roundtrip_in_float16(tmp_path):
     assert enc.calls == []
     for x, y in zip(blocks, again):
         np.testing.assert_array_equal(x, y)
+
+
+class TorchEncoder(FakeEncoder):
+    """A fake whose vectors come from a torch module, like a student being trained."""
+
+    def __init__(self):
+        super().__init__(0)
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(H, H)
+
+    def embed_sentences(self, texts, layer=-1, prefix=None, batch_size=64, normalize=True):
+        x = super().embed_sentences(texts, layer, prefix, batch_size, normalize)
+        with torch.no_grad():
+            return torch.nn.functional.normalize(self.model(x), dim=-1)
+
+
+def test_weights_changed_in_memory_are_a_new_model(tmp_path):
+    """encoder.identity hashes the weights *file*; a student trained in memory keeps it, so the
+    cache must also notice in-place updates of the parameters."""
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    enc = TorchEncoder()
+    before = cache.sentences(enc, ["a b"], prefix="query: ")
+    assert cache.sentences(enc, ["a b"], prefix="query: ").equal(before) and enc.calls == ["a b"]
+    with torch.no_grad():
+        enc.model.weight.add_(0.5)  # an optimizer step
+    after = cache.sentences(enc, ["a b"], prefix="query: ")
+    assert enc.calls == ["a b", "a b"]
+    torch.testing.assert_close(after, enc.embed_sentences(["a b"], prefix="query: "))
+    assert not torch.allclose(before, after)
+    # a fresh copy with the same weights (another process) shares the entries
+    twin = TorchEncoder()
+    with torch.no_grad():
+        twin.model.weight.add_(0.5)
+    twin.calls.clear()
+    torch.testing.assert_close(cache.sentences(twin, ["a b"], prefix="query: "), after)
+    assert twin.calls == []
