@@ -235,3 +235,26 @@ def test_cli_writes_the_json_document(tmp_path, monkeypatch, capsys):
     assert "recall@1" in capsys.readouterr().out
     assert cli.main(["evaluate", "xquad", "--langs", "yor", "--no-cache"]) == 2
     assert "xquad has no language 'yor'" in capsys.readouterr().err
+
+
+def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, capsys):
+    from optical_viz import alignment, cli, encoder
+
+    seen = {}
+
+    def fake_evaluate_alignment(enc, pairs, methods, layers, extraction, eps, root):
+        seen.update(pairs=pairs, methods=methods, layers=layers, extraction=extraction, eps=eps)
+        return {"task": "alignment", "model": enc.name, "results": [{"pair": "enfr", "aer": 0.1}]}
+
+    monkeypatch.setattr(alignment, "evaluate_alignment", fake_evaluate_alignment)
+    monkeypatch.setattr(encoder, "load_encoder", lambda m=None: LexicalEncoder())
+    out = tmp_path / "al.json"
+    assert cli.main(["evaluate", "alignment", "--pair", "enfr", "--method", "sinkhorn,emd", "--layer", "6,8",
+                     "--eps", "0.1", "--json", str(out)]) == 0
+    assert seen == dict(pairs=["enfr"], methods=["sinkhorn", "emd"], layers=[6, 8],
+                        extraction=alignment.EXTRACTION_DEFAULT, eps=0.1)
+    assert json.loads(out.read_text())["results"][0]["aer"] == 0.1
+    assert cli.main(["evaluate", "alignment"]) == 0
+    assert seen["layers"] == [alignment.LAYER_DEFAULT] and seen["eps"] == alignment.EPS_DEFAULT
+    assert cli.main(["evaluate", "alignment", "--extraction", "nope"]) == 2
+    assert "unknown extraction(s) ['nope']" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="retrieval (xquad-r, xquad, flores, tatoeba, clir) or word-alignment evaluation",
-        description="Evaluate a model: retrieval metrics with 95%% bootstrap intervals, or word alignment.",
+        description="Evaluate a model: retrieval metrics with 95% bootstrap intervals, or word alignment.",
     )
     p.add_argument("task", choices=TASKS, help="what to evaluate")
     p.add_argument("--langs", default=None,
@@ -42,8 +42,10 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     g = p.add_argument_group("alignment")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
-    g.add_argument("--method", default=None, help="transport method(s), comma-separated")
-    g.add_argument("--extraction", default=None, help="how links are read off a plan")
+    g.add_argument("--method", default=None, help="transport method(s), comma-separated "
+                   "(choices: optical_viz.alignment.METHODS)")
+    g.add_argument("--extraction", default=None, help="how links are read off a plan, comma-separated "
+                   "(choices: optical_viz.alignment.EXTRACTIONS)")
     g.add_argument("--eps", type=float, default=None, help="entropic regularisation")
     p.set_defaults(func=run)
 
@@ -126,30 +128,28 @@ def _alignment(args) -> int:
     from optical_viz import alignment as al
     from optical_viz.encoder import load_encoder
 
-    methods = [m.strip() for m in args.method.split(",")] if args.method else [al.METHODS[0]]
+    methods = _split(args.method) or [getattr(al, "METHOD_DEFAULT", al.METHODS[0])]
     bad = [m for m in methods if m not in al.METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(al.METHODS)}")
-    extraction = args.extraction or al.EXTRACTION_DEFAULT
-    if extraction not in al.EXTRACTIONS:
-        raise ValueError(f"unknown extraction {extraction!r}; choose from {', '.join(al.EXTRACTIONS)}")
-    if args.layer is None:
-        layers = [al.LAYER_DEFAULT]
-    else:
-        layers = [int(x) for x in str(args.layer).split(",") if x.strip()]
+    extractions = _split(args.extraction) or [al.EXTRACTION_DEFAULT]
+    bad = [e for e in extractions if e not in al.EXTRACTIONS]
+    if bad:
+        raise ValueError(f"unknown extraction(s) {bad}; choose from {', '.join(al.EXTRACTIONS)}")
+    layers = [int(x) for x in _split(args.layer)] or [al.LAYER_DEFAULT]
     eps = al.EPS_DEFAULT if args.eps is None else args.eps
-    if args.pair:
-        pairs = [x.strip() for x in args.pair.split(",") if x.strip()]
-    else:
-        from optical_viz.data import word_alignment_pairs
-
-        pairs = word_alignment_pairs(args.data_root)
+    pairs = _split(args.pair) or None  # None: every pair of the data root
     encoder = load_encoder(_model(args.model))
+    extraction = extractions[0] if len(extractions) == 1 else extractions
     result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root)
     print(json.dumps(result, indent=2, default=str))
     if args.json is not None:
         _write_json(args.json, result)
     return 0
+
+
+def _split(value) -> list[str]:
+    return [x.strip() for x in str(value).split(",") if x.strip()] if value is not None else []
 
 
 def _write_json(path: Path, doc: dict) -> None:
