@@ -310,11 +310,18 @@ def default_flores_split(*models) -> tuple[str, str | None]:
             if info.is_file():
                 meta = json.loads(info.read_text())
                 sources = meta.get("bitext_sources") or []
-                if any("flores" in str(s).lower() for s in sources):
+                if not any("flores" in str(s).lower() for s in sources):
+                    continue
+                trained_on = str(meta.get("bitext_split", "train"))
+                if trained_on == "train":
                     return "dev+test", (
-                        f"{folder} was trained on FLORES bitext ({', '.join(map(str, sources))}): "
-                        "evaluating on the held-out dev+test split (303 sentences), not all 1004"
+                        f"{folder} was distilled on FLORES train bitext: evaluating on the held-out "
+                        "dev+test split (303 sentences), not all 1004"
                     )
+                return "all", (
+                    f"warning: {folder} was distilled on FLORES {trained_on} bitext, so no FLORES "
+                    "sentence is held out; pass split= to choose one"
+                )
     return "all", None
 
 
