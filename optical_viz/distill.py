@@ -139,7 +139,8 @@ class DistillConfig:
     train_layers: train only the top N transformer layers (None: all).
     dropout: override the model's dropout probabilities (None: keep; 0 disables).
     device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
-        (autocast; meant for CUDA).
+        (autocast; meant for CUDA). num_threads: torch CPU threads during the run (None:
+        torch's default; 1 is much faster when other processes compete for the cores).
     """
 
     languages: typing.List[str] = field(default_factory=list)
@@ -164,6 +165,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    num_threads: typing.Optional[int] = None
     output_dir: str = "runs/distill"
     log_every: int = 1
     checkpoint_every: int = 100
@@ -239,6 +241,7 @@ class DistillConfig:
         check(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1) or null, got {self.dropout}")
         check(self.device in ("auto", "cpu", "cuda"), f"device: {self.device!r} is not auto, cpu or cuda")
         check(self.precision in ("fp32", "bf16"), f"precision: {self.precision!r} is not fp32 or bf16")
+        check(self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1 or null, got {self.num_threads}")
         check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         check(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
@@ -436,19 +439,27 @@ class _Models:
 
 
 def _load_models(config: DistillConfig, device) -> _Models:
+    import torch
+
     from optical_viz.encoder import load_encoder
+
+    def load(role: str, name):
+        try:
+            return load_encoder(name, device=device)
+        except OSError as exc:  # a missing directory or an unknown hub id (offline)
+            raise FileNotFoundError(f"{role} model {name!r} cannot be loaded: {exc}") from None
 
     for role in ("teacher", "student"):
         name = getattr(config, role)
-        if name is not None and (os.sep in name or name.startswith(".")) and not Path(name).expanduser().exists():
+        if name is not None and ("/" in name or os.sep in name or name.startswith(".")) and not Path(name).expanduser().exists():
             raise FileNotFoundError(f"{role} model directory {name} does not exist")
-    teacher = load_encoder(config.teacher, device=device)
-    student = load_encoder(config.student if config.student is not None else config.teacher, device=device)
+    teacher = load("teacher", config.teacher)
+    student = load("student", config.student if config.student is not None else config.teacher)
     teacher.model.eval()
     teacher.model.requires_grad_(False)
     if config.dropout is not None:
         for m in student.model.modules():
-            if isinstance(m, __import__("torch").nn.Dropout):
+            if isinstance(m, torch.nn.Dropout):
                 m.p = config.dropout
     student.model.train()
     _select_trainable(student.model, config)
@@ -472,11 +483,18 @@ def _select_trainable(model, config: DistillConfig) -> None:
 
 
 def _tokenize(enc, texts: list[str], max_length: int, device):
-    """Tokenize with the encoder's prefix, truncated to ``max_length`` -> (input_ids, mask) (B, T)."""
-    batch = enc.tokenize(texts, max_length=max_length)
-    ids = batch["input_ids"].to(device)
-    mask = batch["attention_mask"].to(device)
-    return ids, mask
+    """``enc.prefix + text`` tokenized, truncated to ``max_length`` tokens (``</s>`` kept),
+    padded to the longest -> input_ids (B, T) long, attention_mask (B, T) long (1 on real tokens)."""
+    batch = enc.tokenizer(
+        [enc.prefix + t for t in texts],
+        add_special_tokens=True,
+        truncation=True,
+        max_length=min(max_length, enc.max_length),
+        padding=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
 class _Ticker:
@@ -791,8 +809,6 @@ def distill(
     output_dir: overrides ``config.output_dir``. root: the data root.
     """
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
 
     if isinstance(config, (str, os.PathLike)):
         config = DistillConfig.from_yaml(config)
@@ -813,6 +829,20 @@ def distill(
     for c in corpora:  # the held-out signal needs FLORES dev for every trained language
         data.load_flores(c.lang, split="dev", root=root)
     ckpt = _prepare_run_dir(config, run_dir, resume)
+
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    try:
+        return _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) -> DistillResult:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -895,15 +925,9 @@ def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -
     if tmp.exists():
         shutil.rmtree(tmp)
     model = trainer.acc.unwrap_model(trainer.model)
-    src_dir = getattr(trainer.student, "path", None) or getattr(model, "name_or_path", None)
     tmp.mkdir(parents=True)
-    if src_dir and Path(src_dir).is_dir():  # tokenizer and metadata files of the initial model
-        for p in Path(src_dir).iterdir():
-            if p.is_file() and not p.name.endswith((".safetensors", ".bin")) and p.name != "config.json":
-                shutil.copy2(p, tmp / p.name)
     model.save_pretrained(tmp, safe_serialization=True)
-    if not (tmp / "tokenizer.json").exists() and hasattr(trainer.student.tokenizer, "save_pretrained"):
-        trainer.student.tokenizer.save_pretrained(tmp)
+    trainer.student.tokenizer.save_pretrained(tmp)
     info = {
         "languages": [c.lang for c in trainer.sampler.corpora],
         "bitext_sources": list(config.bitext_sources),
@@ -913,6 +937,7 @@ def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -
         "teacher": config.teacher,
         "student_init": config.student if config.student is not None else config.teacher,
         "seed": config.seed,
+        "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
     }
     (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
     if student_dir.exists():
