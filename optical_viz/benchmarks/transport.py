@@ -2,7 +2,10 @@
 
 Problems: batches of sentence pairs with lengths drawn from 8..64 (padded to the longest),
 costs = cosine distances between token embeddings where each target token is a noisy copy
-of a random source token (so plans are peaked, as on real bitext), eps = 0.05.
+of a random source token (so plans are peaked, as on real bitext), all embeddings sharing
+a common direction (``--anisotropy``) like real e5 token embeddings: at the default 2.0 the
+5/50/95% cost quantiles are 0.13/0.22/0.32, those of multilingual-e5-small's last layer on
+en-fr gold sentences are 0.11/0.22/0.34. eps = 0.05.
 Solvers, all at the same tolerance:
 
 - ``ours``: ``optical_viz.transport.sinkhorn`` (grad="none"), masks;
@@ -33,9 +36,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loop-max-batch", type=int, default=1024, help="skip the POT loop above this batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.6, help="target = noisy copy of a source token")
+    parser.add_argument("--anisotropy", type=float, default=2.0, help="norm of the shared direction (0: isotropic, harder)")
 
 
-def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, noise: float = 0.6):
+def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, noise: float = 0.6, anisotropy: float = 2.0):
     """Random masked problems: cost (B, T, S) float64 cosine distances and masks (B, T), (B, S)."""
     import torch
 
@@ -52,7 +56,9 @@ def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, n
     y = y + noise * torch.randn(batch, S, hidden, generator=g, dtype=torch.float64)
     src_mask = torch.arange(T)[None, :] < T_len[:, None]  # (B, T)
     tgt_mask = torch.arange(S)[None, :] < S_len[:, None]  # (B, S)
-    return cost_matrix(x, y, "cosine", src_mask, tgt_mask), src_mask, tgt_mask
+    base = torch.randn(hidden, generator=g, dtype=torch.float64)
+    base = anisotropy * hidden**0.5 * base / base.norm()  # (H,) shared direction
+    return cost_matrix(x + base, y + base, "cosine", src_mask, tgt_mask), src_mask, tgt_mask
 
 
 class _PeakRSS:
@@ -132,7 +138,7 @@ def run(args) -> dict:
         if name == "pot_loop" and B > args.loop_max_batch:
             continue
         if B not in refs:
-            C64, sm, tm = make_problem(B, args.seed, noise=args.noise)
+            C64, sm, tm = make_problem(B, args.seed, noise=args.noise, anisotropy=args.anisotropy)
             ref = sinkhorn(C64, sm, tm, eps=args.eps, tol=1e-10, max_iter=100_000, grad="none").plan
             refs[B] = (C64, sm, tm, ref)
         C64, sm, tm, ref = refs[B]
@@ -174,6 +180,7 @@ def run(args) -> dict:
         "tol": args.tol,
         "lengths": list(LENGTHS),
         "noise": args.noise,
+        "anisotropy": args.anisotropy,
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
         "speedups": speedups,

@@ -1,0 +1,435 @@
+"""Soft token alignment from transport plans, hard word links, and scoring against gold.
+
+A plan (T, S) between the real (non-special) tokens of a source and a target sentence is
+turned into hard token links by an *extraction* rule, token links into whitespace-word
+links (a word pair is linked if any of their subwords are), and word links are scored
+against gold sure/possible links with AER, precision, recall and F1.
+
+>>> from optical_viz.encoder import load_encoder
+>>> al = align(load_encoder(), "The cat sleeps .", "Le chat dort .")
+>>> sorted(al.word_links)                                         # doctest: +SKIP
+[(0, 0), (1, 1), (2, 2), (3, 3)]
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from optical_viz import transport
+
+# alignment plans: the OT solvers of optical_viz.transport, and "similarity", the
+# marginal-free baseline exp(-cost / eps) normalised to total mass one (SimAlign's matrix)
+METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "similarity")
+EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
+# defaults chosen on en-fr and ro-en with multilingual-e5-small (results/alignment/*.json)
+LAYER_DEFAULT = 8
+EPS_DEFAULT = 0.05
+EXTRACTION_DEFAULT = "inter"
+METHOD_DEFAULT = "sinkhorn"
+THRESHOLD_DEFAULT = 0.5  # fraction of the one-to-one mass 1 / max(T, S)
+MAX_ITER = 2000  # Sinkhorn iterations for alignment (links are stable long before tol)
+
+
+@dataclass
+class Alignment:
+    """One aligned sentence pair: what the heatmap and the widgets show.
+
+    src_tokens, tgt_tokens     real tokens (special and prefix tokens dropped), T and S
+    plan                       (T, S) float32 transport plan between those tokens (CPU)
+    src_words, tgt_words       whitespace words of the two texts
+    src_word_ids, tgt_word_ids per token, the index of its word
+    token_links                set of (t, s) hard token links
+    word_links                 set of (i, j) word links: (i, j) if any subword link joins them
+    """
+
+    src_tokens: list[str]
+    tgt_tokens: list[str]
+    plan: Tensor
+    src_words: list[str]
+    tgt_words: list[str]
+    word_links: set[tuple[int, int]]
+    token_links: set[tuple[int, int]]
+    src_word_ids: list[int]
+    tgt_word_ids: list[int]
+    method: str
+    eps: float
+    layer: int
+    extraction: str = EXTRACTION_DEFAULT
+
+
+@dataclass
+class AlignmentScore:
+    """Corpus-level scores (counts summed over sentences, as in Och & Ney 2003).
+
+    aer = 1 - (|A & S| + |A & P|) / (|A| + |S|); precision = |A & P| / |A|;
+    recall = |A & S| / |S|; f1 = harmonic mean of precision and recall.
+    """
+
+    aer: float
+    precision: float
+    recall: float
+    f1: float
+    n: int  # sentence pairs
+    predicted: int = 0  # |A|
+    sure: int = 0  # |S|
+
+
+# --------------------------------------------------------------------------- hard links
+
+
+def _check_plan(plan: Tensor) -> Tensor:
+    if not isinstance(plan, Tensor) or plan.dim() != 2 or 0 in plan.shape:
+        raise ValueError(f"plan must be a non-empty (T, S) tensor, got {getattr(plan, 'shape', type(plan))}")
+    return plan.detach().float().cpu()
+
+
+def _argmax_masks(p: Tensor) -> tuple[Tensor, Tensor]:
+    """(T, S) bool: forward (row argmax) and backward (column argmax) links."""
+    T, S = p.shape
+    fwd = torch.zeros(T, S, dtype=torch.bool)
+    fwd[torch.arange(T), p.argmax(dim=1)] = True
+    bwd = torch.zeros(T, S, dtype=torch.bool)
+    bwd[p.argmax(dim=0), torch.arange(S)] = True
+    return fwd, bwd
+
+
+def _grow_diag(inter: Tensor, union: Tensor) -> Tensor:
+    """Koehn's grow-diag: add union links adjacent (8-neighbourhood) to current links that
+    align a so far unaligned source or target token, until nothing changes."""
+    links = inter.clone()
+    T, S = links.shape
+    neighbours = [(-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
+    changed = True
+    while changed:
+        changed = False
+        for i, j in links.nonzero().tolist():
+            for di, dj in neighbours:
+                a, b = i + di, j + dj
+                if 0 <= a < T and 0 <= b < S and union[a, b] and not links[a, b]:
+                    if not links[a].any() or not links[:, b].any():
+                        links[a, b] = True
+                        changed = True
+    return links
+
+
+def _itermax(p: Tensor, max_count: int = 2, alpha: float = 0.9) -> Tensor:
+    """SimAlign's IterMax: repeat the argmax intersection, down-weighting (by ``alpha``) rows
+    and columns that are already aligned, so that unaligned tokens can find a partner."""
+    fwd, bwd = _argmax_masks(p)
+    inter = (fwd & bwd).float()
+    T, S = p.shape
+    if min(T, S) <= 2:
+        return inter.bool()
+    for _ in range(max_count - 1):
+        free_x = 1.0 - inter.sum(1, keepdim=True).clamp(0, 1).expand(T, S)  # (T, S) 1 on unaligned rows
+        free_y = 1.0 - inter.sum(0, keepdim=True).clamp(0, 1).expand(T, S)  # (T, S) 1 on unaligned cols
+        if free_x.sum() < 1 or free_y.sum() < 1:
+            break
+        weight = (alpha * free_x + alpha * free_y).clamp(0, 1)
+        either_free = 1.0 - (1.0 - free_x) * (1.0 - free_y)
+        f, b = _argmax_masks(p * weight)
+        new = (f & b).float() * either_free
+        if not bool((new * (1 - inter)).any()):
+            break
+        inter = (inter + new).clamp(0, 1)
+    return inter.bool()
+
+
+def extract_links(plan: Tensor, extraction: str = EXTRACTION_DEFAULT, threshold: float = THRESHOLD_DEFAULT) -> set[tuple[int, int]]:
+    """Hard token links from a plan.
+
+    plan        (T, S) non-negative plan (or any similarity: larger = more aligned)
+    extraction  "inter": row argmax and column argmax agree (SimAlign's ArgMax);
+                "union": either argmax; "grow-diag": the intersection grown into the union
+                (Koehn et al. 2003); "threshold": plan[t, s] >= threshold / max(T, S), the
+                one-to-one mass of a uniform plan; "itermax": SimAlign's IterMax
+    returns     set of (t, s)
+
+    >>> sorted(extract_links(torch.tensor([[0.5, 0.0], [0.1, 0.4]]), "inter"))
+    [(0, 0), (1, 1)]
+    """
+    p = _check_plan(plan)
+    T, S = p.shape
+    if extraction == "threshold":
+        links = p >= threshold / max(T, S)
+    elif extraction == "itermax":
+        links = _itermax(p)
+    elif extraction in ("inter", "union", "grow-diag"):
+        fwd, bwd = _argmax_masks(p)
+        if extraction == "inter":
+            links = fwd & bwd
+        elif extraction == "union":
+            links = fwd | bwd
+        else:
+            links = _grow_diag(fwd & bwd, fwd | bwd)
+    else:
+        raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
+    return {(int(i), int(j)) for i, j in links.nonzero().tolist()}
+
+
+def word_links(token_links: Iterable[tuple[int, int]], src_word_ids: Sequence[int], tgt_word_ids: Sequence[int]) -> set[tuple[int, int]]:
+    """Word links from token links: (i, j) if any token of word i links to a token of word j.
+
+    >>> sorted(word_links({(0, 0), (1, 0), (2, 1)}, [0, 0, 1], [0, 1]))
+    [(0, 0), (1, 1)]
+    """
+    return {(src_word_ids[t], tgt_word_ids[s]) for t, s in token_links}
+
+
+def score_alignments(predicted: Sequence[set[tuple[int, int]]], gold: Sequence) -> AlignmentScore:
+    """AER, precision, recall, F1 of predicted word links against gold (``GoldAlignment``
+    with ``sure`` and ``possible`` sets, ``possible`` including ``sure``), over the corpus.
+
+    >>> from types import SimpleNamespace as G
+    >>> s = score_alignments([{(0, 0), (1, 1)}], [G(sure={(0, 0)}, possible={(0, 0), (1, 1)})])
+    >>> (s.aer, s.precision, s.recall)
+    (0.0, 1.0, 1.0)
+    """
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predicted alignments for {len(gold)} gold alignments")
+    a = s = a_s = a_p = 0
+    for pred, g in zip(predicted, gold):
+        possible = set(g.possible) | set(g.sure)
+        a += len(pred)
+        s += len(g.sure)
+        a_s += len(pred & set(g.sure))
+        a_p += len(pred & possible)
+    precision = a_p / a if a else 0.0
+    recall = a_s / s if s else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    aer = 1.0 - (a_s + a_p) / (a + s) if a + s else 0.0
+    return AlignmentScore(aer=aer, precision=precision, recall=recall, f1=f1, n=len(gold), predicted=a, sure=s)
+
+
+# --------------------------------------------------------------------------- plans from embeddings
+
+
+@dataclass
+class _Tokens:
+    """Real-word tokens of a batch of sentences, padded: what the plans are computed on."""
+
+    emb: Tensor  # (B, T, H), zero at padding
+    mask: Tensor  # (B, T) bool
+    tokens: list[list[str]]
+    word_ids: list[list[int]]
+    words: list[list[str]]
+
+
+def _embed(encoder, texts: list[str], layer: int, prefix: str, batch_size: int = 32) -> _Tokens:
+    """Token embeddings with special and prefix tokens dropped (word id None)."""
+    tb = encoder.embed_tokens(texts, layer=layer, prefix=prefix, batch_size=batch_size)
+    keep = [[k for k, w in enumerate(wids) if w is not None] for wids in tb.word_ids]
+    empty = [i for i, k in enumerate(keep) if not k]
+    if empty:
+        raise ValueError(f"texts {empty[:10]} have no token besides special tokens (empty text?)")
+    B, T = len(texts), max(len(k) for k in keep)
+    emb = torch.zeros(B, T, tb.embeddings.shape[-1], dtype=tb.embeddings.dtype)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    for i, k in enumerate(keep):
+        emb[i, : len(k)] = tb.embeddings[i, k].cpu()  # (t_i, H): real-word tokens of sentence i
+        mask[i, : len(k)] = True
+    return _Tokens(
+        emb=emb,
+        mask=mask,
+        tokens=[[tb.tokens[i][k] for k in keep[i]] for i in range(B)],
+        word_ids=[[tb.word_ids[i][k] for k in keep[i]] for i in range(B)],
+        words=tb.words,
+    )
+
+
+def plans(
+    x: Tensor,
+    y: Tensor,
+    x_mask: Tensor,
+    y_mask: Tensor,
+    method: str = METHOD_DEFAULT,
+    eps: float = EPS_DEFAULT,
+    **kw,
+) -> Tensor:
+    """Alignment plans for a batch: cosine cost, then ``method``.
+
+    x (B, T, H), y (B, S, H) token embeddings; x_mask (B, T), y_mask (B, S) bool
+    returns (B, T, S) plans, zero at padding
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cost = transport.cost_matrix(x, y, "cosine", x_mask, y_mask)  # (B, T, S)
+    if method == "similarity":
+        pair = x_mask[:, :, None] & y_mask[:, None, :]
+        logits = (-cost / eps).masked_fill(~pair, float("-inf"))
+        B = cost.shape[0]
+        return torch.softmax(logits.reshape(B, -1), dim=1).reshape(cost.shape)  # (B, T*S) -> (B, T, S)
+    kw.setdefault("grad", "none")
+    if method in ("sinkhorn", "unbalanced"):
+        kw.setdefault("max_iter", MAX_ITER)
+        with warnings.catch_warnings():
+            # links come from argmaxes, which settle long before the marginals reach tol
+            warnings.filterwarnings("ignore", "sinkhorn", RuntimeWarning)
+            return transport.solve(cost, x_mask, y_mask, method=method, eps=eps, **kw).plan
+    return transport.solve(cost, x_mask, y_mask, method=method, eps=eps, **kw).plan
+
+
+def _alignments(src: _Tokens, tgt: _Tokens, plan: Tensor, extraction: str, method: str, eps: float, layer: int, threshold: float) -> list[Alignment]:
+    out = []
+    for i in range(plan.shape[0]):
+        t, s = len(src.tokens[i]), len(tgt.tokens[i])
+        p = plan[i, :t, :s].float()  # (t, s) real-word tokens only
+        tl = extract_links(p, extraction, threshold)
+        out.append(
+            Alignment(
+                src_tokens=src.tokens[i],
+                tgt_tokens=tgt.tokens[i],
+                plan=p,
+                src_words=src.words[i],
+                tgt_words=tgt.words[i],
+                word_links=word_links(tl, src.word_ids[i], tgt.word_ids[i]),
+                token_links=tl,
+                src_word_ids=src.word_ids[i],
+                tgt_word_ids=tgt.word_ids[i],
+                method=method,
+                eps=eps,
+                layer=layer,
+                extraction=extraction,
+            )
+        )
+    return out
+
+
+def align(
+    encoder,
+    src: str,
+    tgt: str,
+    method: str = METHOD_DEFAULT,
+    eps: float = EPS_DEFAULT,
+    layer: int = LAYER_DEFAULT,
+    extraction: str = EXTRACTION_DEFAULT,
+    *,
+    prefix: str = "",
+    threshold: float = THRESHOLD_DEFAULT,
+    **solver_kw,
+) -> Alignment:
+    """Align one sentence pair: token embeddings of ``layer`` (without the e5 "query: "
+    prefix by default), cosine cost between real tokens, plan by ``method``, hard links by
+    ``extraction``, word links. Extra keywords go to the solver (e.g. ``rho``, ``mass``).
+    """
+    return align_batch(encoder, [src], [tgt], method, eps, layer, extraction, prefix=prefix, threshold=threshold, **solver_kw)[0]
+
+
+def align_batch(
+    encoder,
+    srcs: Sequence[str],
+    tgts: Sequence[str],
+    method: str = METHOD_DEFAULT,
+    eps: float = EPS_DEFAULT,
+    layer: int = LAYER_DEFAULT,
+    extraction: str = EXTRACTION_DEFAULT,
+    *,
+    prefix: str = "",
+    threshold: float = THRESHOLD_DEFAULT,
+    **solver_kw,
+) -> list[Alignment]:
+    """``align`` for lists of sentence pairs (batched encoding and solving)."""
+    if len(srcs) != len(tgts):
+        raise ValueError(f"{len(srcs)} source texts for {len(tgts)} target texts")
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
+    s = _embed(encoder, list(srcs), layer, prefix)
+    t = _embed(encoder, list(tgts), layer, prefix)
+    plan = plans(s.emb, t.emb, s.mask, t.mask, method, eps, **solver_kw)
+    return _alignments(s, t, plan, extraction, method, eps, layer, threshold)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_alignment(
+    encoder,
+    pairs: Sequence[str] | None = None,
+    methods: Sequence[str] = (METHOD_DEFAULT,),
+    layers: Sequence[int] = (LAYER_DEFAULT,),
+    extraction: str | Sequence[str] = EXTRACTION_DEFAULT,
+    eps: float | Sequence[float] = EPS_DEFAULT,
+    root=None,
+    *,
+    prefix: str = "",
+    limit: int | None = None,
+) -> dict:
+    """Score word alignments on the gold files ``word_alignment/XXYY.*`` of the data root.
+
+    pairs       e.g. ["enfr", "roen"]; None -> every pair present in the data root
+    methods, layers; extraction and eps may be one value or several (a grid)
+    limit       score only the first ``limit`` sentence pairs of each file (quick runs)
+    returns     {"task": "alignment", "model": encoder.name, "results": [{"pair", "method",
+                "extraction", "layer", "eps", "n", "aer", "precision", "recall", "f1"}, ...]}
+                (one row per combination; "similarity" ignores the marginals but uses eps
+                as its temperature; "emd" and "partial" ignore eps)
+    """
+    from tqdm import tqdm
+
+    from optical_viz.data import load_word_alignment, word_alignment_pairs
+
+    pairs = list(pairs) if pairs is not None else word_alignment_pairs(root)
+    if not pairs:
+        raise ValueError("no word_alignment pair found in the data root")
+    extractions = [extraction] if isinstance(extraction, str) else list(extraction)
+    epss = [eps] if isinstance(eps, (int, float)) else list(eps)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {m!r}")
+    for e in extractions:
+        if e not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {e!r}")
+    results = []
+    for pair in pairs:
+        gold = load_word_alignment(pair, root)[:limit]
+        srcs = [" ".join(g.src) for g in gold]
+        tgts = [" ".join(g.tgt) for g in gold]
+        for layer in tqdm(layers, desc=f"alignment {pair}", unit="layer"):
+            s = _embed(encoder, srcs, layer, prefix)
+            t = _embed(encoder, tgts, layer, prefix)
+            for i, g in enumerate(gold):  # the encoder's words are the gold's words
+                if len(s.words[i]) != len(g.src) or len(t.words[i]) != len(g.tgt):
+                    raise ValueError(f"{pair} sentence {i}: encoder words do not match the gold tokens")
+            for method in methods:
+                for e in epss if method not in ("emd", "partial") else epss[:1]:
+                    plan = plans(s.emb, t.emb, s.mask, t.mask, method, e)
+                    for ex in extractions:
+                        als = _alignments(s, t, plan, ex, method, e, layer, THRESHOLD_DEFAULT)
+                        sc = score_alignments([a.word_links for a in als], gold)
+                        results.append(
+                            {
+                                "pair": pair,
+                                "method": method,
+                                "extraction": ex,
+                                "layer": layer,
+                                "eps": e if method not in ("emd", "partial") else None,
+                                "n": sc.n,
+                                "aer": sc.aer,
+                                "precision": sc.precision,
+                                "recall": sc.recall,
+                                "f1": sc.f1,
+                            }
+                        )
+    return {"task": "alignment", "model": encoder.name, "results": results}
+
+
+__all__ = [
+    "METHODS",
+    "EXTRACTIONS",
+    "LAYER_DEFAULT",
+    "EPS_DEFAULT",
+    "EXTRACTION_DEFAULT",
+    "Alignment",
+    "AlignmentScore",
+    "extract_links",
+    "word_links",
+    "score_alignments",
+    "plans",
+    "align",
+    "align_batch",
+    "evaluate_alignment",
+]

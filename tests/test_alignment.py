@@ -1,0 +1,176 @@
+"""optical_viz.alignment: hard links, word links, AER on hand-checkable cases, real gold."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from optical_viz.alignment import (
+    EPS_DEFAULT,
+    EXTRACTION_DEFAULT,
+    EXTRACTIONS,
+    LAYER_DEFAULT,
+    METHODS,
+    Alignment,
+    align,
+    evaluate_alignment,
+    extract_links,
+    plans,
+    score_alignments,
+    word_links,
+)
+
+
+def _gold(sure, possible=()):
+    return SimpleNamespace(sure=set(sure), possible=set(sure) | set(possible))
+
+
+# ----------------------------------------------------------------------------- extraction
+
+# rows: source tokens, columns: target tokens
+PLAN = torch.tensor(
+    [
+        [0.30, 0.02, 0.00],
+        [0.01, 0.20, 0.12],
+        [0.00, 0.00, 0.05],
+        [0.00, 0.10, 0.20],
+    ]
+)
+
+
+def test_inter_union_by_hand():
+    # row argmax: 0->0, 1->1, 2->2, 3->2; column argmax: 0<-0, 1<-1, 2<-3
+    assert extract_links(PLAN, "inter") == {(0, 0), (1, 1), (3, 2)}
+    assert extract_links(PLAN, "union") == {(0, 0), (1, 1), (2, 2), (3, 2)}
+
+
+def test_grow_diag_adds_neighbouring_union_links_only_for_unaligned_tokens():
+    # (2, 2) is in the union, next to (3, 2) and (1, 1), and source token 2 is unaligned
+    assert extract_links(PLAN, "grow-diag") == {(0, 0), (1, 1), (2, 2), (3, 2)}
+    far = torch.tensor([[0.4, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.1, 0.2]])
+    # union link (1, 0)? row 1 argmax is column 0 (ties -> first); (1, 0) neighbours (0, 0)
+    assert (1, 0) in extract_links(far, "grow-diag") and (1, 0) not in extract_links(far, "inter")
+
+
+def test_threshold_is_relative_to_one_to_one_mass():
+    # max(T, S) = 4: threshold 0.5 -> plan >= 0.125
+    assert extract_links(PLAN, "threshold", threshold=0.5) == {(0, 0), (1, 1), (3, 2)}
+    # 0.45 -> plan >= 0.1125: adds 0.12 at (1, 2) but not 0.10 at (3, 1)
+    assert extract_links(PLAN, "threshold", threshold=0.45) == {(0, 0), (1, 1), (1, 2), (3, 2)}
+
+
+def test_itermax_aligns_a_left_over_token():
+    # source 2 and target 2 are unaligned by "inter"
+    sim = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.7], [0.1, 0.75, 0.2]])
+    assert extract_links(sim, "inter") == {(0, 0), (1, 1)}
+    # second round: entries with one free side are weighted 0.9, with none 0: row 2's
+    # argmax is (2, 1) 0.675 and column 1's too; row 1's is (1, 2) 0.63 and column 2's too
+    assert extract_links(sim, "itermax") == {(0, 0), (1, 1), (2, 1), (1, 2)}
+
+
+def test_extraction_rejects_bad_input():
+    with pytest.raises(ValueError, match="extraction must be one of"):
+        extract_links(PLAN, "max")
+    with pytest.raises(ValueError, match=r"\(T, S\).*\[3\]"):
+        extract_links(torch.ones(3), "inter")
+
+
+def test_word_links_aggregate_subwords():
+    # source words: "play" "ing" -> word 0 (two tokens), "well" -> word 1
+    assert word_links({(0, 0), (1, 0), (2, 1)}, [0, 0, 1], [0, 1]) == {(0, 0), (1, 1)}
+    assert word_links(set(), [0], [0]) == set()
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def test_aer_precision_recall_by_hand():
+    gold = [_gold({(0, 0), (1, 1)}, {(2, 2)})]
+    perfect = score_alignments([{(0, 0), (1, 1)}], gold)
+    assert (perfect.aer, perfect.precision, perfect.recall, perfect.f1) == (0.0, 1.0, 1.0, 1.0)
+    # A = {(0,0), (2,2), (0,1)}: |A&S| = 1, |A&P| = 2, |A| = 3, |S| = 2
+    s = score_alignments([{(0, 0), (2, 2), (0, 1)}], gold)
+    assert s.aer == pytest.approx(1 - 3 / 5)
+    assert s.precision == pytest.approx(2 / 3) and s.recall == pytest.approx(1 / 2)
+    assert s.f1 == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    # corpus-level: counts are summed, not averaged per sentence
+    both = score_alignments([{(0, 0), (1, 1)}, set()], gold + [_gold({(0, 0)})])
+    assert both.aer == pytest.approx(1 - 4 / 5) and both.n == 2
+    with pytest.raises(ValueError, match="2 predicted alignments for 1 gold"):
+        score_alignments([set(), set()], gold)
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+def test_plans_every_method_has_shape_and_zero_padding():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 4, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    xm = torch.tensor([[True] * 4, [True, True, False, False]])
+    ym = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    pad = ~(xm[:, :, None] & ym[:, None, :])
+    for method in METHODS:
+        p = plans(x, y, xm, ym, method=method, eps=0.1)
+        assert p.shape == (2, 4, 5) and (p >= 0).all() and (p[pad] == 0).all(), method
+    # a planted permutation is recovered by every method with the default extraction
+    perm = torch.tensor([2, 0, 3, 1])
+    y2 = x[:, perm] + 0.01 * torch.randn(2, 4, 8, generator=g)
+    for method in METHODS:
+        p = plans(x, y2, torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool), method=method, eps=0.05)
+        assert extract_links(p[0], EXTRACTION_DEFAULT) == {(int(perm[j]), j) for j in range(4)}, method
+
+
+# ----------------------------------------------------------------------------- with the model
+
+
+def test_align_real_pair(encoder):
+    al = align(encoder, "The cat sleeps on the sofa .", "Le chat dort sur le canapé .")
+    assert isinstance(al, Alignment)
+    assert al.plan.shape == (len(al.src_tokens), len(al.tgt_tokens))
+    assert len(al.src_word_ids) == len(al.src_tokens) and al.src_words[1] == "cat"
+    assert not any(t in ("<s>", "</s>") for t in al.src_tokens + al.tgt_tokens)
+    assert al.plan.sum().item() == pytest.approx(1.0, abs=1e-4)
+    # the easy content words are linked
+    assert {(1, 1), (2, 2), (6, 6)} <= al.word_links
+    assert (al.method, al.eps, al.layer) == ("sinkhorn", EPS_DEFAULT, LAYER_DEFAULT)
+
+
+def test_evaluate_alignment_on_real_gold(encoder, data_root):
+    doc = evaluate_alignment(
+        encoder, pairs=None, methods=("sinkhorn", "emd"), layers=(LAYER_DEFAULT,), extraction=("inter", "union"), root=data_root, limit=25
+    )
+    assert doc["task"] == "alignment" and doc["model"] == encoder.name
+    rows = doc["results"]
+    assert {r["pair"] for r in rows} == {"enfr", "roen"}
+    assert len(rows) == 2 * 2 * 2
+    keys = {"pair", "method", "extraction", "layer", "eps", "n", "aer", "precision", "recall", "f1"}
+    for r in rows:
+        assert keys <= set(r) and r["n"] == 25
+        assert 0 <= r["aer"] <= 1 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    by = {(r["pair"], r["method"], r["extraction"]): r for r in rows}
+    # far better than chance on en-fr; union trades precision for recall
+    assert by["enfr", "sinkhorn", "inter"]["aer"] < 0.25
+    assert by["enfr", "sinkhorn", "union"]["recall"] >= by["enfr", "sinkhorn", "inter"]["recall"]
+    assert by["enfr", "sinkhorn", "union"]["precision"] <= by["enfr", "sinkhorn", "inter"]["precision"]
+
+
+def test_constants_are_consistent():
+    assert EXTRACTION_DEFAULT in EXTRACTIONS and "sinkhorn" in METHODS
+    assert isinstance(LAYER_DEFAULT, int) and EPS_DEFAULT > 0
+
+
+def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys):
+    import argparse
+
+    from optical_viz.commands import align as cmd
+
+    assert cmd.METHODS == METHODS and cmd.EXTRACTIONS == EXTRACTIONS  # CLI choices in sync
+    parser = argparse.ArgumentParser()
+    cmd.register(parser.add_subparsers(dest="command"))
+    png = tmp_path / "plan.png"
+    args = parser.parse_args(["align", "The cat sleeps .", "Le chat dort .", "--model", str(default_model_dir), "--png", str(png)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "cat" in out and "chat" in out and "->" in out
+    assert png.is_file() and png.stat().st_size > 1000
