@@ -138,7 +138,7 @@ def evaluate(
         c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
         metrics = _measure(problem, q, c, scoring)
         per_query[(problem.lang, problem.direction)] = metrics
-        rows.append(_row(problem, metrics, n_bootstrap, seed))
+        rows.append(_summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed))
     if len({p.lang for p in problems}) > 1:
         rows.extend(_pooled_rows(problems, per_query, n_bootstrap, seed))
     frame = pd.DataFrame(rows)
@@ -235,10 +235,6 @@ def _measure(problem: RetrievalProblem, q, c, scoring: str) -> QueryMetrics:
         rel = Relevance.from_lists(problem.relevant[sl], len(problem.candidates))
         parts.append(query_metrics(scores, rel, with_map=problem.with_map))
     return QueryMetrics({k: np.concatenate([p[k] for p in parts]) for k in parts[0].values})
-
-
-def _row(problem: RetrievalProblem, metrics: QueryMetrics, n_bootstrap: int, seed: int) -> dict:
-    return _summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed)
 
 
 def _summarise(lang, direction, metrics: QueryMetrics, n_bootstrap, seed) -> dict:

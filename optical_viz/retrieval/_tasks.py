@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
@@ -43,15 +43,6 @@ class RetrievalProblem:
             raise ValueError(f"{self.lang} {self.direction}: the candidate set is empty")
         if len(self.relevant) != len(self.queries):
             raise ValueError(f"{len(self.queries)} queries but {len(self.relevant)} relevance lists")
-
-
-@dataclass
-class TaskLanguages:
-    """The languages a task offers, in its own codes."""
-
-    task: str
-    codes: tuple[str, ...]
-    notes: list[str] = field(default_factory=list)
 
 
 def task_languages(task: str, root=None) -> tuple[str, ...]:
