@@ -115,10 +115,11 @@ def test_sampler_language_probabilities():
 
 
 def _tiny(out, **kw) -> DistillConfig:
-    """A few steps of Yoruba FLORES bitext: batch 4, 20 tokens, only the top layer trains."""
+    """A few steps of Yoruba FLORES bitext: batch 4, 20 tokens, only the top layer trains.
+    One torch thread: on a shared 2-core machine two threads stall on every parallel op."""
     base = dict(
         languages=["yor_Latn"], bitext_sources=["flores"], steps=4, batch_size=4, max_length=20,
-        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu",
+        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1,
         eval={"heldout_sentences": 8}, output_dir=str(out),
     )
     base.update(kw)
@@ -172,3 +173,121 @@ def test_existing_run_directory_is_never_overwritten(tmp_path, data_root):
     with pytest.raises(FileExistsError, match="--resume"):
         distill(_tiny(out), root=data_root, progress=False)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+# ----------------------------------------------------------------------------- real runs
+
+
+def _losses(records: list[dict]) -> list[dict]:
+    """The deterministic part of the metrics (no timings)."""
+    return [{k: v for k, v in r.items() if k == "step" or k.startswith(LOSS_KEYS)} for r in records]
+
+
+def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_root, encoder):
+    from optical_viz import data
+    from optical_viz.encoder import load_encoder
+
+    out = tmp_path / "run"
+    cfg = _tiny(out, steps=16, batch_size=8, max_length=32, lr=2e-4, train_layers=3, warmup_steps=2,
+                checkpoint_every=100, eval={"heldout_sentences": 32})
+    result = distill(cfg, root=data_root, progress=False)
+    m = read_metrics(out)
+    assert [r["step"] for r in m] == list(range(17)) and m == result.metrics
+    before, after = m[0]["heldout_cosine"], m[-1]["heldout_cosine"]
+    assert after > before + 0.01, (before, after)
+    losses = [r["loss_ot"] for r in m[1:]]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.01, losses
+    assert m[1]["lr"] == pytest.approx(2e-4 / 3) and m[3]["lr"] == pytest.approx(2e-4)  # warm-up
+    assert all(r["examples_per_s"] > 0 and r["ot_converged"] >= 0 for r in m[1:])
+    saved = DistillConfig.from_yaml(out / "config.yaml")
+    assert saved == cfg.replace(output_dir=str(out))
+    # the final student is a model directory that load_encoder opens, with what it was trained on
+    info = json.loads((result.student_dir / "optical_viz_training.json").read_text())
+    assert info["languages"] == ["yor_Latn"] and info["bitext_sources"] == ["flores"]
+    assert info["loss"] == "ot" and info["steps"] == 16 and info["prefix"] == "query: "
+    student = load_encoder(result.student_dir)
+    teacher = encoder  # the default model, as the run's teacher
+    yo = data.load_flores("yor_Latn", split="dev", root=data_root).texts[:32]
+    en = data.load_flores("eng_Latn", split="dev", root=data_root).texts[:32]
+    cos = (student.embed_sentences(yo, prefix="query: ") * teacher.embed_sentences(en)).sum(-1).mean()
+    assert float(cos) == pytest.approx(after, abs=1e-5)
+    assert not latest_checkpoint(out) is None
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_root, default_model_dir):
+    """An uninterrupted tiny run (dropout on, so that the RNG state matters)."""
+    out = tmp_path_factory.mktemp("distill") / "reference"
+    cfg = _tiny(out, steps=6, loss={"name": "ot+contrastive"})
+    distill(cfg, root=data_root, progress=False)
+    return cfg, read_metrics(out)
+
+
+def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, data_root, reference_run):
+    cfg, expected = reference_run
+    out = tmp_path / "run"
+    cfg = cfg.replace(output_dir=str(out))
+    first = distill(cfg, root=data_root, progress=False, max_steps=3)
+    assert first.student_dir is None and first.steps == 3
+    # simulate a kill after step 3 was logged but before its checkpoint was complete
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "step-3")
+    assert read_metrics(out)[-1]["step"] == 3
+    with pytest.raises(ValueError, match="batch_size"):  # the config must be the same
+        distill(cfg.replace(batch_size=6), resume=True, root=data_root, progress=False)
+    result = distill(cfg, resume=True, root=data_root, progress=False)
+    assert result.steps == 6 and result.student_dir.is_dir()
+    assert _losses(read_metrics(out)) == _losses(expected)
+
+
+def _cli(*args, env_extra=None, data_root=None):
+    env = {**os.environ, "OPTICAL_VIZ_DATA": str(data_root), "PYTHONPATH": str(REPO), **(env_extra or {})}
+    return [sys.executable, "-m", "optical_viz.cli", "distill", *map(str, args)], env
+
+
+def test_kill_then_resume_from_the_command_line(tmp_path, data_root, reference_run):
+    cfg, expected = reference_run
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg.replace(checkpoint_every=1).to_yaml(cfg_path)
+    cmd, env = _cli(cfg_path, "--out", out, "--quiet", data_root=data_root)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "step-2").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()[-2000:]
+    assert not (out / "student").exists()
+    # a fresh start in the same directory is refused, --resume continues
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "already exists" in res.stderr
+    res = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _losses(read_metrics(out)) == _losses(expected)
+    assert (out / "student" / "optical_viz_training.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, data_root, default_model_dir):
+    """`accelerate launch --num_processes 2 --cpu`: each process takes half of every batch;
+    without dropout the averaged gradients equal the single-process ones."""
+    cfg = _tiny(tmp_path / "one", steps=3, dropout=0.0, batch_size=4)
+    one = distill(cfg, root=data_root, progress=False)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_path)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "optical_viz.cli", "distill", str(cfg_path), "--out", str(tmp_path / "two"), "--quiet"]
+    env = {**os.environ, "OPTICAL_VIZ_DATA": str(data_root), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    two = read_metrics(tmp_path / "two")
+    assert [r["step"] for r in two] == [0, 1, 2, 3]  # written once, by the main process
+    for a, b in zip(_losses(one.metrics), _losses(two)):
+        for k in a:
+            if k != "step" and not isinstance(a[k], dict):
+                assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (k, a, b)
+    assert (tmp_path / "two" / "student" / "model.safetensors").is_file()
