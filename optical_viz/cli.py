@@ -19,6 +19,7 @@ COMMANDS = {
     "distill": "optical_viz.commands.distill",
     "bench": "optical_viz.commands.bench",
     "reproduce": "optical_viz.commands.reproduce",
+    "demo": "optical_viz.commands.demo",
 }
 
 
