@@ -129,8 +129,17 @@ def publication_style(font_size: float = 8.0, *, usetex: bool = False) -> Iterat
         "image.cmap": PLAN_CMAP,
         "text.usetex": usetex,
     }
-    with mpl.rc_context(rc):
-        yield
+    # pyplot's interactive mode is switched on by the notebook backend the first time
+    # pyplot is used, possibly inside this block: keep it, or later figures never display
+    interactive = mpl.rcParams["interactive"]
+    try:
+        with mpl.rc_context(rc):
+            try:
+                yield
+            finally:
+                interactive = mpl.rcParams["interactive"]
+    finally:
+        mpl.interactive(interactive)
 
 
 def save_figure(

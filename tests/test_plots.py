@@ -55,6 +55,22 @@ def test_publication_style_sets_and_restores_rcparams():
     assert matplotlib.rcParams["axes.prop_cycle"] == before["axes.prop_cycle"]
 
 
+def test_publication_style_keeps_interactive_mode_switched_on_inside():
+    # a notebook backend turns interactive mode on at the first pyplot call, which may
+    # happen inside the block; restoring the old value would stop figures from displaying
+    was = matplotlib.is_interactive()
+    try:
+        matplotlib.interactive(False)
+        with plots.publication_style():
+            matplotlib.interactive(True)
+        assert matplotlib.is_interactive()
+        with plots.publication_style():
+            pass
+        assert matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(was)
+
+
 def test_palette_is_okabe_ito_and_languages_get_stable_colours():
     assert len(set(plots.PALETTE)) == 8
     colors = plots.language_colors(["yor_Latn", "eng_Latn", "hau_Latn", "yor_Latn"])
