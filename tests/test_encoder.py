@@ -1,0 +1,199 @@
+"""The Encoder contract: token batches, word ids, layers, batching, sentence embeddings, errors."""
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optical_viz.encoder import Encoder, TokenBatch, _identity, load_encoder
+
+TEXTS = ["The cat sleeps.", "Le chat dort sur le tapis rouge, vraiment.", "Ọmọ náà ń sùn", "猫が寝ている。"]
+ATOL = 1e-5  # float32 results of different batch compositions
+
+
+def test_default_encoder_attributes(encoder):
+    assert isinstance(encoder, Encoder)
+    assert encoder.name == "multilingual-e5-small-q4"
+    assert (encoder.num_layers, encoder.hidden_size, encoder.max_length) == (12, 384, 512)
+    assert encoder.prefix == "query: "
+    assert encoder.identity.startswith("multilingual-e5-small-q4-") and len(encoder.identity) == len(encoder.name) + 17
+    assert str(encoder.device) == "cpu"
+    assert not encoder.model.training
+
+
+def test_token_batch_contract(encoder):
+    b = encoder.embed_tokens(TEXTS)
+    assert isinstance(b, TokenBatch) and len(b) == 4
+    B, T, H = b.embeddings.shape
+    assert (B, H) == (4, 384) and b.embeddings.dtype == torch.float32
+    assert b.mask.shape == b.input_ids.shape == (B, T) and b.mask.dtype == torch.bool
+    assert b.input_ids.dtype == torch.long
+    assert T == max(len(t) for t in b.tokens)
+    for i in range(B):
+        n = int(b.mask[i].sum())
+        assert b.mask[i, :n].all() and not b.mask[i, n:].any()  # real tokens first
+        assert len(b.tokens[i]) == len(b.word_ids[i]) == n
+        assert b.tokens[i] == encoder.tokenizer.convert_ids_to_tokens(b.input_ids[i, :n].tolist())
+        assert b.tokens[i][:4] == ["<s>", "▁que", "ry", ":"] and b.tokens[i][-1] == "</s>"
+        assert b.word_ids[i][:4] == [None] * 4 and b.word_ids[i][-1] is None
+        assert None not in b.word_ids[i][4:-1]
+        assert b.words[i] == TEXTS[i].split()
+        assert (b.input_ids[i, n:] == encoder.tokenizer.pad_token_id).all()
+        assert (b.embeddings[i, n:] == 0).all() and (b.embeddings[i, :n].norm(dim=-1) > 0).all()
+    assert b.word_ids[0][4:-1] == [0, 1, 2, 2, 2]  # ▁The ▁cat ▁sleep s .
+    assert not b.embeddings.requires_grad
+
+
+def test_tokens_of_each_word_spell_the_word(encoder):
+    b = encoder.embed_tokens(["Le chat dort sur le tapis rouge, vraiment."], prefix="")
+    spelled: dict[int, str] = {}
+    for tok, w in zip(b.tokens[0], b.word_ids[0]):
+        if w is not None:
+            spelled[w] = spelled.get(w, "") + tok.replace("▁", "")
+    assert [spelled[i] for i in range(len(b.words[0]))] == b.words[0]
+    assert b.tokens[0][0] == "<s>" and b.word_ids[0][1] == 0  # no prefix tokens with prefix=""
+
+
+_CHARS = st.sampled_from(list("ab cé\tZ9,.!?ß ﬁ猫ọ́\u0301\u200b\n  ") + ["Ọmọ", "🙂", "\u3000"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_CHARS, max_size=30).map("".join), st.sampled_from(["", "query: ", "passage: "]))
+def test_word_ids_follow_whitespace_words(encoder, text, prefix):
+    enc = encoder._encode([text], prefix)
+    from optical_viz.encoder import _word_ids
+
+    words, ids = _word_ids(text, prefix, enc.offsets[0], enc.special[0])
+    assert words == text.split()
+    real = [w for w in ids if w is not None]
+    assert real == sorted(real) and all(0 <= w < len(words) for w in real)
+    assert set(real) == set(range(len(words)))  # every word has a token (no deleted-only words here)
+    n_prefix = len(encoder._encode([prefix.rstrip()], "").ids[0]) - 2 if prefix else 0
+    assert ids[: 1 + n_prefix] == [None] * (1 + n_prefix) and ids[-1] is None
+
+
+def test_layer_indexing_matches_transformers(encoder):
+    inputs = encoder.tokenize(TEXTS[:2])
+    with torch.inference_mode():
+        hs = encoder.model(**inputs, output_hidden_states=True).hidden_states  # 13 x (B, T, H)
+    m = inputs["attention_mask"].bool()
+    for layer, want in [(0, hs[0]), (5, hs[5]), (12, hs[12]), (-1, hs[12]), (-13, hs[0])]:
+        got = encoder.embed_tokens(TEXTS[:2], layer=layer)
+        torch.testing.assert_close(got.embeddings[m], want[m], atol=ATOL, rtol=0)
+    emb = encoder.model.embeddings(input_ids=inputs["input_ids"])  # layer 0 = embedding output
+    torch.testing.assert_close(hs[0], emb, atol=0, rtol=0)
+
+
+def test_length_sorted_batches_return_input_order(encoder):
+    together = encoder.embed_tokens(TEXTS, batch_size=2)
+    for i, t in enumerate(TEXTS):
+        alone = encoder.embed_tokens([t], batch_size=1)
+        n = int(alone.mask.sum())
+        assert together.tokens[i] == alone.tokens[0]
+        torch.testing.assert_close(together.embeddings[i, :n], alone.embeddings[0, :n], atol=ATOL, rtol=0)
+
+
+def test_sentence_embeddings_are_mean_of_real_tokens(encoder):
+    b = encoder.embed_tokens(TEXTS, layer=6)
+    m = b.mask.unsqueeze(-1).float()
+    mean = (b.embeddings * m).sum(1) / m.sum(1)  # (B, H)
+    raw = encoder.embed_sentences(TEXTS, layer=6, normalize=False, batch_size=3)
+    torch.testing.assert_close(raw, mean, atol=ATOL, rtol=0)
+    s = encoder.embed_sentences(TEXTS, layer=6)
+    assert s.shape == (4, 384) and s.dtype == torch.float32
+    torch.testing.assert_close(s.norm(dim=-1), torch.ones(4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(s, torch.nn.functional.normalize(mean, dim=-1), atol=ATOL, rtol=0)
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(4))
+
+
+def test_prefix_changes_the_embedding(encoder):
+    q = encoder.embed_sentences(TEXTS[:1])
+    assert torch.equal(q, encoder.embed_sentences(TEXTS[:1], prefix="query: "))
+    p = encoder.embed_sentences(TEXTS[:1], prefix="passage: ")
+    assert 0.5 < float(q[0] @ p[0]) < 0.9999
+
+
+def test_hidden_states_are_differentiable(encoder):
+    inputs = encoder.tokenize(TEXTS[:2])
+    with torch.enable_grad():
+        h = encoder.hidden_states(inputs["input_ids"], inputs["attention_mask"], layer=-1)  # (B, T, H)
+        assert h.requires_grad and h.shape[:2] == inputs["input_ids"].shape
+        h.sum().backward()
+    w = encoder.model.encoder.layer[0].attention.self.query.weight
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    encoder.model.zero_grad(set_to_none=True)
+    assert (h[~inputs["attention_mask"].bool()] == 0).all()
+
+
+def test_long_text_is_truncated_with_a_warning(encoder):
+    text = " ".join(["word"] * 700)
+    with pytest.warns(UserWarning, match="max_length=512"):
+        b = encoder.embed_tokens([text, "short"])
+    assert b.embeddings.shape[1] == 512 and b.tokens[0][-1] == "</s>"
+    assert len(b.words[0]) == 700 and max(w for w in b.word_ids[0] if w is not None) < 700
+    with pytest.warns(UserWarning, match="truncated"):
+        ids = encoder.tokenize([text])["input_ids"]
+    assert ids.shape == (1, 512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.tokenize(["short"])  # no warning
+
+
+def test_empty_input(encoder):
+    b = encoder.embed_tokens([])
+    assert b.embeddings.shape == (0, 0, 384) and b.tokens == [] and b.mask.shape == (0, 0)
+    assert encoder.embed_sentences([]).shape == (0, 384)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda e: e.embed_tokens(TEXTS, layer=13), r"layer must be an int in \[-13, 12\]"),
+        (lambda e: e.embed_sentences(TEXTS, layer=-14), r"got -14"),
+        (lambda e: e.embed_tokens("one text"), "list of strings, got str"),
+        (lambda e: e.embed_sentences(["a", 3]), "item 1 is int"),
+        (lambda e: e.embed_tokens(TEXTS, batch_size=0), "batch_size must be a positive int"),
+        (lambda e: e.hidden_states(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4)), r"\(2, 3\) and \(2, 4\)"),
+    ],
+)
+def test_bad_arguments_raise_value_errors(encoder, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(encoder)
+
+
+def test_progress_bar_only_with_several_batches(encoder, capsys):
+    encoder.embed_sentences(TEXTS[:2], batch_size=2)
+    assert "embedding sentences" not in capsys.readouterr().err
+    encoder.embed_sentences(TEXTS[:2], batch_size=1)
+    assert "embedding sentences" in capsys.readouterr().err
+
+
+def test_identity_hashes_weights_and_name(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights v1")
+    a = _identity("m", tmp_path)
+    assert a == _identity("m", tmp_path) and a.startswith("m-")
+    assert _identity("other", tmp_path) != a
+    (tmp_path / "model.safetensors").write_bytes(b"weights v2")
+    assert _identity("m", tmp_path) != a
+    assert _identity("org/model", tmp_path).startswith("org--model-")
+
+
+def test_any_transformers_directory_loads(tmp_path, default_model_dir):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=250002, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(tmp_path / "tiny-bert")
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(default_model_dir / f, tmp_path / "tiny-bert" / f)
+    enc = load_encoder(tmp_path / "tiny-bert")
+    assert (enc.name, enc.prefix, enc.num_layers, enc.hidden_size) == ("tiny-bert", "", 2, 16)
+    assert enc.max_length == 64  # the position table, below the tokenizer's 512
+    b = enc.embed_tokens(["a b c"], layer=1)
+    assert b.embeddings.shape == (1, 5, 16) and b.word_ids[0] == [None, 0, 1, 2, None]
+    assert enc.embed_sentences(["x", "y z"]).shape == (2, 16)
