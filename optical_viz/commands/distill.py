@@ -22,7 +22,6 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from optical_viz.cli import CLIError
     from optical_viz.distill import DistillConfig, distill
 
     config = DistillConfig.from_yaml(args.config)
@@ -31,8 +30,8 @@ def _run(args) -> int:
         config = config.replace(**changes)
     try:
         result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
-    except FileExistsError as exc:
-        raise CLIError(str(exc)) from None
+    except FileExistsError as exc:  # a user error: message and exit code 2, no traceback
+        raise ValueError(str(exc)) from None
     last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)
     print(f"run directory: {result.run_dir} ({result.steps} steps)")
     if last is not None:
