@@ -194,11 +194,12 @@ class Encoder:
         from tqdm.auto import tqdm
 
         batches = self._batches([len(x) for x in enc.ids], batch_size)
-        with torch.inference_mode():
-            for idx in tqdm(batches, desc=desc, disable=len(batches) <= 1, leave=False):
-                ids, mask = self._pad([enc.ids[i] for i in idx])  # (b, t)
-                mask = mask.to(self.device)
-                yield idx, self.hidden_states(ids, mask, layer).float(), mask
+        for idx in tqdm(batches, desc=desc, disable=len(batches) <= 1, leave=False):
+            ids, mask = self._pad([enc.ids[i] for i in idx])  # (b, t)
+            mask = mask.to(self.device)
+            with torch.inference_mode():  # the results are copied into normal tensors by the callers
+                h = self.hidden_states(ids, mask, layer).float()
+            yield idx, h, mask
 
     # ------------------------------------------------------------------ public API
     def embed_tokens(
@@ -316,7 +317,7 @@ def load_encoder(name_or_path: str | os.PathLike | None = None, device: str | to
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name}: a fast tokenizer is needed (for character offsets); got {type(tokenizer).__name__}")
     max_length = _max_length(config, tokenizer)
-    prefix = "query: " if "e5" in name.lower().replace("_", "-").split("/")[-1] else ""
+    prefix = "query: " if re.search(r"(^|[-_])e5([-_]|$)", name.lower().split("/")[-1]) else ""
     identity = _identity(name, path)
     return Encoder(model, tokenizer, name=name, identity=identity, prefix=prefix, max_length=max_length)
 

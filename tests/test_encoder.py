@@ -48,6 +48,16 @@ def test_token_batch_contract(encoder):
     assert not b.embeddings.requires_grad
 
 
+def test_outputs_are_usable_as_training_targets(encoder):
+    """No gradients are recorded, but the outputs are normal tensors (not inference tensors)."""
+    target = encoder.embed_tokens(TEXTS[:1]).embeddings  # (1, T, H)
+    sent = encoder.embed_sentences(TEXTS[:1])
+    assert not target.is_inference() and not sent.is_inference()
+    x = torch.zeros_like(target, requires_grad=True)
+    ((x - target) ** 2).sum().backward()  # would raise for inference tensors
+    torch.testing.assert_close(x.grad, -2 * target)
+
+
 def test_tokens_of_each_word_spell_the_word(encoder):
     b = encoder.embed_tokens(["Le chat dort sur le tapis rouge, vraiment."], prefix="")
     spelled: dict[int, str] = {}
