@@ -291,12 +291,16 @@ def plot_plan(
     ax = _new_ax(ax, _auto_size(t, s))
     vmax = float(p.max()) if vmax is None else float(vmax)
     im = ax.imshow(p, cmap=cmap, vmin=0.0, vmax=vmax if vmax > 0 else 1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(s))
-    ax.set_yticks(range(t))
     if tgt_tokens is not None:
+        ax.set_xticks(range(s))
         ax.set_xticklabels([_display_token(x) for x in tgt_tokens], rotation=60, ha="right", rotation_mode="anchor")
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=6))
     if src_tokens is not None:
+        ax.set_yticks(range(t))
         ax.set_yticklabels([_display_token(x) for x in src_tokens])
+    else:
+        ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, nbins=6))
     ax.tick_params(length=0)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
@@ -497,7 +501,7 @@ def plot_toy_transport(
                edgecolors="white", linewidths=0.4, zorder=2)
     ax.scatter(y[:, 0], y[:, 1], s=sizes(b, len(y)), c=PALETTE[1], marker="^", label=labels[1],
                edgecolors="white", linewidths=0.4, zorder=2)
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")  # distances are the cost: keep them undistorted
     _blank(ax)
     ax.legend(loc="best", handletextpad=0.2, borderaxespad=0.2)
     if title is not None:

@@ -71,9 +71,12 @@ class AlignmentExplorer(widgets.VBox):
     gold : mapping name -> list of GoldAlignment, optional
         ``gold[name][k]`` are the gold word links of ``pairs[name][k]`` (0-indexed
         whitespace words, as :func:`optical_viz.data.load_word_alignment` returns).
-    align_fn, aer_fn : callables, optional
-        Default :func:`optical_viz.alignment.align` and the AER of
-        :mod:`optical_viz.alignment`; injectable for tests.
+    method, eps, layer, extraction : initial solver, eps and layer (defaults: those of
+        :mod:`optical_viz.alignment`), and the link extraction rule (fixed).
+    align_fn : callable, optional
+        Default :func:`optical_viz.alignment.align`; injectable for tests.
+    aer_fn : callable ``(word_links, gold) -> float``, optional
+        Default: the AER of :func:`optical_viz.alignment.score_alignments` on one pair.
 
     Attributes after each update: ``alignment`` (the Alignment drawn), ``aer`` (float
     or None), ``figure``, ``error`` (the exception of the last failed update, or None).
@@ -86,7 +89,7 @@ class AlignmentExplorer(widgets.VBox):
         gold: Mapping[str, Sequence[Any]] | None = None,
         *,
         method: str = "sinkhorn",
-        eps: float = 0.05,
+        eps: float | None = None,
         layer: int | None = None,
         extraction: str | None = None,
         align_fn: Callable[..., Any] | None = None,
@@ -100,11 +103,12 @@ class AlignmentExplorer(widgets.VBox):
             for name, g in gold.items():
                 if name in pairs and len(g) != len(pairs[name]):
                     raise ValueError(f"gold[{name!r}] has {len(g)} entries but pairs[{name!r}] has {len(pairs[name])}")
-        if align_fn is None or aer_fn is None:
-            from optical_viz import alignment as _alignment
+        from optical_viz import alignment as _alignment
 
-            align_fn = align_fn or _alignment.align
-            aer_fn = aer_fn or _alignment.aer
+        align_fn = align_fn or _alignment.align
+        aer_fn = aer_fn or (lambda links, g: _alignment.score_alignments([links], [g]).aer)
+        eps = _alignment.EPS_DEFAULT if eps is None else eps
+        layer = _alignment.LAYER_DEFAULT if layer is None else layer
         self.encoder = encoder
         self.pairs = {k: list(v) for k, v in pairs.items()}
         self.gold = dict(gold) if gold is not None else {}
@@ -125,7 +129,7 @@ class AlignmentExplorer(widgets.VBox):
                                          layout=widgets.Layout(width="420px"))
         self.eps = widgets.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.05, description="eps",
                                           readout_format=".3f", continuous_update=False, style=style)
-        self.layer = widgets.IntSlider(value=n_layers if layer is None or layer < 0 else layer, min=0, max=n_layers,
+        self.layer = widgets.IntSlider(value=layer if layer >= 0 else n_layers + 1 + layer, min=0, max=n_layers,
                                        description="layer", continuous_update=False, style=style)
         self.solver = widgets.ToggleButtons(options=list(SOLVERS), value=method, description="solver", style=style)
         self.image = widgets.Image(format="png")
@@ -184,7 +188,7 @@ class AlignmentExplorer(widgets.VBox):
         try:
             al = self._align(self.encoder, src, tgt, **kw)
             gold = self.gold.get(name, [None] * (k + 1))[k]
-            self.aer = float(self._aer(al.word_links, gold.sure, gold.possible)) if gold is not None else None
+            self.aer = float(self._aer(al.word_links, gold)) if gold is not None else None
             png, fig = render_png(lambda f: self._draw(f, al, gold), self._figsize(al))
         except Exception as exc:  # shown in the widget; the controls stay usable
             self.error = exc
