@@ -6,6 +6,9 @@ import pytest
 from optical_viz.cache import EmbeddingCache
 from optical_viz.retrieval import compare, evaluate
 
+# encoding 297 sentences: ~35 s of CPU on 2 free cores (220 s wall on a 5x oversubscribed machine)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def flores_reports(encoder, data_root, tmp_path_factory):
