@@ -31,7 +31,7 @@ EPS_DEFAULT = 0.05
 EXTRACTION_DEFAULT = "inter"
 METHOD_DEFAULT = "sinkhorn"
 THRESHOLD_DEFAULT = 0.5  # fraction of the one-to-one mass 1 / max(T, S)
-MAX_ITER = 2000  # Sinkhorn iterations for alignment (links are stable long before tol)
+MAX_ITER = 300  # Sinkhorn iterations for alignment: the argmax links settle long before tol
 
 
 @dataclass

@@ -235,6 +235,45 @@ def _lse_(w: Tensor, dim: int) -> Tensor:
     return m.squeeze(dim) + w.sum(dim=dim).log()
 
 
+def _sinkhorn_active_set(logK, loga, logb, *, max_iter, tol, check_every):
+    """Balanced log-domain Sinkhorn without autograd, shrinking the batch as problems converge.
+
+    Same iterations and arguments as ``_sinkhorn_iterations`` (tau = 1), but every
+    ``check_every`` iterations the converged problems are written out and dropped, so a
+    batch costs what its problems need, not B times its slowest problem. Logsumexps run in
+    place in one work buffer. Returns u (B, T), v (B, S), n_iter (of the slowest problem),
+    err (B,).
+    """
+    B, T, S = logK.shape
+    u_out = torch.zeros(B, T, dtype=logK.dtype, device=logK.device)
+    v_out = torch.zeros(B, S, dtype=logK.dtype, device=logK.device)
+    err_out = torch.full((B,), float("inf"), dtype=logK.dtype, device=logK.device)
+    active = torch.arange(B, device=logK.device)  # (B',) indices of the unconverged problems
+    a = loga.exp()
+    u, v = u_out.clone(), v_out.clone()
+    work = torch.empty_like(logK)
+    for it in range(1, max_iter + 1):
+        row = _lse_(torch.add(logK, v[:, None, :], out=work[: len(active)]), dim=2)  # (B', T)
+        if it > 1 and (it - 1) % check_every == 0:
+            # columns are exact after a v-step; the rows of the current plan sum to exp(u + row)
+            err = (torch.exp(u + row) - a).abs().sum(dim=1)  # (B',)
+            done = err <= tol
+            if bool(done.any()):
+                idx = active[done]
+                u_out[idx], v_out[idx], err_out[idx] = u[done], v[done], err[done]
+                if bool(done.all()):
+                    return u_out, v_out, it - 1, err_out
+                keep = ~done
+                active, logK, loga, logb, a = active[keep], logK[keep], loga[keep], logb[keep], a[keep]
+                u, v, row = u[keep], v[keep], row[keep]
+            err_out[active] = err[~done]
+        u = loga - row
+        col = _lse_(torch.add(logK, u[:, :, None], out=work[: len(active)]), dim=1)  # (B', S)
+        v = logb - col
+    u_out[active], v_out[active] = u, v
+    return u_out, v_out, max_iter, err_out
+
+
 def _sinkhorn_iterations(logK, loga, logb, *, max_iter, tol, check_every, tau=1.0, inplace=True):
     """Log-domain Sinkhorn iterations on logK (B, T, S) = -cost / eps (finite everywhere).
 
@@ -330,10 +369,14 @@ def sinkhorn(
     with torch.set_grad_enabled(track):
         c = p.cost if track else p.cost.detach()
         logK = c / (-eps)  # (B, T, S)
-        u, v, n_iter, _ = _sinkhorn_iterations(
-            logK, loga.detach() if not track else loga, logb.detach() if not track else logb,
-            max_iter=max_iter, tol=tol, check_every=check_every, inplace=not track,
-        )
+        if track:  # autograd through every iteration: no in-place ops, no batch shrinking
+            u, v, n_iter, _ = _sinkhorn_iterations(
+                logK, loga, logb, max_iter=max_iter, tol=tol, check_every=check_every, inplace=False
+            )
+        else:
+            u, v, n_iter, _ = _sinkhorn_active_set(
+                logK, loga.detach(), logb.detach(), max_iter=max_iter, tol=tol, check_every=check_every
+            )
         log_plan = logK + u[:, :, None] + v[:, None, :]  # (B, T, S), -inf on padding
         plan = log_plan.exp()
     err = _marginal_error(plan.detach(), p.a, p.b)
