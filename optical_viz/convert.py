@@ -376,12 +376,12 @@ def precompiled_charsmap(rules: dict[str, str]) -> bytes:
     parent = list(range(1 << 16))  # parent[q] == q: q is free; else a cell further on
 
     def free_from(q: int) -> int:  # the first free cell >= q
-        root = q
-        while parent[root] != root:
-            root = parent[root]
-        while parent[q] != root:
-            parent[q], q = root, parent[q]
-        return root
+        r = q
+        while parent[r] != r:
+            r = parent[r]
+        while parent[q] != r:  # path compression
+            parent[q], q = r, parent[q]
+        return r
 
     def take(q: int) -> None:
         used[q] = 1
