@@ -670,8 +670,10 @@ class _Trainer:
         was_training = self.student.model.training
         self.student.model.eval()
         try:
+            # cache=False: the on-disk cache keys on the weights file, which training does not change
             report = retrieval.evaluate(
-                e.task, student=self.student, teacher=self.teacher, langs=langs, split=e.split, root=self.root
+                e.task, student=self.student, teacher=self.teacher, langs=langs, split=e.split,
+                root=self.root, cache=False, progress=False,
             )
         finally:
             self.student.model.train(was_training)

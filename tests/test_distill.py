@@ -180,19 +180,42 @@ def test_existing_run_directory_is_never_overwritten(tmp_path, data_root):
 
 def _losses(records: list[dict]) -> list[dict]:
     """The deterministic part of the metrics (no timings)."""
-    return [{k: v for k, v in r.items() if k == "step" or k.startswith(LOSS_KEYS)} for r in records]
+    keep = lambda k: k in ("step", "eval") or k.startswith(LOSS_KEYS)
+    out = [{k: v for k, v in r.items() if keep(k)} for r in records]
+    for r in out:
+        if "eval" in r:
+            r["eval"] = [{k: v for k, v in row.items() if "time" not in k and "second" not in k} for row in r["eval"]]
+    return out
 
 
-def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_root, encoder):
-    from optical_viz import data
+def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_root, encoder, monkeypatch):
+    import pandas as pd
+
+    from optical_viz import data, retrieval
     from optical_viz.encoder import load_encoder
 
+    # periodic evaluation is wired to retrieval.evaluate (tested by its own module; too slow
+    # here): record the calls and check they are given the live student, uncached
+    calls = []
+
+    class Report:
+        def __init__(self, frame):
+            self.frame = frame
+
+    def fake_evaluate(task, *, student, teacher, langs, split, root, cache, progress):
+        calls.append((task, langs, split, cache, student.model.training))
+        return Report(pd.DataFrame({"lang": langs, "direction": ["xx->en"], "n": [99], "recall@1": [0.5]}))
+
+    monkeypatch.setattr(retrieval, "evaluate", fake_evaluate)
     out = tmp_path / "run"
     cfg = _tiny(out, steps=16, batch_size=8, max_length=32, lr=2e-4, train_layers=3, warmup_steps=2,
-                checkpoint_every=100, eval={"heldout_sentences": 32})
+                checkpoint_every=100, eval={"heldout_sentences": 32, "every": 10, "split": "dev"})
     result = distill(cfg, root=data_root, progress=False)
     m = read_metrics(out)
     assert [r["step"] for r in m] == list(range(17)) and m == result.metrics
+    assert calls == [("flores", ["yor_Latn"], "dev", False, False)] * 2  # steps 10 and 16 (the end)
+    assert [r["step"] for r in m if "eval" in r] == [10, 16]
+    assert m[10]["eval"] == [{"lang": "yor_Latn", "direction": "xx->en", "n": 99, "recall@1": 0.5}]
     before, after = m[0]["heldout_cosine"], m[-1]["heldout_cosine"]
     assert after > before + 0.01, (before, after)
     losses = [r["loss_ot"] for r in m[1:]]

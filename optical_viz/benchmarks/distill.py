@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per loss (after one warm-up step)")
     parser.add_argument("--lang", default="yor_Latn", help="language of the FLORES train bitext")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def _peak_rss_mb() -> float:
@@ -50,6 +52,8 @@ def run(args) -> dict:
     from optical_viz import losses
     from optical_viz.distill import DistillConfig, _load_models, _tokenize, _Trainer, load_training_data
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     base = DistillConfig(
         languages=[args.lang], bitext_sources=["flores"], batch_size=args.batch_size, max_length=args.max_length,
         steps=1000, warmup_steps=0, device="cpu", output_dir="/nonexistent",
@@ -66,6 +70,7 @@ def run(args) -> dict:
     result = {
         "batch_size": args.batch_size, "max_length": args.max_length, "steps": args.steps,
         "threads": torch.get_num_threads(), "trainable_parameters": n_train, "parameters": n_all,
+        "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg()),
         "losses": {},
     }
     print(f"distill step, batch {args.batch_size}, max length {args.max_length}, {torch.get_num_threads()} threads, "
@@ -111,4 +116,5 @@ def run(args) -> dict:
         ph = "  ".join(f"{k} {v * 1000:.0f}" for k, v in per_phase.items())
         print(f"{name:12s} {total:.3f} s/step ({1 / total:.2f} steps/s)  [ms] {ph}  peak RSS {entry['peak_rss_mb']:.0f} MB  "
               f"OT loss fwd+bwd {entry['ot_loss_fwd_bwd_s'] * 1000:.1f} ms ({100 * entry['ot_loss_fraction_of_ot_step']:.1f}% of this step)")
+    result["load_average_end"] = list(os.getloadavg())  # other processes sharing the CPU skew the times
     return result
