@@ -209,7 +209,9 @@ class DistillConfig:
     def replace(self, **changes) -> "DistillConfig":
         """A validated copy with some top-level fields changed (``loss`` may be a name)."""
         if isinstance(changes.get("loss"), str):
-            changes["loss"] = dataclasses.replace(self.loss, name=changes["loss"])
+            terms = [t.strip() for t in changes["loss"].split("+")]
+            weights = {k: v for k, v in self.loss.weights.items() if k in terms}
+            changes["loss"] = dataclasses.replace(self.loss, name=changes["loss"], weights=weights)
         cfg = dataclasses.replace(self, **changes)
         cfg.validate()
         return cfg
@@ -574,7 +576,7 @@ class _Trainer:
         t_ids, t_mask = _tokenize(self.teacher, tgt, self.cfg.max_length, self.device)  # (B, S)
         layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
         tick("tokenize")
-        with torch.no_grad():
+        with torch.no_grad(), self.acc.autocast():
             t_hidden = self._hidden(self.teacher.model, t_ids, t_mask, layers)  # layer -> (B, S, H)
         tick("teacher_forward")
         with self.acc.autocast():
@@ -768,7 +770,16 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a line cut short by a kill; resume recomputes it
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON: {line[:80]!r}") from None
+    return records
 
 
 def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
@@ -852,7 +863,8 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision="bf16" if config.precision == "bf16" else "no",
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        # an OT loss on an inner layer leaves the layers above it without gradients
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=_leaves_layers_unused(config))],
     )
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
@@ -911,6 +923,10 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         accelerator.wait_for_everyone()
     written = read_metrics(run_dir) if main else trainer.metrics
     return DistillResult(run_dir=run_dir, student_dir=student_dir, steps=trainer.step, metrics=written)
+
+
+def _leaves_layers_unused(config: DistillConfig) -> bool:
+    return config.loss.terms == ["ot"] and config.loss.ot.layer != -1
 
 
 def _seed_everything(seed: int) -> None:

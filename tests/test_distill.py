@@ -314,3 +314,19 @@ def test_two_processes_match_one(tmp_path, data_root, default_model_dir):
             if k != "step" and not isinstance(a[k], dict):
                 assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (k, a, b)
     assert (tmp_path / "two" / "student" / "model.safetensors").is_file()
+
+
+def test_loss_override_keeps_only_matching_weights():
+    base = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    cfg = DistillConfig.from_dict({**base, "loss": {"name": "ot+contrastive", "weights": {"contrastive": 0.5}}})
+    assert cfg.loss.term_weights() == {"ot": 1.0, "contrastive": 0.5}
+    assert cfg.replace(loss="mse").loss.term_weights() == {"mse": 1.0}
+    assert cfg.replace(loss="contrastive").loss.term_weights() == {"contrastive": 0.5}
+
+
+def test_read_metrics_tolerates_a_line_cut_by_a_kill(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    assert read_metrics(tmp_path) == [{"step": 0}, {"step": 1, "loss": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"ste\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_metrics(tmp_path)
