@@ -866,6 +866,8 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         # an OT loss on an inner layer leaves the layers above it without gradients
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=_leaves_layers_unused(config))],
     )
+    # every process has checked the run directory (in distill) before the main one writes into it
+    accelerator.wait_for_everyone()
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
     trainer = _Trainer(config, run_dir, corpora, models, accelerator, root=root)
