@@ -45,6 +45,7 @@ __all__ = [
     "plot_plan_grid",
     "plot_toy_transport",
     "plot_projection",
+    "plot_projections",
     "plot_projection_comparison",
     "read_metrics",
     "plot_training_curves",
@@ -631,6 +632,37 @@ def plot_projection(
     return ax
 
 
+def plot_projections(
+    projections: Mapping[str, Any],
+    *,
+    link: str | None = None,
+    axes: Sequence[Axes] | None = None,
+) -> np.ndarray:
+    """Several projections side by side (e.g. before / after OT / after contrastive),
+    one title per panel, the same colour per language, one shared legend.
+
+    ``projections`` maps a panel title to anything :func:`plot_projection` accepts
+    (with languages, and labels if ``link="label"``, inside it); ``link`` as there.
+    Returns the axes, one per projection, in mapping order.
+    """
+    if not projections:
+        raise ValueError("projections is empty: pass at least one title -> projection")
+    n = len(projections)
+    if axes is None:
+        width = min(TEXT_WIDTH, 2.4 * n + 0.9)
+        _, axes = plt.subplots(1, n, figsize=(width, (width - 0.9) / n + 0.35), squeeze=False)
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != n:
+        raise ValueError(f"{n} projections need {n} axes, got {len(axes)}")
+    colors = language_colors(lang for proj in projections.values() for lang in _points(proj, None, None).languages)
+    for ax, (title, proj) in zip(axes, projections.items()):
+        plot_projection(proj, ax=ax, colors=colors, legend=False, title=title, link=link)
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[-1].legend(handles, names, title="language", markerscale=1.6, loc="center left",
+                    bbox_to_anchor=(1.0, 0.5), handletextpad=0.1)
+    return axes
+
+
 def plot_projection_comparison(
     before: Any,
     after: Any,
@@ -639,25 +671,8 @@ def plot_projection_comparison(
     link: str | None = None,
     axes: Sequence[Axes] | None = None,
 ) -> np.ndarray:
-    """Before / after projections side by side, same colours, one shared legend.
-
-    ``before`` and ``after`` are anything :func:`plot_projection` accepts (with
-    languages, and labels if ``link="label"``, inside them); ``link`` as there.
-    Returns the two axes.
-    """
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, TEXT_WIDTH / 2 + 0.3))
-    axes = np.asarray(axes, dtype=object).ravel()
-    if len(axes) != 2:
-        raise ValueError(f"axes must hold 2 axes, got {len(axes)}")
-    pb, pa = _points(before, None, None), _points(after, None, None)
-    colors = language_colors(pb.languages + pa.languages)
-    for ax, proj, title in zip(axes, (before, after), titles):
-        plot_projection(proj, ax=ax, colors=colors, legend=False, title=title, link=link)
-    handles, names = axes[0].get_legend_handles_labels()
-    axes[1].legend(handles, names, title="language", markerscale=1.6, loc="center left",
-                   bbox_to_anchor=(1.0, 0.5), handletextpad=0.1)
-    return axes
+    """Before / after projections side by side: :func:`plot_projections` with two panels."""
+    return plot_projections({titles[0]: before, titles[1]: after}, link=link, axes=axes)
 
 
 # --------------------------------------------------------------------------- training

@@ -288,6 +288,18 @@ def test_plot_projection_comparison_shares_colours(projection):
     assert axes[1].get_legend() is not None
 
 
+def test_plot_projections_one_panel_each(projection):
+    panels = {"base": projection, "OT": projection.assign(x=projection["x"] * 0.5),
+              "contrastive": projection.iloc[6:]}  # a panel may lack a language
+    axes = plots.plot_projections(panels, link="label")
+    assert [ax.get_title() for ax in axes] == ["base", "OT", "contrastive"]
+    yor = [c for c in axes[2].collections[1:] if c.get_label() == "yor_Latn"][0]
+    assert tuple(yor.get_facecolor()[0]) == tuple(axes[0].collections[2].get_facecolor()[0])
+    np.testing.assert_allclose(axes[1].collections[1].get_offsets()[:, 0], projection["x"][:6] * 0.5)
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_projections({})
+
+
 # --------------------------------------------------------------------------- training
 
 
