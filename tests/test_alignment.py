@@ -113,12 +113,13 @@ def test_plans_every_method_has_shape_and_zero_padding():
     for method in METHODS:
         p = plans(x, y, xm, ym, method=method, eps=0.1)
         assert p.shape == (2, 4, 5) and (p >= 0).all() and (p[pad] == 0).all(), method
-    # a planted permutation is recovered by every method with the default extraction
+    # a planted permutation is recovered by every method (partial OT moves only 80% of the
+    # mass, so the threshold rule would rightly drop its worst pair: use argmaxes)
     perm = torch.tensor([2, 0, 3, 1])
     y2 = x[:, perm] + 0.01 * torch.randn(2, 4, 8, generator=g)
     for method in METHODS:
         p = plans(x, y2, torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool), method=method, eps=0.05)
-        assert extract_links(p[0], EXTRACTION_DEFAULT) == {(int(perm[j]), j) for j in range(4)}, method
+        assert extract_links(p[0], "inter") == {(int(perm[j]), j) for j in range(4)}, method
 
 
 # ----------------------------------------------------------------------------- with the model
