@@ -138,6 +138,8 @@ class DistillConfig:
     freeze_embeddings: freeze the word-embedding table (96M of e5-small's 118M parameters).
     train_layers: train only the top N transformer layers (None: all).
     dropout: override the model's dropout probabilities (None: keep; 0 disables).
+    gradient_checkpointing: recompute the student's activations in the backward pass
+        (less memory, about one more forward of time).
     device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
         (autocast; meant for CUDA). num_threads: torch CPU threads during the run (None:
         torch's default; 1 is much faster when other processes compete for the cores).
@@ -160,6 +162,7 @@ class DistillConfig:
     freeze_embeddings: bool = True
     train_layers: typing.Optional[int] = None
     dropout: typing.Optional[float] = None
+    gradient_checkpointing: bool = False
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
@@ -464,6 +467,8 @@ def _load_models(config: DistillConfig, device) -> _Models:
             if isinstance(m, torch.nn.Dropout):
                 m.p = config.dropout
     student.model.train()
+    if config.gradient_checkpointing:
+        student.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     _select_trainable(student.model, config)
     return _Models(teacher, student)
 

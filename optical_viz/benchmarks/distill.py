@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per loss (after one warm-up step)")
     parser.add_argument("--lang", default="yor_Latn", help="language of the FLORES train bitext")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -57,6 +58,7 @@ def run(args) -> dict:
     base = DistillConfig(
         languages=[args.lang], bitext_sources=["flores"], batch_size=args.batch_size, max_length=args.max_length,
         steps=1000, warmup_steps=0, device="cpu", output_dir="/nonexistent",
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     corpora = load_training_data(base)
     # long inputs: join consecutive pairs so that most sequences reach max_length
@@ -69,7 +71,7 @@ def run(args) -> dict:
     n_all = sum(p.numel() for p in models.student.model.parameters())
     result = {
         "batch_size": args.batch_size, "max_length": args.max_length, "steps": args.steps,
-        "threads": torch.get_num_threads(), "trainable_parameters": n_train, "parameters": n_all,
+        "gradient_checkpointing": args.gradient_checkpointing, "threads": torch.get_num_threads(), "trainable_parameters": n_train, "parameters": n_all,
         "cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg()),
         "losses": {},
     }
