@@ -732,7 +732,14 @@ def _is_number(x: Any) -> bool:
 
 
 def _loss_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if "loss" in c and "/" not in c and pd.api.types.is_numeric_dtype(df[c])]
+    """Numeric loss columns; a single term equal to the total (``loss_ot`` == ``loss``) is left out."""
+    cols = [c for c in df.columns if "loss" in c and "/" not in c and pd.api.types.is_numeric_dtype(df[c])]
+    terms = [c for c in cols if c != "loss"]
+    if "loss" in cols and len(terms) == 1:
+        d = df[["loss", terms[0]]].dropna()
+        if np.allclose(d["loss"], d[terms[0]]):
+            return ["loss"]
+    return cols
 
 
 def plot_training_curves(
@@ -749,7 +756,8 @@ def plot_training_curves(
     Parameters
     ----------
     metrics : run folder, metrics.jsonl path, list of dicts or DataFrame (see :func:`read_metrics`)
-    keys : column names to draw (default: every numeric column with ``loss`` in its name)
+    keys : column names to draw (default: every numeric column with ``loss`` in its name,
+        but only ``loss`` when the one loss term equals it)
     smooth : int
         Width of a centred moving average (1 = raw values).
 

@@ -357,6 +357,8 @@ def test_plot_training_curves_plots_every_loss_term(metrics_file):
     np.testing.assert_allclose(smooth.lines[0].get_ydata(), expected)
     with pytest.raises(ValueError, match="no column"):
         plots.plot_training_curves(metrics_file, ["loss_mse"])
+    single = [{"step": k, "loss": 1.0 / (k + 1), "loss_ot": 1.0 / (k + 1)} for k in range(3)]
+    assert [line.get_label() for line in plots.plot_training_curves(single).lines] == ["loss"]
 
 
 def test_plot_eval_curves_skips_steps_without_evaluation(metrics_file):
