@@ -35,6 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per solver (median)")
     parser.add_argument("--loop-max-batch", type=int, default=1024, help="skip the POT loop above this batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is fairer on a shared, busy CPU")
     parser.add_argument("--noise", type=float, default=0.6, help="target = noisy copy of a source token")
     parser.add_argument("--anisotropy", type=float, default=2.0, help="norm of the shared direction (0: isotropic, harder)")
 
@@ -130,6 +132,8 @@ def run(args) -> dict:
 
     from optical_viz.transport import sinkhorn
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     solvers = _solvers(args.eps, args.tol)
     rows = []
     jobs = [(B, d, name) for B in args.batches for d in args.dtypes for name in solvers]
