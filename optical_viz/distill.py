@@ -468,7 +468,11 @@ def _load_models(config: DistillConfig, device) -> _Models:
                 m.p = config.dropout
     student.model.train()
     if config.gradient_checkpointing:
-        student.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kw = {"use_reentrant": False}  # works with a frozen embedding table below
+        if hasattr(student.model, "activation_checkpointing_enable"):  # transformers >= 5
+            student.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            student.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     _select_trainable(student.model, config)
     return _Models(teacher, student)
 
