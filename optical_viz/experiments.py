@@ -21,8 +21,10 @@ Layout under ``out`` (``--runs/--results/--figures`` move the three parts)::
     results/<scale>/<question>/<run-id>.<eval>.npz    its per-query values (paired tests)
     results/<scale>/summary.csv                  run x eval x lang x direction x metric
     results/<scale>/summary_methods.csv          the same, seeds averaged per method
-    results/<scale>/rq1_paired_tests.csv         OT against contrastive, per language
+    results/<scale>/rq{1,2}_paired_tests.csv     OT against contrastive, per language
     results/<scale>/rq1_table.md                 the RQ1 table of the README
+    results/<scale>/findings.md                  which method won where, in words
+    results/<scale>/timings.json                 training and evaluation seconds per run
     figures/<scale>/rq1_*.{pdf,png}, rq2_scaling_{seen,unseen}.{pdf,png}
 
 A run is trained once (``RUN/student`` exists: skipped; an interrupted run resumes from
@@ -791,6 +793,45 @@ _EVAL_LABELS = {
 }
 
 
+# one colour per method in every figure (Okabe-Ito; the zero-shot baseline in grey)
+METHOD_COLORS = {
+    "zero-shot": "#8C8C8C",
+    "mse": "#E69F00",
+    "contrastive": "#0072B2",
+    "ot": "#D55E00",
+    "ot+contrastive": "#CC79A7",
+}
+
+
+def _recolor(ax, legend_kw: dict | None = None) -> None:
+    """Give bars and lines drawn by optical_viz.plots the fixed colour of their method."""
+    import matplotlib.colors as mcolors
+    from matplotlib.collections import PolyCollection
+    from matplotlib.container import BarContainer
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    for container in bars:
+        color = METHOD_COLORS.get(container.get_label())
+        if color is not None:
+            for patch in container.patches:
+                patch.set_facecolor(color)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    lines = [l for l in ax.lines if l.get_label() in METHOD_COLORS]
+    for line, band in zip(lines, bands):  # plot_scaling draws one band per line, in order
+        color = METHOD_COLORS[line.get_label()]
+        line.set_color(color)
+        line.set_markerfacecolor(color)
+        band.set_facecolor(mcolors.to_rgba(color, 0.15))
+    if legend_kw is not None:
+        if lines:
+            handles = [Line2D([], [], color=l.get_color(), marker="o", label=l.get_label()) for l in lines]
+        else:
+            handles = [Patch(facecolor=c.patches[0].get_facecolor(), label=c.get_label()) for c in bars if c.patches]
+        ax.legend(handles=handles, **legend_kw)
+
+
 def _fmt(v, lo, hi) -> str:
     return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
@@ -822,6 +863,52 @@ def rq1_table(methods_frame, scale: str) -> str:
             cells.append(_fmt(*r[["value", "ci_lo", "ci_hi"]].iloc[0]) if len(r) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def findings(methods_frame, tests: dict, scale: str) -> str:
+    """Plain statements of which method won where (markdown), from the aggregated results.
+
+    Per evaluation (languages pooled): the best method and every method whose 95% interval
+    overlaps the best one's ("tied within the intervals"); then OT against contrastive from
+    the paired permutation test: a difference only when its 95% interval excludes 0.
+    tests: question -> ``paired_tests(...)`` frame.
+    """
+    lines = [f"Findings ({scale} scale), generated from results/{scale}: intervals are 95% bootstrap "
+             "intervals over queries; 'tied' means the intervals overlap.", ""]
+    d = methods_frame[methods_frame["lang"] == "all"]
+    for question in ("rq1", "rq2"):
+        dq = d[d["question"] == question].sort_values(["n_languages", "eval_langs", "scoring"], kind="stable")
+        if dq.empty:
+            continue
+        lines.append(f"### {question.upper()}")
+        keys = ["langset", "task", "scoring", "eval_langs", "direction", "metric"]
+        for key, g in dq.groupby(keys, sort=False):
+            langset, task, scoring, eval_langs, direction, metric = key
+            if metric not in ("recall@1", "map") or (metric == "map") != (direction == "xx->pool"):
+                continue
+            g = g.sort_values("value", ascending=False)
+            best = g.iloc[0]
+            tied = [r["method"] for _, r in g.iloc[1:].iterrows() if r["ci_hi"] >= best["ci_lo"]]
+            where = f"{_EVAL_LABELS.get((task, direction), task + ' ' + direction)} ({scoring}"
+            where += f", {langset}" + (", unseen languages" if eval_langs == "unseen" else "") + ")"
+            name = metric.replace("recall@", "R@").replace("map", "mAP")
+            verdict = f"best {best['method']} {_fmt(best['value'], best['ci_lo'], best['ci_hi'])}"
+            verdict += f"; tied within the intervals: {', '.join(tied)}" if tied else "; no other method within its interval"
+            t = tests.get(question)
+            if t is not None and not t.empty:
+                r = t[(t["langset"] == langset) & (t["evaluation"] == g.iloc[0]["evaluation"]) & (t["lang"] == "all")
+                      & (t["direction"] == direction) & (t["metric"] == metric)]
+                if len(r):
+                    r = r.iloc[0]
+                    if r["delta_lo"] > 0 or r["delta_hi"] < 0:
+                        who = "OT better than contrastive" if r["delta"] > 0 else "contrastive better than OT"
+                    else:
+                        who = "OT vs contrastive: no difference within the intervals"
+                    verdict += (f"; {who} ({100 * r['delta']:+.1f} points [{100 * r['delta_lo']:+.1f}, "
+                                f"{100 * r['delta_hi']:+.1f}], p = {r['p_value']:.3g})")
+            lines.append(f"- {where}, {name}: {verdict}.")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def make_figures(methods_frame, figures_dir: str | os.PathLike, scale: str) -> list[Path]:
@@ -869,17 +956,24 @@ def _rq1_by_language(d, figures_dir, tag, plots, plt) -> list[Path]:
     for k, (ax, (task, direction, metric)) in enumerate(zip(axes[:, 0], panels)):
         f = d[(d["task"] == task) & (d["direction"] == direction) & (d["scoring"] == "dense")]
         f = _method_sorted(_with_ci(f, metric))
-        f["lang"] = f["lang"].map(lambda l: "average" if l == "all" else l.split("_")[0])
+        f["lang"] = f["lang"].map(lambda l: "~average" if l == "all" else _short(l))  # "~": sorts last
         plots.plot_retrieval(f, metric, hue="method", ax=ax)
+        ax.set_xticklabels([t.get_text().lstrip("~") for t in ax.get_xticklabels()], rotation=0)
         ax.set_title(f"{_EVAL_LABELS[(task, direction)]}, dense scoring{tag}", loc="left")
         ax.set_ylabel(metric.replace("recall@", "Recall@").replace("map", "mAP"))
-        ax.tick_params(axis="x", rotation=0)
-        if k > 0:
-            ax.get_legend().remove()
-        else:
-            ax.legend(ncols=len(f["method"].unique()), loc="lower left", bbox_to_anchor=(0, 1.12), borderaxespad=0.1)
+        ax.get_legend().remove()
+        _recolor(ax, None if k > 0 else dict(ncols=len(f["method"].unique()), loc="lower left",
+                                             bbox_to_anchor=(0, 1.12), borderaxespad=0.1))
         _shade_average(ax)
     return plots.save_figure(fig, figures_dir / "rq1_by_language", formats=("pdf", "png"))
+
+
+def _short(lang: str) -> str:
+    """``deu_Latn`` -> ``de`` (the XQuAD code) where there is one, else ``deu``."""
+    from optical_viz.data import XQUAD_LANGUAGES
+
+    inverse = {v: k for k, v in XQUAD_LANGUAGES.items()}
+    return inverse.get(lang, lang.split("_")[0])
 
 
 def _shade_average(ax) -> None:
@@ -911,7 +1005,7 @@ def _rq1_average(d, figures_dir, tag, plots, plt) -> list[Path]:
     ax.set_xticklabels([names.get(int(t.get_text()), t.get_text()) for t in ax.get_xticklabels()], rotation=0)
     ax.set_ylabel("score (avg. over languages)")
     ax.set_title(f"RQ1: OPTICAL-style distillation vs. baselines{tag}", loc="left", pad=18)
-    ax.legend(ncols=len(f["method"].unique()), loc="lower left", bbox_to_anchor=(0, 1.0), borderaxespad=0.1)
+    _recolor(ax, dict(ncols=len(f["method"].unique()), loc="lower left", bbox_to_anchor=(0, 1.0), borderaxespad=0.1))
     return plots.save_figure(fig, figures_dir / "rq1_average", formats=("pdf", "png"))
 
 
@@ -930,13 +1024,15 @@ def _rq2_scaling(d, figures_dir, tag, plots, plt) -> list[Path]:
         for k, (ax, direction) in enumerate(zip(axes[0], directions)):
             plots.plot_scaling(g[g["direction"] == direction], "recall@1", ax=ax)
             ax.set_title(_EVAL_LABELS[("flores", direction)], loc="left")
-            if k < len(directions) - 1:
-                ax.get_legend().remove()
+            ax.get_legend().remove()
+            last = k == len(directions) - 1
+            _recolor(ax, dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0) if last else None)
             if k > 0:
                 ax.set_ylabel("")
-        n_unseen = int(g["n"].max() // 1004) if g["n"].max() >= 1004 else None
-        what = ("the trained languages" if which == "trained"
-                else f"{n_unseen or ''} unseen languages".replace("  ", " "))
+        per_lang = d[(d["eval_langs"] == which) & (d["lang"] != "all")]
+        n_langs = per_lang.groupby("langset")["lang"].nunique().max()
+        what = ("the trained languages (average)" if which == "trained"
+                else f"{n_langs} unseen languages (average)")
         fig.suptitle(f"RQ2: FLORES Recall@1 on {what}{tag}", x=0.01, ha="left", fontsize=9)
         written += plots.save_figure(fig, figures_dir / f"rq2_scaling_{label}", formats=("pdf", "png"))
     return written
@@ -990,12 +1086,15 @@ def reproduce(
     _write_atomic(summary_csv, summary.to_csv(index=False, float_format="%.6g"))
     methods = aggregate(results_dir, n_bootstrap=spec.n_bootstrap)
     _write_atomic(results_dir / "summary_methods.csv", methods.to_csv(index=False, float_format="%.6g"))
-    tests = paired_tests(results_dir)
-    if not tests.empty:
-        _write_atomic(results_dir / "rq1_paired_tests.csv", tests.to_csv(index=False, float_format="%.6g"))
+    tests = {}
+    for q in ("rq1", "rq2"):
+        tests[q] = paired_tests(results_dir, question=q)
+        if not tests[q].empty:
+            _write_atomic(results_dir / f"{q}_paired_tests.csv", tests[q].to_csv(index=False, float_format="%.6g"))
     table = rq1_table(methods, spec.scale)
     if table:
         _write_atomic(results_dir / "rq1_table.md", table)
+    _write_atomic(results_dir / "findings.md", findings(methods, tests, spec.scale))
     _write_atomic(results_dir / "timings.json", json.dumps(_timings(results_dir), indent=1) + "\n")
     figures = make_figures(methods, figures_dir, spec.scale)
     seconds = time.perf_counter() - start
