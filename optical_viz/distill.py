@@ -231,7 +231,10 @@ class DistillConfig:
         sources = {"flores", "nllb_seed", "mafand", "tatoeba"}
         bad = [s for s in self.bitext_sources if s not in sources]
         check(not bad and self.bitext_sources, f"bitext_sources: {bad or '[]'} not among {sorted(sources)}")
-        check(self.bitext_split in ("train", "dev", "test", "all"), f"bitext_split: {self.bitext_split!r}")
+        check(
+            self.bitext_split == "all" or set(self.bitext_split.split("+")) <= {"train", "dev", "test"},
+            f"bitext_split: {self.bitext_split!r} is not train, dev, test, a '+' combination or all",
+        )
         check(self.sampling in ("uniform", "proportional", "temperature"), f"sampling: {self.sampling!r} is not uniform, proportional or temperature")
         check(self.sampling_temperature > 0, f"sampling_temperature must be > 0, got {self.sampling_temperature}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")

@@ -51,6 +51,11 @@ def test_rq_language_sets(data_root):
     with_bitext = set(data.languages("nllb_seed", root=data_root)) | set(data.languages("mafand", root=data_root))
     flores = set(data.languages("flores", root=data_root))
     assert set(sets[-1]) <= with_bitext & flores
+    # every language of the largest set has bitext in the configured split
+    from optical_viz.distill import load_training_data
+
+    corpora = load_training_data(DistillConfig.from_yaml(CONFIGS / "rq2-50.yaml"), root=data_root)
+    assert [c.lang for c in corpora] == sets[-1] and all(len(c.src) >= 800 for c in corpora)
     unseen = yaml.safe_load((CONFIGS / "rq2-unseen.yaml").read_text())["unseen_languages"]
     assert len(unseen) == len(set(unseen)) == 20
     assert set(unseen) <= flores and not set(unseen) & set(sets[-1])
