@@ -21,6 +21,7 @@ tol 1e-10; tests/test_transport.py checks it against POT to 1e-6 and better).
 """
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -92,8 +93,6 @@ class _PeakRSS:
 def _rss() -> int:
     try:
         with open("/proc/self/statm") as f:
-            import os
-
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
@@ -191,6 +190,7 @@ def run(args) -> dict:
         "noise": args.noise,
         "anisotropy": args.anisotropy,
         "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
         "rows": rows,
         "speedups": speedups,
     }
