@@ -20,9 +20,14 @@ dispatches to all of them, so that a notebook switches solver with one argument.
 (torch.Size([2, 5, 7]), torch.Size([2]))
 
 Why our own Sinkhorn rather than ``ot.batch.solve_batch``: POT's batched solver has no
-masks (padding must be emulated with zero weights), checks convergence on the whole batch
-only, and its "envelope" mode gives gradients to the objective value alone; ours is
-measured against it by ``optical-viz bench transport`` (numbers in benchmarks/transport.json).
+masks (padding must be emulated with zero weights), runs every problem until the slowest
+converges, checks convergence with an extra pass over the plan, and its "envelope" mode
+gives gradients to the objective value only. Ours drops problems from the batch as they
+converge and checks convergence for free (from the logsumexp it needs anyway). Measured by
+``optical-viz bench transport`` (benchmarks/transport.json; 2-core CPU under heavy shared
+load, eps 0.05, lengths 8..64): 1.5-3.1x faster than ``solve_batch(method="log_sinkhorn")``
+at equal or better accuracy (max plan error 1.3e-7..3.7e-7 vs 4.3e-7..4.7e-7), and 0.6-8.6x
+faster than a Python loop of ``ot.sinkhorn(method="sinkhorn_log")``.
 """
 from __future__ import annotations
 
