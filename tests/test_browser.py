@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 LAB_START_TIMEOUT_S = 90
-RUN_ALL_TIMEOUT_S = 300  # the whole notebook, kernel start and model loading included
+RUN_ALL_TIMEOUT_S = 900  # the whole notebook (it scores the gold sets), kernel start and model loading included
 UPDATE_TIMEOUT_S = 60  # one re-alignment after the slider moved
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
