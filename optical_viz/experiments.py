@@ -91,6 +91,8 @@ class EvalSpec:
         (for FLORES both directions use the same sentences), so every model is scored on the
         same queries (paired tests need that).
     split: the FLORES split (``all`` = 1004 sentences).
+    label: the evaluation's name in file names and tables (default ``<task>.<scoring>``,
+        plus ``.unseen`` for unseen languages); needed when a task is evaluated twice.
     """
 
     task: str
@@ -101,10 +103,13 @@ class EvalSpec:
     max_queries: typing.Optional[int] = None
     max_candidates: typing.Optional[int] = None
     split: str = "all"
+    label: typing.Optional[str] = None
 
     @property
     def name(self) -> str:
         """The evaluation's file suffix, e.g. ``xquad-r.dense`` or ``flores.dense.unseen``."""
+        if self.label:
+            return self.label
         return f"{self.task}.{self.scoring}" + ("" if self.langs == "trained" else f".{self.langs}")
 
     def validate(self) -> None:
@@ -202,6 +207,9 @@ class GridSpec:
                 raise ValueError(f"{q.name}: at least one seed is required")
             if not q.configs:
                 raise ValueError(f"{q.name}: no configs")
+            names = [e.name for e in q.evaluations]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{q.name}: evaluations with the same name {names}: give them a 'label'")
             for e in q.evaluations:
                 e.validate()
                 if e.langs == "unseen" and not q.unseen:
@@ -836,33 +844,50 @@ def _fmt(v, lo, hi) -> str:
     return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+_METRIC_NAMES = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10", "mrr@10": "MRR@10", "map": "mAP"}
+
+
+def _md_table(d, cols: list[tuple[str, str, str, str]], title: str) -> list[str]:
+    """Markdown rows: one per method, one column per (task, direction, scoring, metric)."""
+    def pick(method, t, di, sc, m):
+        return d[(d["method"] == method) & (d["task"] == t) & (d["direction"] == di) & (d["scoring"] == sc)
+                 & (d["metric"] == m)]
+
+    cols = [c for c in cols if any(len(pick(m, *c)) for m in d["method"].unique())]
+    if not cols:
+        return []
+    head = ["method"] + [f"{_EVAL_LABELS.get((t, di), t + ' ' + di)} {'MaxSim' if sc == 'maxsim' else sc} "
+                         f"{_METRIC_NAMES[m]}" for t, di, sc, m in cols]
+    lines = [title, "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method in sorted(d["method"].unique(), key=lambda m: _METHOD_ORDER.get(m, 99)):
+        seeds = int(d[d["method"] == method]["seeds"].max())
+        cells = [f"{method} ({seeds} seed{'s' if seeds > 1 else ''})"]
+        for c in cols:
+            r = pick(method, *c)
+            cells.append(_fmt(*r[["value", "ci_lo", "ci_hi"]].iloc[0]) if len(r) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def rq1_table(methods_frame, scale: str) -> str:
-    """The RQ1 table (markdown): language-averaged metrics per method, 95% CIs over queries."""
+    """The RQ1 tables (markdown): language-averaged metrics per method, in %, with 95% CIs.
+
+    First the headline (R@1; mAP for the pool; dense and MaxSim), then every metric of
+    XQuAD-R with dense scoring (L->en and L->pool).
+    """
     d = methods_frame[(methods_frame["question"] == "rq1") & (methods_frame["lang"] == "all")]
     if d.empty:
         return ""
-    cols = []
-    for (task, direction, scoring), _ in d.groupby(["task", "direction", "scoring"], sort=False):
-        for metric in ("recall@1", "recall@10", "mrr@10", "map"):
-            if ((d["task"] == task) & (d["direction"] == direction) & (d["scoring"] == scoring) & (d["metric"] == metric)).any():
-                if metric == "map" and direction != "xx->pool":
-                    continue
-                if metric in ("recall@10",) and direction == "xx->pool":
-                    continue
-                cols.append((task, direction, scoring, metric))
-    order = sorted(d["method"].unique(), key=lambda m: _METHOD_ORDER.get(m, 99))
-    head = ["method"] + [f"{_EVAL_LABELS.get((t, di), t + ' ' + di)} {s} {m.replace('recall@', 'R@').replace('mrr@10', 'MRR@10').replace('map', 'mAP')}"
-                         for t, di, s, m in cols]
-    lines = [f"RQ1 ({scale} scale): averages over languages, in %, 95% bootstrap CI over queries "
-             "(per-query values averaged over seeds).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in order:
-        cells = [f"{method} ({int(d[d['method'] == method]['seeds'].max())} seed{'s' if d[d['method'] == method]['seeds'].max() > 1 else ''})"]
-        for t, di, s, m in cols:
-            r = d[(d["method"] == method) & (d["task"] == t) & (d["direction"] == di) & (d["scoring"] == s) & (d["metric"] == m)]
-            cells.append(_fmt(*r[["value", "ci_lo", "ci_hi"]].iloc[0]) if len(r) else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = (f"({scale} scale; averages over languages, in %, with 95% bootstrap intervals over queries; "
+            "per-query values averaged over the seeds)")
+    headline = [("xquad-r", "xx->en", "dense", "recall@1"), ("xquad-r", "xx->en", "maxsim", "recall@1"),
+                ("xquad-r", "xx->pool", "dense", "map"), ("xquad", "xx->en", "dense", "recall@1"),
+                ("xquad", "xx->en", "maxsim", "recall@1")]
+    lines = _md_table(d, headline, f"**RQ1, headline** {note}")
+    for direction in ("xx->en", "xx->pool"):
+        lines += _md_table(d, [("xquad-r", direction, "dense", m) for m in METRICS],
+                           f"**RQ1, {_EVAL_LABELS[('xquad-r', direction)]}, dense, all metrics** {note}")
+    return "\n".join(lines)
 
 
 def findings(methods_frame, tests: dict, scale: str) -> str:
