@@ -480,6 +480,24 @@ def code_version(repo: str | os.PathLike = paths.REPO_ROOT) -> dict:
     return {"commit": commit, "dirty": bool(status) if status is not None else None, "version": __version__}
 
 
+def _machine() -> dict:
+    """Where the numbers were measured: CPU count and model, torch threads, platform."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(), "platform": platform.platform(), "torch": torch.__version__}
+
+
 def _json_default(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
@@ -564,9 +582,13 @@ def run_grid(
     *,
     root=None,
     progress: bool = True,
+    keep_going: bool = True,
     log=print,
 ) -> list[dict]:
     """Train and evaluate whatever is missing; returns one timing record per run touched.
+
+    keep_going: a run that fails (e.g. a config changed under an interrupted run) is logged
+    and recorded (``"error"`` in its record) and the grid goes on; False re-raises.
 
     Each evaluation is written as ``<run-id>.<eval>.json`` (provenance, metrics) and
     ``.npz`` (per-query values), atomically, as soon as it is done.
@@ -583,6 +605,7 @@ def run_grid(
     if not todo:
         return []
     code = code_version()
+    machine = _machine()
     teacher = load_encoder()
     teacher_cache = EmbeddingCache()  # on disk: the teacher's embeddings are shared by all runs
     records = []
@@ -590,59 +613,66 @@ def run_grid(
     for run in bar:
         bar.set_postfix_str(run.run_id)
         rec = {"run_id": run.run_id, "train_s": None, "eval_s": {}}
-        student, student_dir = teacher, None
-        if run.trained:
-            run_dir = Path(run.config.output_dir)
-            student_dir = run_dir / "student"
-            timing_file = run_dir / "grid_timing.json"
-            if not (student_dir / "config.json").is_file():
-                resume = (run_dir / "config.yaml").is_file()
-                log(f"{'resuming' if resume else 'training'} {run.run_id} ({run.config.loss.name}, "
-                    f"{len(run.languages)} languages, {run.config.steps} steps)")
+        try:
+            student, student_dir = teacher, None
+            if run.trained:
+                run_dir = Path(run.config.output_dir)
+                student_dir = run_dir / "student"
+                timing_file = run_dir / "grid_timing.json"
+                if not (student_dir / "config.json").is_file():
+                    resume = (run_dir / "config.yaml").is_file()
+                    log(f"{'resuming' if resume else 'training'} {run.run_id} ({run.config.loss.name}, "
+                        f"{len(run.languages)} languages, {run.config.steps} steps)")
+                    t0 = time.perf_counter()
+                    distill(run.config, resume=resume, root=root, progress=progress)
+                    prior = json.loads(timing_file.read_text()).get("train_s", 0.0) if timing_file.is_file() else 0.0
+                    _write_atomic(timing_file, json.dumps({"train_s": prior + time.perf_counter() - t0}))
+                rec["train_s"] = json.loads(timing_file.read_text())["train_s"] if timing_file.is_file() else None
+                student = load_encoder(student_dir)
+            student_cache = EmbeddingCache(":memory:") if run.trained else teacher_cache
+            for ev in run.evaluations:
+                out = run.result_path(results_dir, ev)
+                if out.is_file():
+                    continue
+                langs = _eval_langs(run, ev, root)
                 t0 = time.perf_counter()
-                distill(run.config, resume=resume, root=root, progress=progress)
-                prior = json.loads(timing_file.read_text()).get("train_s", 0.0) if timing_file.is_file() else 0.0
-                _write_atomic(timing_file, json.dumps({"train_s": prior + time.perf_counter() - t0}))
-            rec["train_s"] = json.loads(timing_file.read_text())["train_s"] if timing_file.is_file() else None
-            student = load_encoder(student_dir)
-        student_cache = EmbeddingCache(":memory:") if run.trained else teacher_cache
-        for ev in run.evaluations:
-            out = run.result_path(results_dir, ev)
-            if out.is_file():
-                continue
-            langs = _eval_langs(run, ev, root)
-            t0 = time.perf_counter()
-            result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
-                                    student_cache=student_cache, n_bootstrap=spec.n_bootstrap, root=root)
-            eval_s = time.perf_counter() - t0
-            rec["eval_s"][ev.name] = eval_s
-            doc = {
-                "scale": spec.scale,
-                "question": run.question,
-                "run_id": run.run_id,
-                "method": run.method,
-                "langset": run.langset,
-                "n_languages": len(run.languages),
-                "seed": run.seed,
-                "languages": run.languages,
-                "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
-                "subsets": {f"{l}|{d}": list(v) for (l, d), v in result.subsets.items()},
-                "config": run.config.to_dict() if run.config is not None else None,
-                "student": str(student_dir) if student_dir else "default model (zero-shot)",
-                "teacher": "default model",
-                "code": code,
-                "timings": {"train_s": rec["train_s"], "eval_s": round(eval_s, 2)},
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                **{k: v for k, v in result.report.to_json().items() if k in ("task", "scoring", "split", "results")},
-            }
-            arrays = {f"{l}|{d}|{m}": v.astype(np.float32)
-                      for (l, d), qm in result.report.per_query.items() for m, v in qm.values.items()}
-            _write_atomic(out.with_suffix(".npz"), arrays=arrays)
-            _write_atomic(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
-            log(f"  {run.run_id} {ev.name}: {_headline(result.report.frame)} ({eval_s:.0f} s)")
-        if spec.prune and run.trained:
-            for sub in ("student", "checkpoints"):
-                shutil.rmtree(Path(run.config.output_dir) / sub, ignore_errors=True)
+                result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
+                                        student_cache=student_cache, n_bootstrap=spec.n_bootstrap, root=root)
+                eval_s = time.perf_counter() - t0
+                rec["eval_s"][ev.name] = eval_s
+                doc = {
+                    "scale": spec.scale,
+                    "question": run.question,
+                    "run_id": run.run_id,
+                    "method": run.method,
+                    "langset": run.langset,
+                    "n_languages": len(run.languages),
+                    "seed": run.seed,
+                    "languages": run.languages,
+                    "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
+                    "subsets": {f"{l}|{d}": list(v) for (l, d), v in result.subsets.items()},
+                    "config": run.config.to_dict() if run.config is not None else None,
+                    "student": str(student_dir) if student_dir else "default model (zero-shot)",
+                    "teacher": "default model",
+                    "code": code,
+                    "machine": machine,
+                    "timings": {"train_s": rec["train_s"], "eval_s": round(eval_s, 2)},
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    **{k: v for k, v in result.report.to_json().items() if k in ("task", "scoring", "split", "results")},
+                }
+                arrays = {f"{l}|{d}|{m}": v.astype(np.float32)
+                          for (l, d), qm in result.report.per_query.items() for m, v in qm.values.items()}
+                _write_atomic(out.with_suffix(".npz"), arrays=arrays)
+                _write_atomic(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
+                log(f"  {run.run_id} {ev.name}: {_headline(result.report.frame)} ({eval_s:.0f} s)")
+            if spec.prune and run.trained:
+                for sub in ("student", "checkpoints"):
+                    shutil.rmtree(Path(run.config.output_dir) / sub, ignore_errors=True)
+        except Exception as exc:  # one broken run must not stop a grid of hours
+            if not keep_going:
+                raise
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"FAILED {run.run_id}: {rec['error']}")
         records.append(rec)
     bar.close()
     return records
@@ -1075,6 +1105,7 @@ class ReproduceResult:
     evaluated: int
     skipped: int
     records: list[dict]
+    failed: list[str]
     summary_csv: Path | None
     figures: list[Path]
     seconds: float
@@ -1099,10 +1130,11 @@ def reproduce(
     st = status(runs, results_dir)
     log(format_plan(spec, runs, st))
     if dry_run:
-        return ReproduceResult(runs, 0, 0, len(st.done), [], None, [], time.perf_counter() - start)
+        return ReproduceResult(runs, 0, 0, len(st.done), [], [], None, [], time.perf_counter() - start)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
         records = run_grid(spec, runs, results_dir, root=root, progress=progress, log=log)
+    failed = [r["run_id"] for r in records if "error" in r]
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     summary = collect(results_dir)
     if summary.empty:
@@ -1125,7 +1157,10 @@ def reproduce(
     seconds = time.perf_counter() - start
     log(f"{len(records)} runs touched ({len(st.to_train)} trained, {len(st.to_evaluate)} evaluations, "
         f"{len(st.done)} skipped) in {seconds / 60:.1f} min; results in {results_dir}, figures in {figures_dir}")
-    return ReproduceResult(runs, len(st.to_train), len(st.to_evaluate), len(st.done), records, summary_csv,
+    for r in records:
+        if "error" in r:
+            log(f"FAILED {r['run_id']}: {r['error']}")
+    return ReproduceResult(runs, len(st.to_train), len(st.to_evaluate), len(st.done), records, failed, summary_csv,
                            figures, seconds)
 
 

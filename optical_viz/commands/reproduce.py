@@ -47,7 +47,7 @@ def _run(args) -> int:
     if spec.scale != args.scale:
         raise ValueError(f"{grid} is a {spec.scale!r} grid, but --scale is {args.scale!r}")
     out = args.out
-    experiments.reproduce(
+    result = experiments.reproduce(
         spec,
         runs_dir=args.runs or out / "runs" / spec.scale,
         results_dir=args.results or out / "results" / spec.scale,
@@ -56,4 +56,7 @@ def _run(args) -> int:
         dry_run=args.dry_run,
         progress=not args.quiet,
     )
+    if result.failed:
+        print(f"optical-viz reproduce: {len(result.failed)} run(s) failed: {', '.join(result.failed)}")
+        return 1
     return 0
