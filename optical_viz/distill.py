@@ -51,7 +51,7 @@ __all__ = [
     "load_training_data",
 ]
 
-TRAINING_INFO = "optical_viz_training.json"
+from optical_viz.encoder import TRAINING_INFO  # noqa: E402  (one name for the file, shared with the loader)
 
 
 # ----------------------------------------------------------------------------- config

@@ -14,6 +14,7 @@ Layers are indexed like ``hidden_states`` of transformers: 0 is the embedding ou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import warnings
@@ -289,6 +290,9 @@ def _word_ids(
     return words, out
 
 
+TRAINING_INFO = "optical_viz_training.json"  # written by optical_viz.distill next to a student
+
+
 def load_encoder(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> Encoder:
     """An :class:`Encoder` for ``name_or_path``.
 
@@ -318,6 +322,12 @@ def load_encoder(name_or_path: str | os.PathLike | None = None, device: str | to
         raise ValueError(f"{name}: a fast tokenizer is needed (for character offsets); got {type(tokenizer).__name__}")
     max_length = _max_length(config, tokenizer)
     prefix = "query: " if re.search(r"(^|[-_])e5([-_]|$)", name.lower().split("/")[-1]) else ""
+    training = Path(path) / TRAINING_INFO if isinstance(path, Path) else None
+    if training is not None and training.is_file():
+        # a distilled student: named after its run, and keeps the prefix it was trained with
+        info = json.loads(training.read_text())
+        prefix = info.get("prefix", prefix)
+        name = f"{path.resolve().parent.name}/{path.name}"
     identity = _identity(name, path)
     return Encoder(model, tokenizer, name=name, identity=identity, prefix=prefix, max_length=max_length)
 

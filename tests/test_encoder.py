@@ -207,3 +207,20 @@ def test_any_transformers_directory_loads(tmp_path, default_model_dir):
     b = enc.embed_tokens(["a b c"], layer=1)
     assert b.embeddings.shape == (1, 5, 16) and b.word_ids[0] == [None, 0, 1, 2, None]
     assert enc.embed_sentences(["x", "y z"]).shape == (2, 16)
+
+
+def test_student_directory_keeps_its_training_prefix(default_model_dir, tmp_path):
+    """A distilled student (RUN/student with optical_viz_training.json) is named after its
+    run and encodes with the prefix it was trained with, whatever its folder is called."""
+    from optical_viz.encoder import TRAINING_INFO, load_encoder
+
+    student = tmp_path / "run-ot" / "student"
+    student.mkdir(parents=True)
+    for f in default_model_dir.iterdir():
+        (student / f.name).symlink_to(f)
+    (student / TRAINING_INFO).write_text('{"prefix": "query: ", "languages": ["yor_Latn"]}')
+    enc = load_encoder(student)
+    assert enc.prefix == "query: "
+    assert enc.name == "run-ot/student"
+    (student / TRAINING_INFO).write_text('{"prefix": ""}')
+    assert load_encoder(student).prefix == ""
