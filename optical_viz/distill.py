@@ -51,7 +51,7 @@ __all__ = [
     "load_training_data",
 ]
 
-from optical_viz.encoder import TRAINING_INFO  # noqa: E402  (one name for the file, shared with the loader)
+from optical_viz.paths import TRAINING_INFO  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- config

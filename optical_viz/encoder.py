@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from optical_viz import convert
+from optical_viz.paths import TRAINING_INFO
 
 __all__ = ["Encoder", "TokenBatch", "load_encoder"]
 
@@ -288,9 +289,6 @@ def _word_ids(
                 continue
         out.append(word_of[c])
     return words, out
-
-
-TRAINING_INFO = "optical_viz_training.json"  # written by optical_viz.distill next to a student
 
 
 def load_encoder(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> Encoder:

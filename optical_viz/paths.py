@@ -12,6 +12,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# written by optical_viz.distill inside RUN/student/; read by load_encoder and the retrieval defaults
+TRAINING_INFO = "optical_viz_training.json"
+
 
 def home() -> Path:
     """The cache folder: ``$OPTICAL_VIZ_HOME`` or ``~/.cache/optical_viz``."""

@@ -12,6 +12,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from optical_viz.paths import TRAINING_INFO
 
 TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
 FLORES_SPLITS = ("all", "train", "dev", "test", "dev+test")
@@ -297,7 +298,7 @@ def default_flores_split(*models) -> tuple[str, str | None]:
         if model is None:
             continue
         for folder in _model_folders(model):
-            info = folder / "optical_viz_training.json"
+            info = folder / TRAINING_INFO
             if info.is_file():
                 meta = json.loads(info.read_text())
                 sources = meta.get("bitext_sources") or []
