@@ -12,6 +12,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from optical_viz.paths import TRAINING_INFO
 
 TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
