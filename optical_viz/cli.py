@@ -61,4 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main, so that `python -m optical_viz.cli` and the console
+    # script share one CLIError class
+    from optical_viz.cli import main as _main
+
+    sys.exit(_main())
