@@ -41,6 +41,7 @@ from torch import Tensor
 METRICS = ("cosine", "sqeuclidean", "dot")
 METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "gw")
 GRAD_MODES = ("autodiff", "envelope", "none")
+DOMAINS = ("auto", "log")
 
 # a marginal must sum to one within this tolerance (per dtype)
 MARGINAL_SUM_ATOL = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-8}
@@ -202,11 +203,13 @@ def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
         if empty.any():
             raise ValueError(f"{name}: rows {empty.nonzero().flatten().tolist()[:10]} have no real token")
     pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
-    bad = ~torch.isfinite(cost.detach()) & pair
-    if bad.any():
-        idx = bad.nonzero()[0].tolist()
-        raise ValueError(f"cost {tuple(cost.shape)} has {int(bad.sum())} NaN/inf entries on real tokens, first at {tuple(idx)}")
-    cost = cost.masked_fill(~pair, 0.0)
+    cost = torch.where(pair, cost, 0.0)  # padding may hold anything, even NaN
+    # one reduction spots NaN/inf on real tokens (a sum overflowing on finite values is re-checked)
+    if not bool(torch.isfinite(cost.detach().sum())):
+        bad = ~torch.isfinite(cost.detach())
+        if bad.any():
+            idx = bad.nonzero()[0].tolist()
+            raise ValueError(f"cost {tuple(cost.shape)} has {int(bad.sum())} NaN/inf entries on real tokens, first at {tuple(idx)}")
     a = _check_marginal(a, src_mask, cost.dtype, "a")
     b = _check_marginal(b, tgt_mask, cost.dtype, "b")
     return _Problem(cost, a, b, src_mask, tgt_mask)
@@ -328,6 +331,175 @@ def _sinkhorn_iterations(logK, loga, logb, *, max_iter, tol, check_every, tau=1.
     return u, v, it, err
 
 
+
+# Largest (cost - row/column shifts) / eps for which the kernel exp(-(C - shift) / eps) and the
+# scalings u, v stay far from under/overflow (float32 exp underflows near -87, float64 near -708).
+KERNEL_MAX_EXPONENT = {torch.float32: 30.0, torch.float64: 300.0}
+# a bucket of the kernel path holds at least this many pairs (fewer, larger bmms)
+_MIN_BUCKET = 256
+
+
+@dataclass
+class _Kernel:
+    """A bucket of problems in the kernel domain, cropped to its longest sentences.
+
+    idx          (N,) indices of the problems in the full batch
+    K            (N, T', S') exp(-(C - f0 - g0) / eps), exactly 0 where a token is padding
+    Kt           (N, S', T') K transposed, contiguous (both bmms then read memory in order)
+    f0, g0       (N, T'), (N, S') the shifts (row, then column minima of the cost), 0 on padding
+    safe         (N,) bool, max exponent (C - f0 - g0) / eps within KERNEL_MAX_EXPONENT
+    """
+
+    idx: Tensor
+    K: Tensor
+    Kt: Tensor
+    f0: Tensor
+    g0: Tensor
+    safe: Tensor
+
+
+def _kernel(cost: Tensor, src_mask: Tensor, tgt_mask: Tensor, idx: Tensor, eps: float) -> _Kernel:
+    """Shifted kernel of the problems ``idx`` of cost (B, T, S) (0 on padding), cropped to their
+    last real tokens."""
+    T = int(src_mask[idx].nonzero()[:, 1].max()) + 1
+    S = int(tgt_mask[idx].nonzero()[:, 1].max()) + 1
+    sm, tm = src_mask[idx, :T], tgt_mask[idx, :S]  # (N, T'), (N, S')
+    inf_t = torch.zeros(sm.shape, dtype=cost.dtype, device=cost.device).masked_fill_(~sm, math.inf)
+    inf_s = torch.zeros(tm.shape, dtype=cost.dtype, device=cost.device).masked_fill_(~tm, math.inf)
+    c = cost[idx, :T, :S].add_(inf_t[:, :, None]).add_(inf_s[:, None, :])  # (N, T', S'), +inf on padding
+    f0 = c.amin(dim=2).masked_fill_(~sm, 0.0)  # (N, T')
+    c.sub_(f0[:, :, None])
+    g0 = c.amin(dim=1).masked_fill_(~tm, 0.0)  # (N, S')
+    c.sub_(g0[:, None, :])
+    # largest real exponent: padding is +inf, so take the largest finite entry
+    top = torch.where(c < math.inf, c, 0.0).amax(dim=(1, 2)) / eps  # (N,)
+    K = c.mul_(-1.0 / eps).exp_()  # (N, T', S'), exp(-inf) = 0 on padding
+    return _Kernel(idx, K, K.transpose(1, 2).contiguous(), f0, g0, top <= KERNEL_MAX_EXPONENT[cost.dtype])
+
+
+def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
+    """Balanced Sinkhorn in the kernel domain, shrinking the batch as problems converge.
+
+    K (N, T, S) and Kt (N, S, T): kernel and its contiguous transpose; a (N, T), b (N, S)
+    marginals (0 on padding). Iterates u = a / (K v), v = b / (K^T u) as batched row-vector
+    products; stops a problem when the row error |u * K v - a|_1 (columns are exact after a
+    v-step) is <= tol. A problem whose error turns non-finite is dropped and reported.
+    Returns u (N, T), v (N, S), n_iter (of the slowest problem), err (N,) (NaN: failed).
+    """
+    N, T, S = K.shape
+    u_out, v_out = a.new_zeros(N, T), b.new_ones(N, S)
+    err_out = a.new_full((N,), math.inf)
+    active = torch.arange(N, device=K.device)  # (N',) indices of the unconverged problems
+    a3, b3 = a[:, None, :], b[:, None, :]  # (N, 1, T), (N, 1, S)
+    # 1 on padding, 0 on real tokens: keeps 0 / 0 out of u = a / (K v) on padding rows
+    pad_a, pad_b = (a3 == 0).to(a.dtype), (b3 == 0).to(b.dtype)
+    u, v = a3.clone(), b.new_ones(N, 1, S)
+    n_iter = max_iter
+    for it in range(1, max_iter + 1):
+        Kv = torch.bmm(v, Kt)  # (N', 1, T): row sums of diag(u) K diag(v) divided by u
+        if it > 1 and (it - 1) % check_every == 0:
+            err = (u * Kv - a3).abs().sum(dim=(1, 2))  # (N',)
+            done = (err <= tol) | ~torch.isfinite(err)
+            if bool(done.any()):
+                idx = active[done]
+                u_out[idx], v_out[idx] = u[done, 0], v[done, 0]
+                err_out[idx] = torch.where(torch.isfinite(err[done]), err[done], math.nan)
+                if bool(done.all()):
+                    n_iter = it - 1
+                    break
+                keep = ~done
+                active, K, Kt = active[keep], K[keep], Kt[keep]
+                a3, b3, pad_a, pad_b, u, v, Kv = a3[keep], b3[keep], pad_a[keep], pad_b[keep], u[keep], v[keep], Kv[keep]
+                err = err[keep]
+            err_out[active] = err
+        u = a3 / Kv.add_(pad_a)
+        v = b3 / torch.bmm(u, K).add_(pad_b)  # (N', 1, S)
+    else:
+        u_out[active], v_out[active] = u[:, 0], v[:, 0]
+    return u_out, v_out, n_iter, err_out
+
+
+def _buckets(src_mask: Tensor, tgt_mask: Tensor, min_size: int = _MIN_BUCKET) -> list[Tensor]:
+    """Split a batch into buckets of similar lengths (sorted by last real source, then target token).
+
+    Each bucket is later cropped to its own longest sentences, so that a batch of short and
+    long pairs does not pay for padding everywhere. Returns a list of (N_k,) index tensors.
+    """
+    B, T = src_mask.shape
+    S = tgt_mask.shape[1]
+    last_t = (src_mask * torch.arange(1, T + 1, device=src_mask.device)).amax(dim=1)  # (B,)
+    last_s = (tgt_mask * torch.arange(1, S + 1, device=tgt_mask.device)).amax(dim=1)  # (B,)
+    n = max(1, B // min_size)
+    n_t = max(1, round(math.sqrt(n)))
+    n_s = max(1, n // n_t)
+    out = []
+    for chunk in torch.argsort(last_t, stable=True).tensor_split(n_t):
+        out.extend(chunk[torch.argsort(last_s[chunk], stable=True)].tensor_split(n_s))
+    return [idx for idx in out if len(idx)]
+
+
+@dataclass
+class _Solution:
+    """Converged scalings of a batch: plan (B, T, S), potentials f (B, T), g (B, S) in cost
+    units (-inf on padding and zero mass), the solver's row check (B,) and n_iter."""
+
+    plan: Tensor
+    f: Tensor
+    g: Tensor
+    check: Tensor
+    n_iter: int
+
+
+def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, domain) -> _Solution:
+    """Sinkhorn without autograd: kernel domain where numerically safe, log domain otherwise.
+
+    Problems are bucketed by length; a bucket whose exponent (C - row/col minima) / eps stays
+    within KERNEL_MAX_EXPONENT iterates on the kernel with two bmms per iteration, every other
+    problem (and any that produced a non-finite value) runs the log-domain solver.
+    """
+    cost = p.cost.detach()
+    B, T, S = cost.shape
+    plan = torch.zeros_like(cost)  # (B, T, S)
+    f = cost.new_full((B, T), -math.inf)
+    g = cost.new_full((B, S), -math.inf)
+    check = cost.new_full((B,), math.inf)
+    n_iter, fallback, buckets = 0, [], []
+    if domain == "auto" and cost.dtype in KERNEL_MAX_EXPONENT:
+        buckets = _buckets(p.src_mask, p.tgt_mask)
+    else:
+        fallback.append(torch.arange(B, device=cost.device))
+    for idx in buckets:
+        k = _kernel(cost, p.src_mask, p.tgt_mask, idx, eps)
+        if not bool(k.safe.all()):
+            fallback.append(idx[~k.safe])
+            if not bool(k.safe.any()):
+                continue
+            k = _Kernel(*(x[k.safe] for x in (k.idx, k.K, k.Kt, k.f0, k.g0, k.safe)))
+        Tk, Sk = k.K.shape[1:]
+        u, v, n, err = _sinkhorn_kernel(
+            k.K, k.Kt, p.a[k.idx, :Tk], p.b[k.idx, :Sk], max_iter=max_iter, tol=tol, check_every=check_every
+        )
+        ok = torch.isfinite(err) & torch.isfinite(u).all(dim=1) & torch.isfinite(v).all(dim=1)  # (N,)
+        if not bool(ok.all()):
+            fallback.append(k.idx[~ok])
+            k.idx, k.K, u, v, err, k.f0, k.g0 = k.idx[ok], k.K[ok], u[ok], v[ok], err[ok], k.f0[ok], k.g0[ok]
+        plan[k.idx, :Tk, :Sk] = u[:, :, None] * k.K * v[:, None, :]  # (N, T', S')
+        f[k.idx, :Tk] = eps * u.log() + k.f0  # log 0 = -inf on padding and zero mass
+        g[k.idx, :Sk] = eps * v.log() + k.g0
+        check[k.idx] = err
+        n_iter = max(n_iter, n)
+    if fallback:
+        idx = torch.cat(fallback)
+        logK = cost[idx] / (-eps)  # (N, T, S)
+        u, v, n, err = _sinkhorn_active_set(
+            logK, p.a[idx].log(), p.b[idx].log(), max_iter=max_iter, tol=tol, check_every=check_every
+        )
+        plan[idx] = (logK + u[:, :, None] + v[:, None, :]).exp()  # -inf -> exactly 0 on padding
+        f[idx], g[idx], check[idx] = eps * u, eps * v, err
+        n_iter = max(n_iter, n)
+    return _Solution(plan, f, g, check, n_iter)
+
+
 def sinkhorn(
     cost: Tensor,
     src_mask: Tensor | None = None,
@@ -340,8 +512,9 @@ def sinkhorn(
     tol: float = 1e-5,
     grad: str = "envelope",
     check_every: int = 10,
+    domain: str = "auto",
 ) -> TransportResult:
-    """Entropic OT for a batch of padded problems, in the log domain.
+    """Entropic OT for a batch of padded problems.
 
     Solves min_P <P, C> + eps * sum P log P  s.t. P 1 = a, P^T 1 = b, P >= 0, per pair.
 
@@ -358,8 +531,12 @@ def sinkhorn(
               differentiable w.r.t. the cost with the plan held constant (d value / d cost =
               plan exactly at convergence; what the OPTICAL loss <P, C> needs, and cheap).
               "autodiff": backpropagate through every iteration (plan is differentiable too;
-              memory grows with the number of iterations).
+              memory grows with the number of iterations; always log domain).
               "none": no gradient at all.
+    domain    "auto" (envelope / none): problems whose (C - row/col minima) / eps stays below
+              KERNEL_MAX_EXPONENT iterate on the kernel exp(-C / eps) with batched matrix-vector
+              products, the others (small eps) in the log domain, as does any problem whose
+              kernel iterations produce a non-finite value; "log": log domain only.
     returns   TransportResult; a warning (never NaN) when some problem did not converge
 
     >>> res = sinkhorn(torch.rand(1, 3, 4), eps=0.1)
@@ -368,23 +545,25 @@ def sinkhorn(
     """
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     p = _prepare(cost, src_mask, tgt_mask, a, b, eps)
-    loga, logb = p.a.log(), p.b.log()  # -inf on padding
     track = grad == "autodiff" and torch.is_grad_enabled()
-    with torch.set_grad_enabled(track):
-        c = p.cost if track else p.cost.detach()
-        logK = c / (-eps)  # (B, T, S)
-        if track:  # autograd through every iteration: no in-place ops, no batch shrinking
-            u, v, n_iter, check = _sinkhorn_iterations(
-                logK, loga, logb, max_iter=max_iter, tol=tol, check_every=check_every, inplace=False
-            )
-        else:
-            u, v, n_iter, check = _sinkhorn_active_set(
-                logK, loga.detach(), logb.detach(), max_iter=max_iter, tol=tol, check_every=check_every
-            )
+    if track:  # autograd through every iteration: no in-place ops, no batch shrinking
+        loga, logb = p.a.log(), p.b.log()  # -inf on padding
+        logK = p.cost / (-eps)  # (B, T, S)
+        u, v, n_iter, check = _sinkhorn_iterations(
+            logK, loga, logb, max_iter=max_iter, tol=tol, check_every=check_every, inplace=False
+        )
         log_plan = logK + u[:, :, None] + v[:, None, :]  # (B, T, S), -inf on padding
         plan = log_plan.exp()
-    err = _marginal_error(plan.detach(), p.a, p.b)
+        f, g = (eps * u).detach(), (eps * v).detach()
+    else:
+        with torch.no_grad():
+            sol = _sinkhorn_detached(p, eps, max_iter=max_iter, tol=tol, check_every=check_every, domain=domain)
+        plan, f, g, n_iter, check = sol.plan, sol.f, sol.g, sol.n_iter, sol.check
+    rows, cols = plan.detach().sum(2), plan.detach().sum(1)  # (B, T), (B, S)
+    err = (rows - p.a).abs().sum(1) + (cols - p.b).abs().sum(1)
     # the solver's own check (row error with exact columns) decides convergence: recomputed
     # from the plan, float32 rounding alone can add ~1e-6
     converged = check.detach() <= tol
@@ -396,18 +575,23 @@ def sinkhorn(
             RuntimeWarning,
             stacklevel=2,
         )
-    plan_c = plan if track else plan.detach()
-    cost_out = (plan_c * p.cost).sum(dim=(1, 2)) if grad != "none" else (plan_c * p.cost).sum(dim=(1, 2)).detach()
-    neg_entropy = (plan_c * log_plan.masked_fill(plan_c == 0, 0.0)).sum(dim=(1, 2))  # (B,)
-    value = cost_out + eps * (neg_entropy if track else neg_entropy.detach())
+    cost_out = torch.linalg.vecdot(plan.flatten(1), p.cost.flatten(1))  # (B,) <plan, cost>
+    if grad == "none":
+        cost_out = cost_out.detach()
+    if track:
+        value = cost_out + eps * (plan * log_plan.masked_fill(plan == 0, 0.0)).sum(dim=(1, 2))
+    else:
+        # eps * sum P log P = <f, P 1> + <g, P^T 1> - <P, C> since log P = (f + g - C) / eps
+        dual = torch.where(rows > 0, f * rows, 0.0).sum(1) + torch.where(cols > 0, g * cols, 0.0).sum(1)  # (B,)
+        value = cost_out + (dual - cost_out.detach())
     return TransportResult(
-        plan=plan_c,
+        plan=plan,
         cost=cost_out,
         converged=converged,
         n_iter=n_iter,
         marginal_error=err,
         value=value,
-        potentials=((eps * u).detach(), (eps * v).detach()),
+        potentials=(f, g),
     )
 
 
@@ -625,6 +809,8 @@ __all__ = [
     "METHODS",
     "METRICS",
     "GRAD_MODES",
+    "DOMAINS",
+    "KERNEL_MAX_EXPONENT",
     "TransportResult",
     "cost_matrix",
     "marginal",
