@@ -202,10 +202,14 @@ def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
         empty = ~m.any(dim=1)
         if empty.any():
             raise ValueError(f"{name}: rows {empty.nonzero().flatten().tolist()[:10]} have no real token")
-    pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
-    cost = torch.where(pair, cost, 0.0)  # padding may hold anything, even NaN
-    # one reduction spots NaN/inf on real tokens (a sum overflowing on finite values is re-checked)
-    if not bool(torch.isfinite(cost.detach().sum())):
+    # padding may hold anything, even NaN: zero it. One reduction tells whether the whole tensor
+    # is finite (then a multiplication by the 0/1 pair mask is enough, and fast); otherwise the
+    # slow path finds NaN/inf on real tokens (a sum overflowing on finite values lands there too)
+    if bool(torch.isfinite(cost.detach().sum())):
+        cost = cost * (src_mask.to(cost.dtype)[:, :, None] * tgt_mask.to(cost.dtype)[:, None, :])  # (B, T, S)
+    else:
+        pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
+        cost = torch.where(pair, cost, 0.0)
         bad = ~torch.isfinite(cost.detach())
         if bad.any():
             idx = bad.nonzero()[0].tolist()
@@ -344,7 +348,8 @@ class _Kernel:
     """A bucket of problems in the kernel domain, cropped to its longest sentences.
 
     idx          (N,) indices of the problems in the full batch
-    K            (N, T', S') exp(-(C - f0 - g0) / eps), exactly 0 where a token is padding
+    K            (N, T', S') exp(-(C - f0 - g0) / eps); 1 where a token is padding (the
+                 scalings are 0 there, so padding adds nothing to K v, K^T u or the plan)
     Kt           (N, S', T') K transposed, contiguous (both bmms then read memory in order)
     f0, g0       (N, T'), (N, S') the shifts (row, then column minima of the cost), 0 on padding
     safe         (N,) bool, max exponent (C - f0 - g0) / eps within KERNEL_MAX_EXPONENT
@@ -366,22 +371,22 @@ def _kernel(cost: Tensor, src_mask: Tensor, tgt_mask: Tensor, idx: Tensor, eps: 
     sm, tm = src_mask[idx, :T], tgt_mask[idx, :S]  # (N, T'), (N, S')
     inf_t = torch.zeros(sm.shape, dtype=cost.dtype, device=cost.device).masked_fill_(~sm, math.inf)
     inf_s = torch.zeros(tm.shape, dtype=cost.dtype, device=cost.device).masked_fill_(~tm, math.inf)
-    c = cost[idx, :T, :S].add_(inf_t[:, :, None]).add_(inf_s[:, None, :])  # (N, T', S'), +inf on padding
+    c = torch.index_select(cost[:, :T, :S], 0, idx)  # (N, T', S'), a copy
+    c.add_(inf_t[:, :, None]).add_(inf_s[:, None, :])  # +inf on padding
     f0 = c.amin(dim=2).masked_fill_(~sm, 0.0)  # (N, T')
     c.sub_(f0[:, :, None])
     g0 = c.amin(dim=1).masked_fill_(~tm, 0.0)  # (N, S')
     c.sub_(g0[:, None, :])
-    # largest real exponent: padding is +inf, so take the largest finite entry
-    top = torch.where(c < math.inf, c, 0.0).amax(dim=(1, 2)) / eps  # (N,)
-    K = c.mul_(-1.0 / eps).exp_()  # (N, T', S'), exp(-inf) = 0 on padding
+    top = c.nan_to_num_(posinf=0.0).amax(dim=(1, 2)) / eps  # (N,) largest real exponent (real >= 0)
+    K = c.mul_(-1.0 / eps).exp_()  # (N, T', S'), 1 on padding
     return _Kernel(idx, K, K.transpose(1, 2).contiguous(), f0, g0, top <= KERNEL_MAX_EXPONENT[cost.dtype])
 
 
 def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
     """Balanced Sinkhorn in the kernel domain, shrinking the batch as problems converge.
 
-    K (N, T, S) and Kt (N, S, T): kernel and its contiguous transpose; a (N, T), b (N, S)
-    marginals (0 on padding). Iterates u = a / (K v), v = b / (K^T u) as batched row-vector
+    K (N, T, S) and Kt (N, S, T): kernel and its contiguous transpose, any positive value on
+    padding; a (N, T), b (N, S) marginals (0 on padding, so u and v are 0 there). Iterates u = a / (K v), v = b / (K^T u) as batched row-vector
     products; stops a problem when the row error |u * K v - a|_1 (columns are exact after a
     v-step) is <= tol. A problem whose error turns non-finite is dropped and reported.
     Returns u (N, T), v (N, S), n_iter (of the slowest problem), err (N,) (NaN: failed).
@@ -391,9 +396,7 @@ def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
     err_out = a.new_full((N,), math.inf)
     active = torch.arange(N, device=K.device)  # (N',) indices of the unconverged problems
     a3, b3 = a[:, None, :], b[:, None, :]  # (N, 1, T), (N, 1, S)
-    # 1 on padding, 0 on real tokens: keeps 0 / 0 out of u = a / (K v) on padding rows
-    pad_a, pad_b = (a3 == 0).to(a.dtype), (b3 == 0).to(b.dtype)
-    u, v = a3.clone(), b.new_ones(N, 1, S)
+    u, v = a3.clone(), (b3 > 0).to(b.dtype)  # v: 0 on padding from the start
     n_iter = max_iter
     for it in range(1, max_iter + 1):
         Kv = torch.bmm(v, Kt)  # (N', 1, T): row sums of diag(u) K diag(v) divided by u
@@ -409,11 +412,11 @@ def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
                     break
                 keep = ~done
                 active, K, Kt = active[keep], K[keep], Kt[keep]
-                a3, b3, pad_a, pad_b, u, v, Kv = a3[keep], b3[keep], pad_a[keep], pad_b[keep], u[keep], v[keep], Kv[keep]
+                a3, b3, u, v, Kv = a3[keep], b3[keep], u[keep], v[keep], Kv[keep]
                 err = err[keep]
             err_out[active] = err
-        u = a3 / Kv.add_(pad_a)
-        v = b3 / torch.bmm(u, K).add_(pad_b)  # (N', 1, S)
+        u = a3 / Kv
+        v = b3 / torch.bmm(u, K)  # (N', 1, S)
     else:
         u_out[active], v_out[active] = u[:, 0], v[:, 0]
     return u_out, v_out, n_iter, err_out
@@ -423,13 +426,16 @@ def _buckets(src_mask: Tensor, tgt_mask: Tensor, min_size: int = _MIN_BUCKET) ->
     """Split a batch into buckets of similar lengths (sorted by last real source, then target token).
 
     Each bucket is later cropped to its own longest sentences, so that a batch of short and
-    long pairs does not pay for padding everywhere. Returns a list of (N_k,) index tensors.
+    long pairs does not pay for padding everywhere. Returns a list of (N_k,) index tensors;
+    a batch smaller than 2 * min_size stays whole: [arange(B)].
     """
     B, T = src_mask.shape
     S = tgt_mask.shape[1]
     last_t = (src_mask * torch.arange(1, T + 1, device=src_mask.device)).amax(dim=1)  # (B,)
     last_s = (tgt_mask * torch.arange(1, S + 1, device=tgt_mask.device)).amax(dim=1)  # (B,)
     n = max(1, B // min_size)
+    if n == 1:
+        return [torch.arange(B, device=src_mask.device)]
     n_t = max(1, round(math.sqrt(n)))
     n_s = max(1, n // n_t)
     out = []
@@ -459,7 +465,7 @@ def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, d
     """
     cost = p.cost.detach()
     B, T, S = cost.shape
-    plan = torch.zeros_like(cost)  # (B, T, S)
+    blocks = []  # (idx, (N, T', S') plan block) per bucket
     f = cost.new_full((B, T), -math.inf)
     g = cost.new_full((B, S), -math.inf)
     check = cost.new_full((B,), math.inf)
@@ -483,11 +489,17 @@ def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, d
         if not bool(ok.all()):
             fallback.append(k.idx[~ok])
             k.idx, k.K, u, v, err, k.f0, k.g0 = k.idx[ok], k.K[ok], u[ok], v[ok], err[ok], k.f0[ok], k.g0[ok]
-        plan[k.idx, :Tk, :Sk] = u[:, :, None] * k.K * v[:, None, :]  # (N, T', S')
+        blocks.append((k.idx, k.K.mul_(u[:, :, None]).mul_(v[:, None, :])))  # (N, T', S') plan, in place
         f[k.idx, :Tk] = eps * u.log() + k.f0  # log 0 = -inf on padding and zero mass
         g[k.idx, :Sk] = eps * v.log() + k.g0
         check[k.idx] = err
         n_iter = max(n_iter, n)
+    if len(blocks) == 1 and blocks[0][1].shape == cost.shape:  # one bucket, whole and uncropped:
+        plan = blocks[0][1]  # its idx is arange(B)
+    else:
+        plan = torch.zeros_like(cost)  # (B, T, S)
+        for idx, block in blocks:
+            plan[idx, : block.shape[1], : block.shape[2]] = block
     if fallback:
         idx = torch.cat(fallback)
         logK = cost[idx] / (-eps)  # (N, T, S)
