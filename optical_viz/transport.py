@@ -206,7 +206,7 @@ def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
     # is finite (then a multiplication by the 0/1 pair mask is enough, and fast); otherwise the
     # slow path finds NaN/inf on real tokens (a sum overflowing on finite values lands there too)
     if bool(torch.isfinite(cost.detach().sum())):
-        cost = cost * (src_mask.to(cost.dtype)[:, :, None] * tgt_mask.to(cost.dtype)[:, None, :])  # (B, T, S)
+        cost = (cost * src_mask.to(cost.dtype)[:, :, None]).mul_(tgt_mask.to(cost.dtype)[:, None, :])  # (B, T, S)
     else:
         pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
         cost = torch.where(pair, cost, 0.0)
@@ -422,7 +422,7 @@ def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
     return u_out, v_out, n_iter, err_out
 
 
-def _buckets(src_mask: Tensor, tgt_mask: Tensor, min_size: int = _MIN_BUCKET) -> list[Tensor]:
+def _buckets(src_mask: Tensor, tgt_mask: Tensor, min_size: int | None = None) -> list[Tensor]:
     """Split a batch into buckets of similar lengths (sorted by last real source, then target token).
 
     Each bucket is later cropped to its own longest sentences, so that a batch of short and
@@ -433,7 +433,7 @@ def _buckets(src_mask: Tensor, tgt_mask: Tensor, min_size: int = _MIN_BUCKET) ->
     S = tgt_mask.shape[1]
     last_t = (src_mask * torch.arange(1, T + 1, device=src_mask.device)).amax(dim=1)  # (B,)
     last_s = (tgt_mask * torch.arange(1, S + 1, device=tgt_mask.device)).amax(dim=1)  # (B,)
-    n = max(1, B // min_size)
+    n = max(1, B // (min_size or _MIN_BUCKET))
     if n == 1:
         return [torch.arange(B, device=src_mask.device)]
     n_t = max(1, round(math.sqrt(n)))
@@ -587,7 +587,9 @@ def sinkhorn(
             RuntimeWarning,
             stacklevel=2,
         )
-    cost_out = torch.linalg.vecdot(plan.flatten(1), p.cost.flatten(1))  # (B,) <plan, cost>
+    B = plan.shape[0]
+    # (B, 1, T*S) @ (B, T*S, 1): <plan, cost> without a (B, T, S) temporary
+    cost_out = torch.bmm(plan.reshape(B, 1, -1), p.cost.reshape(B, -1, 1)).view(B)  # (B,)
     if grad == "none":
         cost_out = cost_out.detach()
     if track:
