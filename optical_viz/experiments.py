@@ -743,7 +743,8 @@ def aggregate(results_dir: str | os.PathLike, n_bootstrap: int = 1000):
     For each (question, language set, method, evaluation, lang, direction, metric): the
     per-query values averaged over seeds, their mean and a 95% bootstrap interval over
     queries (``ci_lo``/``ci_hi``), the number of seeds and the standard deviation of the
-    per-seed means (``seed_sd``, NaN for one seed). ``lang == "all"`` pools the languages.
+    per-seed means (``seed_sd``, NaN for one seed). ``lang == "all"`` pools the languages
+    (also when there is only one).
     """
     import pandas as pd
 
@@ -762,8 +763,7 @@ def aggregate(results_dir: str | os.PathLike, n_bootstrap: int = 1000):
                         per_lang[lang] = np.stack([a[(lang, direction, metric)] for _, a in by_seed.values()])  # (S, Q)
                 if not per_lang:
                     continue
-                if len(per_lang) > 1:
-                    per_lang["all"] = np.concatenate(list(per_lang.values()), axis=1)  # (S, sum Q)
+                per_lang["all"] = np.concatenate(list(per_lang.values()), axis=1)  # (S, sum Q), even for one
                 for lang, v in per_lang.items():
                     ci = bootstrap_ci(v.mean(0), n_resamples=n_bootstrap, seed=0)
                     seed_means = v.mean(1)
@@ -806,9 +806,8 @@ def paired_tests(results_dir: str | os.PathLike, question: str = "rq1", a: str =
                     continue
                 va = {l: np.mean([by_a[s][1][(l, direction, metric)] for s in seeds], 0) for l in langs}
                 vb = {l: np.mean([by_b[s][1][(l, direction, metric)] for s in seeds], 0) for l in langs}
-                if len(langs) > 1:
-                    va["all"] = np.concatenate([va[l] for l in langs])
-                    vb["all"] = np.concatenate([vb[l] for l in langs])
+                va["all"] = np.concatenate([va[l] for l in langs])  # pooled (also for one language)
+                vb["all"] = np.concatenate([vb[l] for l in langs])
                 for lang in va:
                     t = paired_test(va[lang], vb[lang], method="permutation", seed=0)
                     rows.append(dict(langset=langset, evaluation=ev_name, lang=lang, direction=direction,
@@ -1066,10 +1065,7 @@ def _rq1_average(d, figures_dir, tag, plots, plt) -> list[Path]:
 
 def _rq2_scaling(d, figures_dir, tag, plots, plt) -> list[Path]:
     written = []
-    f = _with_ci(d[(d["lang"] == "all") | ~d.duplicated(["langset", "method", "eval_langs", "direction", "metric"], keep=False)], "recall@1")
-    # a language set evaluated on a single language has no pooled row: its only row is the average
-    f = f.sort_values("lang").drop_duplicates(["langset", "method", "eval_langs", "direction"], keep="first")
-    f = _method_sorted(f)
+    f = _method_sorted(_with_ci(d[d["lang"] == "all"], "recall@1"))
     for which, label in (("trained", "seen"), ("unseen", "unseen")):
         g = f[f["eval_langs"] == which]
         if g.empty:
