@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
+from optical_viz import transport
 from optical_viz.transport import (
     TransportResult,
     cost_matrix,
@@ -319,3 +320,108 @@ def test_property_marginals_and_padding(T, S, seed, weighted):
     sm_bad[B - 1] = False
     with pytest.raises(ValueError, match="no real token"):
         sinkhorn(C, sm_bad, tm, eps=0.5)
+
+
+# ----------------------------------------------------------------------------- kernel vs log domain
+
+
+def _spy_log_domain(monkeypatch):
+    """Record the batch size of every call of the log-domain solver behind sinkhorn(grad != autodiff)."""
+    calls = []
+    inner = transport._sinkhorn_active_set
+
+    def spy(logK, *args, **kw):
+        calls.append(logK.shape[0])
+        return inner(logK, *args, **kw)
+
+    monkeypatch.setattr(transport, "_sinkhorn_active_set", spy)
+    return calls
+
+
+def _same_up_to_constant(x, y, atol):
+    """Potentials x, y (B, N) agree up to one constant per row: same -inf entries, equal shifts."""
+    fin = torch.isfinite(x)
+    assert torch.equal(fin, torch.isfinite(y))
+    d = torch.where(fin, x - y, 0.0)  # (B, N)
+    shift = d.sum(1) / fin.sum(1)  # (B,)
+    assert float(torch.where(fin, d - shift[:, None], 0.0).abs().max()) < atol
+    return shift
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_kernel_domain_matches_log_domain_over_buckets(monkeypatch, dtype, atol):
+    monkeypatch.setattr(transport, "_MIN_BUCKET", 2)  # 8 pairs -> 4 length buckets, each cropped
+    C, sm, tm = _batch(B=8, T=9, S=7, seed=21, dtype=dtype)
+    C = C.masked_fill(~(sm[:, :, None] & tm[:, None, :]), float("nan"))  # padding may be garbage
+    g = torch.Generator().manual_seed(22)
+    wa = torch.rand(sm.shape, generator=g, dtype=dtype) * (torch.rand(sm.shape, generator=g) > 0.2)
+    wa[:, 0] += 0.1  # some real tokens of zero mass, every row keeps some
+    a = marginal(sm, wa)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    calls = _spy_log_domain(monkeypatch)
+    ker = sinkhorn(C, sm, tm, eps=0.1, a=a, tol=tol, max_iter=100_000)
+    assert calls == []  # every problem ran in the kernel domain
+    log = sinkhorn(C, sm, tm, eps=0.1, a=a, tol=tol, max_iter=100_000, domain="log")
+    assert calls == [8]
+    assert bool(ker.converged.all()) and bool(log.converged.all())
+    assert float((ker.plan - log.plan).abs().max()) < atol
+    assert (ker.plan[~(sm[:, :, None] & tm[:, None, :])] == 0).all() and (ker.plan[a == 0] == 0).all()
+    assert torch.allclose(ker.cost, log.cost, atol=atol, rtol=0) and torch.allclose(ker.value, log.value, atol=atol, rtol=0)
+    # potentials are defined up to f + c, g - c; -inf exactly on padding and zero mass
+    c_f = _same_up_to_constant(ker.potentials[0], log.potentials[0], 1e3 * atol)
+    c_g = _same_up_to_constant(ker.potentials[1], log.potentials[1], 1e3 * atol)
+    assert torch.allclose(c_f, -c_g, atol=1e3 * atol)
+    assert torch.equal(torch.isinf(ker.potentials[0]), (a == 0))
+
+
+def test_small_eps_falls_back_to_log_domain(monkeypatch):
+    # pair 0: costs within 0.05 of each other (exponent 5 at eps 0.01: kernel domain);
+    # pair 1: costs spread over [0, 2] (exponent ~200 > 30 in float32: log domain)
+    g = torch.Generator().manual_seed(23)
+    C = torch.rand(2, 6, 5, generator=g)
+    C[0] = 0.5 + 0.05 * C[0]
+    C[1] = 2 * C[1]
+    calls = _spy_log_domain(monkeypatch)
+    res = sinkhorn(C, eps=0.01, tol=1e-5, max_iter=20_000)
+    assert calls == [1]  # only pair 1 fell back
+    ref = sinkhorn(C, eps=0.01, tol=1e-5, max_iter=20_000, domain="log")
+    assert bool(res.converged.all()) and float((res.plan - ref.plan).abs().max()) < 1e-5
+    # at eps 1e-3 every pair falls back: the result is the log-domain one, bit for bit
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = sinkhorn(C, eps=1e-3, max_iter=300)
+        ref = sinkhorn(C, eps=1e-3, max_iter=300, domain="log")
+    assert calls == [2, 2] and torch.equal(low.plan, ref.plan) and torch.isfinite(low.plan).all()
+    # the bound itself: float64 keeps pair 1 in the kernel domain at eps 0.01 (exponent < 300)
+    calls.clear()
+    sinkhorn(C.double(), eps=0.01, tol=1e-9, max_iter=100_000)
+    assert calls == []
+
+
+def test_non_finite_kernel_result_is_solved_again_in_log_domain(monkeypatch):
+    C, sm, tm = _batch(B=4, seed=24)
+    inner = transport._sinkhorn_kernel
+
+    def failing(K, Kt, a, b, **kw):  # pretend problem 1 of the bucket under/overflowed
+        u, v, n, err = inner(K, Kt, a, b, **kw)
+        u[1, 0] = float("inf")
+        return u, v, n, err
+
+    monkeypatch.setattr(transport, "_sinkhorn_kernel", failing)
+    calls = _spy_log_domain(monkeypatch)
+    res = sinkhorn(C, sm, tm, eps=0.1, **TIGHT)
+    assert calls == [1]
+    ref = sinkhorn(C, sm, tm, eps=0.1, domain="log", **TIGHT)
+    assert torch.isfinite(res.plan).all() and float((res.plan - ref.plan).abs().max()) < 1e-12
+    assert torch.equal(res.plan[1], ref.plan[1])  # problem 1 is the log-domain solution
+
+
+def test_kernel_domain_envelope_gradient_is_plan_float32():
+    C, sm, tm = _batch(B=3, seed=25, dtype=torch.float32)
+    C = C.clone().requires_grad_(True)
+    res = sinkhorn(C, sm, tm, eps=0.05, tol=1e-6)
+    (g,) = torch.autograd.grad(res.value.sum(), C)
+    assert torch.equal(g, res.plan)
+    with pytest.raises(ValueError, match="domain"):
+        sinkhorn(C, eps=0.1, domain="kernel")
