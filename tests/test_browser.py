@@ -61,6 +61,10 @@ def lab(tmp_path, data_root, default_model_dir):
     work = tmp_path / "lab"
     shutil.copytree(REPO / "notebooks", work / "notebooks")
     (work / "configs").symlink_to(REPO / "configs")  # notebooks read ../configs
+    # render every cell: JupyterLab's default windowing keeps cells below the fold out of the DOM
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
@@ -106,17 +110,19 @@ def lab(tmp_path, data_root, default_model_dir):
 
 
 def _run_all_cells(page, attempts: int = 6) -> None:
-    """Run > Run All Cells, retried until the first cell shows it started ([*] or [1]);
-    the menu entry does nothing while the kernel is still starting."""
-    prompt = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt").first
+    """Run > Run All Cells once the kernel is idle, retried until a cell shows it is queued
+    or running ([*]); the menu entry does nothing while the kernel is still starting."""
+    status = page.locator(".jp-StatusBar-TextItem", has_text="| Idle").first
+    status.wait_for(timeout=LAB_START_TIMEOUT_S * 1000)
+    running = page.locator(".jp-NotebookPanel .jp-InputPrompt", has_text="*")
     for _ in range(attempts):
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if any(mark in prompt.inner_text() for mark in ("*", "1")):
+            if running.count() > 0:
                 return
-            time.sleep(0.25)
+            time.sleep(0.1)
         page.keyboard.press("Escape")
     pytest.fail("Run All Cells did not start the notebook (kernel not ready?)", pytrace=False)
 
@@ -140,7 +146,11 @@ def test_eps_slider_changes_the_heatmap_in_jupyterlab(lab, tmp_path):
             explorer = page.locator(".widget-vbox", has=page.locator(".widget-image")).filter(
                 has=page.locator(".widget-slider", has_text="eps")).last
             image = explorer.locator("img.widget-image, .widget-image").last
-            image.wait_for(state="visible", timeout=RUN_ALL_TIMEOUT_S * 1000)
+            try:
+                image.wait_for(state="visible", timeout=RUN_ALL_TIMEOUT_S * 1000)
+            except Exception:
+                page.screenshot(path=str(shots / "jupyterlab_notebook_02_failed.png"), full_page=True)
+                raise
             page.wait_for_function(  # the image holds a decoded picture
                 "el => el.complete && el.naturalWidth > 0", arg=image.element_handle(), timeout=UPDATE_TIMEOUT_S * 1000)
             errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText",
