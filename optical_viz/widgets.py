@@ -73,6 +73,8 @@ class AlignmentExplorer(widgets.VBox):
         whitespace words, as :func:`optical_viz.data.load_word_alignment` returns).
     method, eps, layer, extraction : initial solver, eps and layer (defaults: those of
         :mod:`optical_viz.alignment`), and the link extraction rule (fixed).
+    start : (name, index), optional
+        The pair shown first (default: the first pair of the first set).
     align_fn : callable, optional
         Default :func:`optical_viz.alignment.align`; injectable for tests.
     aer_fn : callable ``(word_links, gold) -> float``, optional
@@ -92,6 +94,7 @@ class AlignmentExplorer(widgets.VBox):
         eps: float | None = None,
         layer: int | None = None,
         extraction: str | None = None,
+        start: tuple[str, int] | None = None,
         align_fn: Callable[..., Any] | None = None,
         aer_fn: Callable[..., Any] | None = None,
     ) -> None:
@@ -99,6 +102,9 @@ class AlignmentExplorer(widgets.VBox):
             raise ValueError(f"pairs must map each name to a non-empty list, got sizes { {k: len(v) for k, v in pairs.items()} }")
         if method not in SOLVERS:
             raise ValueError(f"method must be one of {SOLVERS}, got {method!r}")
+        start = start or (next(iter(pairs)), 0)
+        if start[0] not in pairs or not 0 <= start[1] < len(pairs[start[0]]):
+            raise ValueError(f"start {start} is not a (name, index) of pairs (sizes { {k: len(v) for k, v in pairs.items()} })")
         if gold is not None:
             for name, g in gold.items():
                 if name in pairs and len(g) != len(pairs[name]):
@@ -124,9 +130,9 @@ class AlignmentExplorer(widgets.VBox):
 
         n_layers = int(getattr(encoder, "num_layers", 12))
         style = {"description_width": "70px"}
-        self.language = widgets.Dropdown(options=list(self.pairs), description="pair set", style=style)
-        self.sentence = widgets.Dropdown(options=self._sentence_options(), description="sentence", style=style,
-                                         layout=widgets.Layout(width="420px"))
+        self.language = widgets.Dropdown(options=list(self.pairs), value=start[0], description="pair set", style=style)
+        self.sentence = widgets.Dropdown(options=self._sentence_options(), value=start[1], description="sentence",
+                                         style=style, layout=widgets.Layout(width="420px"))
         self.eps = widgets.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.05, description="eps",
                                           readout_format=".3f", continuous_update=False, style=style)
         self.layer = widgets.IntSlider(value=layer if layer >= 0 else n_layers + 1 + layer, min=0, max=n_layers,

@@ -81,7 +81,9 @@ def explorer():
 
 def test_alignment_explorer_draws_on_creation(explorer):
     ex, aligner = explorer
-    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=8)]
+    from optical_viz.alignment import LAYER_DEFAULT
+
+    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=LAYER_DEFAULT)]
     assert ex.error is None and ex.n_updates == 1
     assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
     heat = ex.figure.axes[0]
@@ -151,6 +153,15 @@ def test_alignment_explorer_validates_input():
         ow.AlignmentExplorer(FakeEncoder(), PAIRS, method="ot", align_fn=FakeAligner(), aer_fn=fake_aer)
     with pytest.raises(ValueError, match=r"gold\['roen'\] has 2 entries but pairs\['roen'\] has 1"):
         ow.AlignmentExplorer(FakeEncoder(), PAIRS, {"roen": GOLD["enfr"]}, align_fn=FakeAligner(), aer_fn=fake_aer)
+
+
+def test_start_picks_the_first_pair_shown():
+    aligner = FakeAligner()
+    ex = ow.AlignmentExplorer(FakeEncoder(), PAIRS, GOLD, start=("enfr", 1), align_fn=aligner, aer_fn=fake_aer)
+    assert len(aligner.calls) == 1 and aligner.calls[0]["src"] == "a b c d"
+    assert (ex.language.value, ex.sentence.value) == ("enfr", 1)
+    with pytest.raises(ValueError, match="start"):
+        ow.AlignmentExplorer(FakeEncoder(), PAIRS, start=("roen", 5), align_fn=aligner, aer_fn=fake_aer)
 
 
 def test_from_gold_builds_pairs_from_words():
