@@ -350,14 +350,12 @@ class _Kernel:
     idx          (N,) indices of the problems in the full batch
     K            (N, T', S') exp(-(C - f0 - g0) / eps); 1 where a token is padding (the
                  scalings are 0 there, so padding adds nothing to K v, K^T u or the plan)
-    Kt           (N, S', T') K transposed, contiguous (both bmms then read memory in order)
     f0, g0       (N, T'), (N, S') the shifts (row, then column minima of the cost), 0 on padding
     safe         (N,) bool, max exponent (C - f0 - g0) / eps within KERNEL_MAX_EXPONENT
     """
 
     idx: Tensor
     K: Tensor
-    Kt: Tensor
     f0: Tensor
     g0: Tensor
     safe: Tensor
@@ -379,14 +377,13 @@ def _kernel(cost: Tensor, src_mask: Tensor, tgt_mask: Tensor, idx: Tensor, eps: 
     c.sub_(g0[:, None, :])
     top = c.nan_to_num_(posinf=0.0).amax(dim=(1, 2)) / eps  # (N,) largest real exponent (real >= 0)
     K = c.mul_(-1.0 / eps).exp_()  # (N, T', S'), 1 on padding
-    return _Kernel(idx, K, K.transpose(1, 2).contiguous(), f0, g0, top <= KERNEL_MAX_EXPONENT[cost.dtype])
+    return _Kernel(idx, K, f0, g0, top <= KERNEL_MAX_EXPONENT[cost.dtype])
 
 
-def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
+def _sinkhorn_kernel(K, a, b, *, max_iter, tol, check_every):
     """Balanced Sinkhorn in the kernel domain, shrinking the batch as problems converge.
 
-    K (N, T, S) and Kt (N, S, T): kernel and its contiguous transpose, any positive value on
-    padding; a (N, T), b (N, S) marginals (0 on padding, so u and v are 0 there). Iterates u = a / (K v), v = b / (K^T u) as batched row-vector
+    K (N, T, S): kernel, any positive value on padding; a (N, T), b (N, S) marginals (0 on padding, so u and v are 0 there). Iterates u = a / (K v), v = b / (K^T u) as batched row-vector
     products; stops a problem when the row error |u * K v - a|_1 (columns are exact after a
     v-step) is <= tol. A problem whose error turns non-finite is dropped and reported.
     Returns u (N, T), v (N, S), n_iter (of the slowest problem), err (N,) (NaN: failed).
@@ -399,7 +396,7 @@ def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
     u, v = a3.clone(), (b3 > 0).to(b.dtype)  # v: 0 on padding from the start
     n_iter = max_iter
     for it in range(1, max_iter + 1):
-        Kv = torch.bmm(v, Kt)  # (N', 1, T): row sums of diag(u) K diag(v) divided by u
+        Kv = torch.bmm(v, K.transpose(1, 2))  # (N', 1, T): row sums of diag(u) K diag(v) divided by u
         if it > 1 and (it - 1) % check_every == 0:
             err = (u * Kv - a3).abs().sum(dim=(1, 2))  # (N',)
             done = (err <= tol) | ~torch.isfinite(err)
@@ -411,7 +408,7 @@ def _sinkhorn_kernel(K, Kt, a, b, *, max_iter, tol, check_every):
                     n_iter = it - 1
                     break
                 keep = ~done
-                active, K, Kt = active[keep], K[keep], Kt[keep]
+                active, K = active[keep], K[keep]
                 a3, b3, u, v, Kv = a3[keep], b3[keep], u[keep], v[keep], Kv[keep]
                 err = err[keep]
             err_out[active] = err
@@ -480,10 +477,10 @@ def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, d
             fallback.append(idx[~k.safe])
             if not bool(k.safe.any()):
                 continue
-            k = _Kernel(*(x[k.safe] for x in (k.idx, k.K, k.Kt, k.f0, k.g0, k.safe)))
+            k = _Kernel(*(x[k.safe] for x in (k.idx, k.K, k.f0, k.g0, k.safe)))
         Tk, Sk = k.K.shape[1:]
         u, v, n, err = _sinkhorn_kernel(
-            k.K, k.Kt, p.a[k.idx, :Tk], p.b[k.idx, :Sk], max_iter=max_iter, tol=tol, check_every=check_every
+            k.K, p.a[k.idx, :Tk], p.b[k.idx, :Sk], max_iter=max_iter, tol=tol, check_every=check_every
         )
         ok = torch.isfinite(err) & torch.isfinite(u).all(dim=1) & torch.isfinite(v).all(dim=1)  # (N,)
         if not bool(ok.all()):
