@@ -173,15 +173,19 @@ def _pair_mask(cost: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None) -
 
 @dataclass
 class _Problem:
-    cost: Tensor  # (B, T, S), 0 at padding (may carry grad)
+    cost: Tensor  # (B, T, S), 0 at padding (finite with fill_padding=False; may carry grad)
     a: Tensor  # (B, T)
     b: Tensor  # (B, S)
     src_mask: Tensor  # (B, T) bool
     tgt_mask: Tensor  # (B, S) bool
 
 
-def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
-    """Validate a batch of problems at the public boundary; fill padding with 0."""
+def _prepare(cost, src_mask, tgt_mask, a, b, eps=None, fill_padding=True) -> _Problem:
+    """Validate a batch of problems at the public boundary; fill padding with 0.
+
+    fill_padding=False skips the (B, T, S) copy when the whole cost is already finite: for
+    solvers that mask padding themselves (the plan is exactly 0 there, so <plan, cost> is too).
+    """
     if not isinstance(cost, Tensor) or cost.dim() != 3:
         raise ValueError(f"cost must be a (B, T, S) tensor, got {getattr(cost, 'shape', type(cost))}")
     if not cost.is_floating_point():
@@ -206,7 +210,8 @@ def _prepare(cost, src_mask, tgt_mask, a, b, eps=None) -> _Problem:
     # is finite (then a multiplication by the 0/1 pair mask is enough, and fast); otherwise the
     # slow path finds NaN/inf on real tokens (a sum overflowing on finite values lands there too)
     if bool(torch.isfinite(cost.detach().sum())):
-        cost = (cost * src_mask.to(cost.dtype)[:, :, None]).mul_(tgt_mask.to(cost.dtype)[:, None, :])  # (B, T, S)
+        if fill_padding:
+                cost = (cost * src_mask.to(cost.dtype)[:, :, None]).mul_(tgt_mask.to(cost.dtype)[:, None, :])  # (B, T, S)
     else:
         pair = src_mask[:, :, None] & tgt_mask[:, None, :]  # (B, T, S)
         cost = torch.where(pair, cost, 0.0)
@@ -362,8 +367,8 @@ class _Kernel:
 
 
 def _kernel(cost: Tensor, src_mask: Tensor, tgt_mask: Tensor, idx: Tensor, eps: float) -> _Kernel:
-    """Shifted kernel of the problems ``idx`` of cost (B, T, S) (0 on padding), cropped to their
-    last real tokens."""
+    """Shifted kernel of the problems ``idx`` of cost (B, T, S) (any finite value on padding),
+    cropped to their last real tokens."""
     T = int(src_mask[idx].nonzero()[:, 1].max()) + 1
     S = int(tgt_mask[idx].nonzero()[:, 1].max()) + 1
     sm, tm = src_mask[idx, :T], tgt_mask[idx, :S]  # (N, T'), (N, S')
@@ -459,6 +464,7 @@ def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, d
     Problems are bucketed by length; a bucket whose exponent (C - row/col minima) / eps stays
     within KERNEL_MAX_EXPONENT iterates on the kernel with two bmms per iteration, every other
     problem (and any that produced a non-finite value) runs the log-domain solver.
+    ``p.cost`` may hold any finite value on padding.
     """
     cost = p.cost.detach()
     B, T, S = cost.shape
@@ -499,7 +505,8 @@ def _sinkhorn_detached(p: _Problem, eps: float, *, max_iter, tol, check_every, d
             plan[idx, : block.shape[1], : block.shape[2]] = block
     if fallback:
         idx = torch.cat(fallback)
-        logK = cost[idx] / (-eps)  # (N, T, S)
+        pair = p.src_mask[idx, :, None] & p.tgt_mask[idx, None, :]  # (N, T, S)
+        logK = torch.where(pair, cost[idx], 0.0) / (-eps)  # (N, T, S), 0 on padding
         u, v, n, err = _sinkhorn_active_set(
             logK, p.a[idx].log(), p.b[idx].log(), max_iter=max_iter, tol=tol, check_every=check_every
         )
@@ -556,8 +563,8 @@ def sinkhorn(
         raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    p = _prepare(cost, src_mask, tgt_mask, a, b, eps)
     track = grad == "autodiff" and torch.is_grad_enabled()
+    p = _prepare(cost, src_mask, tgt_mask, a, b, eps, fill_padding=track)
     if track:  # autograd through every iteration: no in-place ops, no batch shrinking
         loga, logb = p.a.log(), p.b.log()  # -inf on padding
         logK = p.cost / (-eps)  # (B, T, S)

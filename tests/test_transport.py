@@ -425,3 +425,16 @@ def test_kernel_domain_envelope_gradient_is_plan_float32():
     assert torch.equal(g, res.plan)
     with pytest.raises(ValueError, match="domain"):
         sinkhorn(C, eps=0.1, domain="kernel")
+
+
+@pytest.mark.parametrize("eps", [0.1, 1e-3])  # kernel domain, log-domain fallback
+def test_huge_finite_values_on_padding_are_ignored(eps):
+    C, sm, tm = _batch(B=4, seed=26, dtype=torch.float32)
+    pad = ~(sm[:, :, None] & tm[:, None, :])
+    garbage = torch.where(torch.rand(C.shape, generator=torch.Generator().manual_seed(27)) > 0.5, 1e30, -1e30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # eps 1e-3 in 300 iterations
+        clean = sinkhorn(C.masked_fill(pad, 0.0), sm, tm, eps=eps, max_iter=300)
+        dirty = sinkhorn(torch.where(pad, garbage, C), sm, tm, eps=eps, max_iter=300)
+    assert torch.isfinite(dirty.plan).all() and torch.isfinite(dirty.cost).all() and torch.isfinite(dirty.value).all()
+    assert torch.equal(dirty.plan, clean.plan) and torch.equal(dirty.cost, clean.cost)
