@@ -924,7 +924,8 @@ def findings(methods_frame, tests: dict, scale: str) -> str:
 
     Per evaluation (languages pooled): the best method and every method whose 95% interval
     overlaps the best one's ("tied within the intervals"); then OT against contrastive from
-    the paired permutation test: a difference only when its 95% interval excludes 0.
+    the paired permutation test: a difference only when its 95% interval excludes 0 and
+    p < 0.05.
     tests: question -> ``paired_tests(...)`` frame.
     """
     lines = [f"Findings ({scale} scale), generated from results/{scale}: intervals are 95% bootstrap "
@@ -954,7 +955,7 @@ def findings(methods_frame, tests: dict, scale: str) -> str:
                       & (t["direction"] == direction) & (t["metric"] == metric)]
                 if len(r):
                     r = r.iloc[0]
-                    if r["delta_lo"] > 0 or r["delta_hi"] < 0:
+                    if (r["delta_lo"] > 0 or r["delta_hi"] < 0) and r["p_value"] < 0.05:
                         who = "OT better than contrastive" if r["delta"] > 0 else "contrastive better than OT"
                     else:
                         who = "OT vs contrastive: no difference within the intervals"
