@@ -28,8 +28,9 @@ test: $(PY)
 demo: setup
 	$(BIN)/optical-viz demo
 
+# --allow-root only when run as root (containers, this project's machines)
 lab: $(PY)
-	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 reproduce: $(PY)
 	$(BIN)/optical-viz reproduce --scale full
