@@ -294,7 +294,12 @@ def test_kill_then_resume_from_the_command_line(tmp_path, data_root, reference_r
     assert res.returncode == 2 and "already exists" in res.stderr
     res = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _losses(read_metrics(out)) == _losses(expected)
+    # a fresh interpreter may pick other CPU kernels than the long-lived test process
+    # (float32 rounding, ~1e-7 relative); within one process the match is exact (test above)
+    resumed, reference = _losses(read_metrics(out)), _losses(expected)
+    assert [r["step"] for r in resumed] == [r["step"] for r in reference]
+    for got, want in zip(resumed, reference):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-7), (got, want)
     assert (out / "student" / "optical_viz_training.json").is_file()
 
 
