@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import shutil
+import unicodedata
 import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from optical_viz.encoder import Encoder, TokenBatch, _identity, load_encoder
@@ -73,6 +74,7 @@ _CHARS = st.sampled_from(list("ab cé\tZ9,.!?ß ﬁ猫ọ́\u0301\u200b\n  ") + 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_CHARS, max_size=30).map("".join), st.sampled_from(["", "query: ", "passage: "]))
+@example("\u3000\u0301 a", "")  # a word the normaliser deletes (found by CI)
 def test_word_ids_follow_whitespace_words(encoder, text, prefix):
     enc = encoder._encode([text], prefix)
     from optical_viz.encoder import _word_ids
@@ -81,7 +83,10 @@ def test_word_ids_follow_whitespace_words(encoder, text, prefix):
     assert words == text.split()
     real = [w for w in ids if w is not None]
     assert real == sorted(real) and all(0 <= w < len(words) for w in real)
-    assert set(real) == set(range(len(words)))  # every word has a token (no deleted-only words here)
+    # every word has a token, except words the normaliser deletes entirely (only combining
+    # marks or format characters, e.g. "\u0301" after an ideographic space)
+    visible = {i for i, w in enumerate(words) if any(unicodedata.category(c)[0] in "LNPS" for c in w)}
+    assert visible <= set(real)
     n_prefix = len(encoder._encode([prefix.rstrip()], "").ids[0]) - 2 if prefix else 0
     assert ids[: 1 + n_prefix] == [None] * (1 + n_prefix) and ids[-1] is None
 
