@@ -196,7 +196,9 @@ class Encoder:
         from tqdm.auto import tqdm
 
         batches = self._batches([len(x) for x in enc.ids], batch_size)
-        for idx in tqdm(batches, desc=desc, disable=len(batches) <= 1, leave=False):
+        # `disable` only for a single batch, so that TQDM_DISABLE=1 in the environment is obeyed
+        bar = {"disable": True} if len(batches) <= 1 else {}
+        for idx in tqdm(batches, desc=desc, leave=False, **bar):
             ids, mask = self._pad([enc.ids[i] for i in idx])  # (b, t)
             mask = mask.to(self.device)
             with torch.inference_mode():  # the results are copied into normal tensors by the callers
