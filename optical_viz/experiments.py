@@ -165,6 +165,16 @@ class GridSpec:
     estimate: typing.Dict[str, float] = field(default_factory=dict)
     base_dir: Path = Path(".")  # folder the config paths are relative to (the grid file's)
 
+    def only(self, names: typing.Iterable[str]) -> "GridSpec":
+        """The same grid restricted to the questions ``names`` (e.g. to run RQ1 and RQ2 as two
+        processes on two cores: results go to the same folders, runs are disjoint)."""
+        names = list(names)
+        known = [q.name for q in self.questions]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown question(s) {unknown}; this grid has {known}")
+        return dataclasses.replace(self, questions=[q for q in self.questions if q.name in names])
+
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
         import yaml

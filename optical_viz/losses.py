@@ -107,7 +107,7 @@ def ot_loss(
     student_mask: torch.Tensor,
     teacher_mask: torch.Tensor,
     *,
-    eps: float = 0.1,
+    eps: float = 0.02,
     metric: str = "cosine",
     student_weights: torch.Tensor | None = None,
     teacher_weights: torch.Tensor | None = None,
@@ -121,7 +121,11 @@ def ot_loss(
     student: (B, T, H) student token embeddings of the low-resource sentences.
     teacher: (B, S, H) teacher token embeddings of their English translations.
     student_mask: (B, T) bool; teacher_mask: (B, S) bool; True on real tokens.
-    eps: entropic regularisation, in units of the cost (cosine cost lies in [0, 2]).
+    eps: entropic regularisation, in units of the cost (cosine cost lies in [0, 2]). It must
+        be small against the spread of the costs, not their range: with the default model's
+        last layer that spread is ~0.07, and at eps 0.1 the plan is nearly uniform (check
+        :func:`optical_viz.geometry.plan_entropy`), which turns the loss into "move every
+        token to the mean of the other sentence".
     metric: "cosine", "sqeuclidean" or "dot" (see :func:`optical_viz.transport.cost_matrix`).
     student_weights, teacher_weights: optional (B, T) / (B, S) non-negative token weights,
         normalised into the marginals (for example :func:`special_token_weights`);

@@ -6,6 +6,7 @@ short max lengths and a handful of steps.
 from __future__ import annotations
 
 import json
+import warnings
 import os
 import signal
 import subprocess
@@ -171,6 +172,18 @@ def test_empty_or_mismatched_bitext_is_rejected(tmp_path, data_root, monkeypatch
         distill(_tiny(tmp_path / "b"), root=data_root, progress=False)
 
 
+def test_near_uniform_plans_are_reported(tmp_path, data_root):
+    # eps far above the spread of the costs: the plan is nearly uniform, which makes the OT
+    # loss pull every token to the mean; the trainer says so at the first step
+    with pytest.warns(RuntimeWarning, match=r"nearly uniform .*loss.ot.eps=0.5"):
+        wide = distill(_tiny(tmp_path / "wide", steps=1, loss={"ot": {"eps": 0.5}}), root=data_root, progress=False)
+    assert wide.metrics[1]["ot_plan_entropy"] > 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sharp = distill(_tiny(tmp_path / "sharp", steps=1), root=data_root, progress=False)
+    assert sharp.metrics[1]["ot_plan_entropy"] < wide.metrics[1]["ot_plan_entropy"] - 0.05
+
+
 def test_existing_run_directory_is_never_overwritten(tmp_path, data_root):
     out = tmp_path / "run"
     out.mkdir()
@@ -227,6 +240,7 @@ def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_roo
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.01, losses
     assert m[1]["lr"] == pytest.approx(3e-4 / 3) and m[3]["lr"] == pytest.approx(3e-4)  # warm-up
     assert all(r["examples_per_s"] > 0 and r["ot_converged"] >= 0 for r in m[1:])
+    assert 0 < m[1]["ot_plan_entropy"] < 0.95  # default eps, untrained student: plans not near-uniform
     saved = DistillConfig.from_yaml(out / "config.yaml")
     assert saved == cfg.replace(output_dir=str(out))
     # the final student is a model directory that load_encoder opens, with what it was trained on

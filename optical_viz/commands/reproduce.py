@@ -4,6 +4,7 @@
     optical-viz reproduce --scale full --dry-run        # list the runs and the estimate
     optical-viz reproduce --scale full                  # ~2.5 h on 2 CPU cores (make reproduce)
     optical-viz reproduce --scale quick --out /tmp/q    # runs/, results/, figures/ under /tmp/q
+    optical-viz reproduce --scale full --question rq1   # only RQ1 (run rq2 in a second process)
 
 Runs whose result files exist are skipped, interrupted trainings resume; see
 :mod:`optical_viz.experiments` for the layout of the outputs.
@@ -30,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--results", type=Path, default=None, metavar="DIR", help="result files (default: OUT/results/<scale>)")
     p.add_argument("--figures", type=Path, default=None, metavar="DIR", help="figures (default: OUT/figures/<scale>)")
     p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    p.add_argument("--question", action="append", default=None, metavar="NAME",
+                   help="run only this question of the grid (repeatable; e.g. rq1 here and rq2 in a second "
+                   "process: the runs are disjoint, summaries and figures cover every result already written)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, what is left, estimate) and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -46,6 +50,8 @@ def _run(args) -> int:
     spec = experiments.GridSpec.from_yaml(grid)
     if spec.scale != args.scale:
         raise ValueError(f"{grid} is a {spec.scale!r} grid, but --scale is {args.scale!r}")
+    if args.question:
+        spec = spec.only(args.question)
     out = args.out
     result = experiments.reproduce(
         spec,
