@@ -184,6 +184,27 @@ def test_near_uniform_plans_are_reported(tmp_path, data_root):
     assert sharp.metrics[1]["ot_plan_entropy"] < wide.metrics[1]["ot_plan_entropy"] - 0.05
 
 
+def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
+    from accelerate import Accelerator
+
+    from optical_viz.distill import _load_models, _Trainer, load_training_data
+
+    cfg = _tiny(tmp_path / "run")
+    assert [cfg.replace(loss=n).checkpointing() for n in ("ot", "contrastive", "mse", "ot+mse")] == [
+        False, False, True, True]
+    assert not cfg.replace(loss="mse", gradient_checkpointing=False).checkpointing()
+    assert cfg.replace(gradient_checkpointing=True).checkpointing()
+    acc = Accelerator(cpu=True)
+    models = _load_models(cfg, acc.device)
+    corpora = load_training_data(cfg, root=data_root)
+    flags = []
+    for name in ("mse", "ot", "mse"):  # one model, trainers of several losses (as the benchmark does)
+        trainer = _Trainer(cfg.replace(loss=name), tmp_path, corpora, models, acc)
+        flags.append(models.student.model.is_gradient_checkpointing)
+        trainer.train_step()  # trains with the layers wrapped (non-reentrant, frozen embeddings)
+    assert flags == [True, False, True]
+
+
 def test_existing_run_directory_is_never_overwritten(tmp_path, data_root):
     out = tmp_path / "run"
     out.mkdir()

@@ -25,7 +25,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per loss (after one warm-up step)")
     parser.add_argument("--lang", default="yor_Latn", help="language of the FLORES train bitext")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    ck = parser.add_mutually_exclusive_group()
+    ck.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_const", const=True,
+                    default=None, help="recompute activations for every loss (default: only for mse, as in training)")
+    ck.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_const", const=False,
+                    help="never recompute activations")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
@@ -58,7 +62,7 @@ def run(args) -> dict:
     base = DistillConfig(
         languages=[args.lang], bitext_sources=["flores"], batch_size=args.batch_size, max_length=args.max_length,
         steps=1000, warmup_steps=0, device="cpu", output_dir="/nonexistent",
-        gradient_checkpointing=args.gradient_checkpointing,
+        gradient_checkpointing=args.gradient_checkpointing,  # None: the config's default (on for mse)
     )
     corpora = load_training_data(base)
     # long inputs: join consecutive pairs so that most sequences reach max_length
@@ -90,6 +94,7 @@ def run(args) -> dict:
         total = (time.perf_counter() - t0) / args.steps
         per_phase = {k: timings.get(k, 0.0) / args.steps for k in PHASES}
         entry = {
+            "gradient_checkpointing": cfg.checkpointing(),
             "step_s": total,
             "steps_per_s": 1 / total,
             "phases_s": per_phase,
