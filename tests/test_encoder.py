@@ -187,6 +187,27 @@ def test_progress_bar_only_with_several_batches(encoder, capsys):
     assert "embedding sentences" in capsys.readouterr().err
 
 
+def test_progress_switch_silences_the_bars(encoder, capsys):
+    encoder.progress = False
+    try:
+        encoder.embed_sentences(TEXTS[:2], batch_size=1)
+        assert "embedding sentences" not in capsys.readouterr().err
+    finally:
+        encoder.progress = True
+
+
+def test_bf16_is_close_to_fp32_and_cached_apart(encoder, default_model_dir):
+    fast = load_encoder(default_model_dir, precision="bf16")
+    assert fast.precision == "bf16" and encoder.precision == "fp32"
+    assert fast.identity != encoder.identity and fast.identity.startswith(encoder.identity)
+    a, b = encoder.embed_sentences(TEXTS), fast.embed_sentences(TEXTS)
+    cos = (a * b).sum(-1)  # both L2-normalised
+    assert cos.min() > 0.999 and not torch.equal(a, b)  # close, but really computed in bf16
+    assert b.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_encoder(default_model_dir, precision="fp16")
+
+
 def test_identity_hashes_weights_and_name(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"weights v1")
     a = _identity("m", tmp_path)

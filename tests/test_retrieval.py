@@ -258,3 +258,11 @@ def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, 
     assert seen["layers"] == [alignment.LAYER_DEFAULT] and seen["eps"] == alignment.EPS_DEFAULT
     assert cli.main(["evaluate", "alignment", "--extraction", "nope"]) == 2
     assert "unknown extraction(s) ['nope']" in capsys.readouterr().err
+
+
+def test_progress_false_silences_the_encoder_and_restores_it(data_root, encoder, capsys):
+    rep = evaluate("flores", encoder=encoder, langs=["fra_Latn"], split="dev", root=data_root, batch_size=8,
+                   cache=EmbeddingCache(":memory:"), n_bootstrap=20, progress=False)
+    assert "embedding sentences" not in capsys.readouterr().err
+    assert encoder.progress is True and rep.model == encoder.name  # fp32: no precision tag
+    assert (rep.frame["recall@1"] > 0.9).all()  # French-English FLORES is easy for e5

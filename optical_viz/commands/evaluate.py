@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--layer", default=None,
                    help="hidden layer (-1 = last; for alignment a comma-separated list)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: autocast, ~2.7x faster on CPUs with AVX512-BF16, embeddings at cosine ~0.99999 "
+                   "of fp32 (cached apart); compare systems only at equal precision")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
@@ -93,7 +96,7 @@ def _retrieval(args) -> int:
     if args.student is not None and args.model != "default":
         raise ValueError("give either --model (symmetric) or --student/--teacher (asymmetric), not both")
     kwargs = dict(langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
-                  cache=not args.no_cache, n_bootstrap=args.bootstrap,
+                  cache=not args.no_cache, n_bootstrap=args.bootstrap, precision=args.precision,
                   root=args.collection if args.task == "clir" else args.data_root)
     if args.layer is not None:
         kwargs["layer"] = int(args.layer)

@@ -82,6 +82,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -98,6 +99,10 @@ def evaluate(
     scoring: ``"dense"`` (cosine of mean-pooled embeddings) or ``"maxsim"`` (late interaction).
     root: the data root (``OPTICAL_VIZ_DATA``); for ``"clir"`` the collection folder.
     cache: True (on-disk cache), False (in memory for this call), or an EmbeddingCache.
+    precision: "fp32" or "bf16" for the models this call loads (paths, None); an Encoder
+        given as such keeps its own. bf16 is ~2.7x faster on CPUs with AVX512-BF16; compare
+        systems only at equal precision.
+    progress: a bar over the problems, and the encoder's bars inside them.
     """
     from optical_viz.cache import EmbeddingCache
 
@@ -119,26 +124,39 @@ def evaluate(
     problems = build_problems(task, task_langs, split=split or "all", root=root)
 
     if student is not None:
-        student, teacher = _load(student), _load(teacher)
+        student, teacher = _load(student, precision), _load(teacher, precision)
         model = f"student={student.name} teacher={teacher.name}"
     else:
-        encoder = _load(encoder)
+        encoder = _load(encoder, precision)
         model = encoder.name
+    encoders = [e for e in (encoder, student, teacher) if e is not None]
+    precisions = sorted({getattr(e, "precision", "fp32") for e in encoders})
+    if precisions != ["fp32"]:
+        model += f" ({'/'.join(precisions)})"
     if isinstance(cache, EmbeddingCache):
         store = cache
     else:
         store = EmbeddingCache() if cache else EmbeddingCache(":memory:")
 
     rows, per_query = [], {}
-    for problem in _progress(problems, progress, task):
-        q_enc, c_enc = _encoders_for(problem, encoder, student, teacher)
-        q_pre, c_pre = _prefixes(problem.kind, q_enc), _prefixes(problem.kind, c_enc, candidate=True)
-        embed = _embed_dense if scoring == "dense" else _embed_tokens
-        q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
-        c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
-        metrics = _measure(problem, q, c, scoring)
-        per_query[(problem.lang, problem.direction)] = metrics
-        rows.append(_summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed))
+    shown = [getattr(e, "progress", None) for e in encoders]
+    try:
+        for e, flag in zip(encoders, shown):
+            if flag is not None:  # an Encoder (tests pass lighter objects)
+                e.progress = flag and progress
+        for problem in _progress(problems, progress, task):
+            q_enc, c_enc = _encoders_for(problem, encoder, student, teacher)
+            q_pre, c_pre = _prefixes(problem.kind, q_enc), _prefixes(problem.kind, c_enc, candidate=True)
+            embed = _embed_dense if scoring == "dense" else _embed_tokens
+            q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
+            c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
+            metrics = _measure(problem, q, c, scoring)
+            per_query[(problem.lang, problem.direction)] = metrics
+            rows.append(_summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed))
+    finally:
+        for e, flag in zip(encoders, shown):
+            if flag is not None:
+                e.progress = flag
     if len({p.lang for p in problems}) > 1:
         rows.extend(_pooled_rows(problems, per_query, n_bootstrap, seed))
     frame = pd.DataFrame(rows)
@@ -169,12 +187,12 @@ def compare(
 
 
 # ---- internals -------------------------------------------------------------------------
-def _load(model):
+def _load(model, precision: str = "fp32"):
     """An Encoder as is; a directory or None (the default model) through ``load_encoder``."""
     if model is None or isinstance(model, (str, os.PathLike)):
         from optical_viz.encoder import load_encoder
 
-        return load_encoder(model)
+        return load_encoder(model, precision=precision)
     return model
 
 
