@@ -266,3 +266,13 @@ def test_progress_false_silences_the_encoder_and_restores_it(data_root, encoder,
     assert "embedding sentences" not in capsys.readouterr().err
     assert encoder.progress is True and rep.model == encoder.name  # fp32: no precision tag
     assert (rep.frame["recall@1"] > 0.9).all()  # French-English FLORES is easy for e5
+
+
+def test_xtreme_tatoeba_language_list(data_root):
+    from optical_viz.commands.evaluate import parse_langs
+    from optical_viz.paths import REPO_ROOT
+
+    langs = parse_langs(str(REPO_ROOT / "configs" / "tatoeba-xtreme.yaml"))
+    resolved = resolve_task_languages("tatoeba", langs, root=data_root)
+    assert len(langs) == 36 and len(set(resolved)) == 36
+    assert {"zho_Hans", "swh_Latn", "jav_Latn", "kat_Geor"} <= set(resolved)
