@@ -187,6 +187,14 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys, data_root):
     out = capsys.readouterr().out
     assert "rq1-xquad11-ot-s2" in out and "rq2-n50-contrastive-s0" in out and "estimated" in out
     assert "25 runs (20 trained, 5 zero-shot)" in out and not any(tmp_path.iterdir())
+    # one question only (RQ1 and RQ2 in two processes, as `make reproduce` does)
+    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--question", "rq2",
+                 "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "rq2-n50-contrastive-s0" in out and "rq1-" not in out and "13 runs (8 trained, 5 zero-shot)" not in out
+    assert "12 runs (8 trained, 4 zero-shot)" in out
+    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--question", "rq3"]) != 0
+    assert "unknown question(s) ['rq3']; this grid has ['rq1', 'rq2']" in capsys.readouterr().err
 
 
 @pytest.mark.slow
