@@ -148,8 +148,9 @@ class DistillConfig:
         the loss has an MSE term, whose two student forwards (low-resource and English)
         would otherwise double the activation memory (4.8 GB instead of 3.1 at batch 32 x 64).
     device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
-        (autocast; meant for CUDA, also runs on CPU; losses within 2% of fp32). num_threads: torch CPU threads during the run (None:
-        torch's default; 1 is much faster when other processes compete for the cores).
+        (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
+        num_threads: torch CPU threads during the run (None: torch's default; 1 is much
+        faster when other processes compete for the cores).
     """
 
     languages: typing.List[str] = field(default_factory=list)
