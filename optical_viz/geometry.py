@@ -34,6 +34,7 @@ __all__ = [
     "language_probe_accuracy",
     "plan_entropy",
     "mutual_argmax_mass",
+    "eps_sweep",
     "GeometryReport",
     "alignment_report",
 ]
@@ -215,6 +216,51 @@ def mutual_argmax_mass(plan: torch.Tensor) -> torch.Tensor:
     link_mass = p.gather(2, row_best[..., None])[..., 0]  # (B, T)
     share = (link_mass * mutual * (p.sum(-1) > 0)).sum(-1) / p.sum((-2, -1))
     return share[0] if squeeze else share
+
+
+def eps_sweep(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_mask: torch.Tensor,
+    y_mask: torch.Tensor,
+    eps_values,
+    *,
+    metric: str = "cosine",
+    max_iter: int = 2000,
+) -> pd.DataFrame:
+    """How sharp entropic plans are, and how much the OT loss still aligns, per eps.
+
+    x: (B, T, H), y: (B, S, H) token embeddings of B sentence pairs; masks (B, T) / (B, S)
+    bool. For every eps: the Sinkhorn plans of the B cost matrices and, averaged over pairs,
+    ``plan_entropy`` (normalised: 1 = the uniform plan), ``mutual_argmax_mass``,
+    ``ot_cost`` (``<P, C>``, the OPTICAL loss) and ``independent_cost`` (``<a b^T, C>``, the
+    loss of the uniform plan). When ``ot_cost / independent_cost`` nears 1 the loss no longer
+    aligns tokens: its gradient pulls every token towards the other sentence's mean token.
+    Returns a DataFrame with one row per eps (columns above, plus ``cost_ratio``).
+    """
+    from optical_viz import transport
+
+    eps_values = [float(e) for e in eps_values]
+    if not eps_values or min(eps_values) <= 0:
+        raise ValueError(f"eps_values must be positive numbers, got {eps_values}")
+    cost = transport.cost_matrix(x.double(), y.double(), metric=metric, x_mask=x_mask, y_mask=y_mask)  # (B, T, S)
+    a = transport.marginal(x_mask, None, dtype=cost.dtype)  # (B, T)
+    b = transport.marginal(y_mask, None, dtype=cost.dtype)  # (B, S)
+    independent = (a[:, :, None] * b[:, None, :] * cost).sum((1, 2))  # (B,)
+    rows = []
+    for eps in eps_values:
+        res = transport.sinkhorn(cost, x_mask, y_mask, eps=eps, a=a, b=b, max_iter=max_iter, tol=1e-6)
+        rows.append(dict(
+            eps=eps,
+            plan_entropy=float(plan_entropy(res.plan).mean()),
+            mutual_argmax_mass=float(mutual_argmax_mass(res.plan).mean()),
+            ot_cost=float(res.cost.mean()),
+            independent_cost=float(independent.mean()),
+            converged=float(res.converged.double().mean()),
+        ))
+    frame = pd.DataFrame(rows)
+    frame["cost_ratio"] = frame["ot_cost"] / frame["independent_cost"]
+    return frame
 
 
 # ---- report ----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ __all__ = [
     "plot_retrieval",
     "plot_scaling",
     "plot_metric_comparison",
+    "plot_eps_sweep",
 ]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common
@@ -1017,3 +1018,44 @@ def plot_metric_comparison(
         if (vals < 0).any():
             ax.axhline(0, color="0.3", linewidth=0.5)
     return axes
+
+
+def plot_eps_sweep(
+    sweep: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    mark: float | None = None,
+    near_uniform: float | None = 0.95,
+    title: str | None = None,
+) -> Axes:
+    """Plan entropy and the OT loss relative to the uniform plan, against eps (log scale).
+
+    sweep: the DataFrame of :func:`optical_viz.geometry.eps_sweep` (columns ``eps``,
+    ``plan_entropy``, ``cost_ratio``). mark: an eps to mark with a vertical line (for example
+    the configured one); near_uniform: the entropy above which the trainer warns (a dotted
+    line; None for none). Lines: ``ax.lines[0]`` entropy, ``ax.lines[1]`` cost ratio.
+    """
+    need = {"eps", "plan_entropy", "cost_ratio"}
+    if not need <= set(sweep.columns):
+        raise ValueError(f"an eps sweep needs columns {sorted(need)}, got {sorted(sweep.columns)}")
+    d = sweep.sort_values("eps")
+    ax = _new_ax(ax, (COLUMN_WIDTH, 2.2))
+    ax.plot(d["eps"], d["plan_entropy"], "-o", color=PALETTE[0], label="plan entropy (1 = uniform)")
+    ax.plot(d["eps"], d["cost_ratio"], "-s", color=PALETTE[1], label="<P, C> / cost of the uniform plan")
+    ax.set_xscale("log")
+    ax.set_xticks(d["eps"].to_numpy(float))
+    ax.set_xticklabels([f"{v:g}" for v in d["eps"]])
+    ax.minorticks_off()
+    if near_uniform is not None:
+        ax.axhline(near_uniform, color="0.5", linestyle=":", linewidth=0.8)
+    if mark is not None:
+        ax.axvline(mark, color="0.3", linestyle="--", linewidth=0.8)
+        ax.annotate(f"eps = {mark:g}", (mark, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", fontsize="small", color="0.3")
+    ax.set_xlabel("eps (entropic regularisation)")
+    ax.set_ylabel("fraction")
+    ax.grid(True, axis="y")
+    ax.legend(loc="upper left")
+    if title is not None:
+        ax.set_title(title)
+    return ax

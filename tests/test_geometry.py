@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from optical_viz.geometry import (
+    eps_sweep,
     alignment,
     alignment_report,
     language_probe_accuracy,
@@ -106,6 +107,32 @@ def test_plan_entropy_and_mutual_mass():
     assert plan_entropy(torch.from_numpy(plan)).item() == pytest.approx(h, abs=1e-9)
     with pytest.raises(ValueError, match="negative"):
         plan_entropy(-uniform)
+
+
+def test_eps_sweep_from_sharp_to_uniform():
+    # y is a noisy permutation of x: small eps recovers the permutation, large eps the uniform plan
+    g = torch.Generator().manual_seed(0)
+    B, T, H = 3, 9, 16
+    x = torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    y = 0.05 * torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[2, 7:] = False  # a shorter pair: padding must not count
+    for i, n in enumerate(mask.sum(1).tolist()):
+        y[i, :n] += x[i, torch.randperm(n, generator=g)]
+    sweep = eps_sweep(x, y, mask, mask, [0.003, 0.03, 0.3, 300.0])
+    assert list(sweep["eps"]) == [0.003, 0.03, 0.3, 300.0] and (sweep["converged"] == 1).all()
+    assert np.all(np.diff(sweep["plan_entropy"]) > 0) and np.all(np.diff(sweep["cost_ratio"]) > 0)
+    sharp, flat = sweep.iloc[0], sweep.iloc[-1]
+    # a permutation plan: entropy log(n) / log(n^2) = 1/2, all mass on mutual-argmax links
+    assert sharp["plan_entropy"] == pytest.approx(0.5, abs=0.01) and sharp["mutual_argmax_mass"] > 0.99
+    assert flat["plan_entropy"] > 0.999 and flat["cost_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert (sweep["ot_cost"] <= sweep["independent_cost"] + 1e-12).all()
+    # the independent coupling's cost, from the masked cost matrices directly
+    c = 1 - torch.nn.functional.cosine_similarity(x[:, :, None], y[:, None], dim=-1)  # (B, T, T)
+    ref = np.mean([c[i][mask[i]][:, mask[i]].mean().item() for i in range(B)])
+    assert sweep["independent_cost"].iloc[0] == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(ValueError, match="eps_values must be positive"):
+        eps_sweep(x, y, mask, mask, [0.1, 0.0])
 
 
 @pytest.mark.parametrize("method", ["pca", "umap", "tsne"])

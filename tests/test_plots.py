@@ -438,3 +438,20 @@ def test_plot_metric_comparison_one_panel_per_metric():
     axes = plots.plot_metric_comparison(metrics, higher_is_better={"alignment": False})
     assert [ax.get_title() for ax in axes] == ["alignment \u2193", "uniformity"]
     np.testing.assert_allclose([b.get_height() for b in axes[1].patches], [-2.0, -2.5])
+
+
+def test_plot_eps_sweep_lines_marks_and_errors():
+    sweep = pd.DataFrame({"eps": [0.1, 0.01, 1.0], "plan_entropy": [0.9, 0.6, 0.99],
+                          "cost_ratio": [0.8, 0.5, 0.98]})  # unsorted on purpose
+    ax = plots.plot_eps_sweep(sweep, mark=0.02)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [0.01, 0.1, 1.0])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.6, 0.9, 0.99])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.5, 0.8, 0.98])
+    assert ax.get_xscale() == "log"
+    # the near-uniform threshold (horizontal) and the marked eps (vertical)
+    assert [tuple(line.get_ydata()) for line in ax.lines[2:3]] == [(0.95, 0.95)]
+    assert tuple(ax.lines[3].get_xdata()) == (0.02, 0.02)
+    assert "eps = 0.02" in [t.get_text() for t in ax.texts]
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="cost_ratio"):
+        plots.plot_eps_sweep(sweep.drop(columns="cost_ratio"))
