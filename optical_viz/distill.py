@@ -493,6 +493,7 @@ def _set_checkpointing(model, on: bool) -> None:
     """Turn activation (gradient) checkpointing of a transformers model on or off."""
     new = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5
     if on:
+        model.config.use_cache = False  # an encoder has no cache; avoids transformers' warning
         kw = {"use_reentrant": False}  # works with a frozen embedding table
         if new:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
