@@ -225,10 +225,13 @@ def test_cli_writes_the_json_document(tmp_path, monkeypatch, capsys):
 
     passages = {"p1": "the red fox jumps", "p2": "a blue whale swims"}
     _write_clir(tmp_path / "c", {"q1": "red fox", "q2": "whale"}, passages, [("q1", "p1", 1), ("q2", "p2", 1)])
-    monkeypatch.setattr(_evaluate, "_load", lambda m: LexicalEncoder())
+    loaded = []
+    monkeypatch.setattr(_evaluate, "_load", lambda m, precision: loaded.append(precision) or LexicalEncoder())
     out = tmp_path / "out.json"
     code = cli.main(["evaluate", "clir", "--collection", str(tmp_path / "c"), "--no-cache", "--json", str(out)])
-    assert code == 0
+    assert code == 0 and loaded == ["fp32"]
+    assert cli.main(["evaluate", "clir", "--collection", str(tmp_path / "c"), "--no-cache", "--precision", "bf16"]) == 0
+    assert loaded == ["fp32", "bf16"]
     doc = json.loads(out.read_text())
     assert doc["task"] == "clir" and doc["results"][0]["recall@1"] == 1.0
     assert doc["results"][0]["recall@1_ci"] == [1.0, 1.0]
