@@ -212,7 +212,8 @@ class Encoder:
             ids, mask = self._pad([enc.ids[i] for i in idx])  # (b, t)
             mask = mask.to(self.device)
             # inference_mode: the results are copied into normal tensors by the callers
-            with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            bf16 = torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+            with torch.inference_mode(), bf16:
                 h = self.hidden_states(ids, mask, layer).float()
             yield idx, h, mask
 
