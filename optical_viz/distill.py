@@ -146,7 +146,8 @@ class DistillConfig:
     gradient_checkpointing: recompute the student's activations in the backward pass
         (less memory, about one more forward of time). None (the default): on exactly when
         the loss has an MSE term, whose two student forwards (low-resource and English)
-        would otherwise double the activation memory (4.8 GB instead of 3.1 at batch 32 x 64).
+        would otherwise double the activation memory (peak 4.8 GB without, 3.3 GB with it,
+        at batch 32 x 64).
     device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
         (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
         num_threads: torch CPU threads during the run (None: torch's default; 1 is much
