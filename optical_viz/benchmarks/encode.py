@@ -13,7 +13,6 @@ Measures, on the same FLORES sentences (a mix of languages, so lengths vary):
 """
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
@@ -47,7 +46,7 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from optical_viz.commands.evaluate import parse_langs
+    from optical_viz.commands.evaluate import _write_json, parse_langs
     from optical_viz.data import load_flores
     from optical_viz.encoder import load_encoder
 
@@ -118,9 +117,7 @@ def run(args) -> dict:
                             batch_size=bs, progress=False)
             cache.close()
         if args.report is not None:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(cold.to_json(), indent=2, default=str) + "\n")
-            print(f"wrote {args.report}")
+            _write_json(args.report, cold.to_json())
         result.update({
             "flores_precision": args.precision,
             "flores_languages": len(langs),
