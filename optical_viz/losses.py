@@ -44,6 +44,17 @@ __all__ = [
 ]
 
 LOSSES = ("ot", "contrastive", "mse")
+# what the OT loss minimises (its reported value is exactly what its gradient descends):
+#   "entropic"   OT_eps = <P, C> + eps KL(P | a x b) at the entropic optimum (OPTICAL as run so far)
+#   "plan_cost"  <P, C> of the entropic plan, differentiated through the solver
+#   "divergence" debiased Sinkhorn divergence OT_eps(x, y) - (OT_eps(x, x) + OT_eps(y, y)) / 2
+OBJECTIVES = ("entropic", "plan_cost", "divergence")
+# how the plan is computed: entropic Sinkhorn, or an exact (unregularised) plan per pair (POT)
+PLANS = ("sinkhorn", "emd")
+# eps in cost units ("absolute"), or times the per-pair standard deviation of the costs ("relative")
+EPS_MODES = ("absolute", "relative")
+# token marginals: uniform over real tokens, or only content tokens (no <s>, </s>, prefix, padding)
+MARGINALS = ("content", "uniform")
 # our gradient modes -> optical_viz.transport's
 GRAD_MODES = {"envelope": "envelope", "unroll": "autodiff"}
 
