@@ -247,12 +247,12 @@ def test_validation_errors_name_the_problem():
 # ----------------------------------------------------------------------------- gradients
 
 
-def test_gradcheck_autodiff_plan_and_cost():
+def test_gradcheck_unroll_plan_and_cost():
     C, sm, tm = _batch(B=2, T=3, S=4, seed=15)
     C = C.clone().requires_grad_(True)
 
     def f(c):
-        r = sinkhorn(c, sm, tm, eps=0.2, tol=1e-300, max_iter=60, grad="autodiff")
+        r = sinkhorn(c, sm, tm, eps=0.2, tol=1e-300, max_iter=60, grad="unroll")
         return r.plan, r.cost
 
     with warnings.catch_warnings():
@@ -326,7 +326,7 @@ def test_property_marginals_and_padding(T, S, seed, weighted):
 
 
 def _spy_log_domain(monkeypatch):
-    """Record the batch size of every call of the log-domain solver behind sinkhorn(grad != autodiff)."""
+    """Record the batch size of every call of the log-domain solver behind sinkhorn(grad != unroll)."""
     calls = []
     inner = transport._sinkhorn_active_set
 
