@@ -38,7 +38,12 @@ __all__ = [
     "contrastive_loss",
     "mse_loss",
     "mean_pool",
-    "special_token_weights",
+    "content_weights",
+    "OBJECTIVES",
+    "PLANS",
+    "EPS_MODES",
+    "MARGINALS",
+    "GRAD_MODES",
     "combine",
     "LOSSES",
 ]
@@ -55,25 +60,32 @@ PLANS = ("sinkhorn", "emd")
 EPS_MODES = ("absolute", "relative")
 # token marginals: uniform over real tokens, or only content tokens (no <s>, </s>, prefix, padding)
 MARGINALS = ("content", "uniform")
-# our gradient modes -> optical_viz.transport's
-GRAD_MODES = {"envelope": "envelope", "unroll": "autodiff"}
+# gradient of the OT loss: plan held constant (envelope theorem) or through the solver
+GRAD_MODES = ("envelope", "unroll")
 
 
 @dataclass
 class OTLoss:
     """Result of :func:`ot_loss`.
 
-    loss: () mean over the batch of ``<P, C>``, differentiable.
-    per_example: (B,) ``<P_b, C_b>``.
-    plan: (B, T, S) the transport plans (detached), exactly 0 on padding.
+    loss: () mean over the batch of the objective, differentiable; its gradient is the
+        gradient of this value (up to the solver's tolerance for ``grad="envelope"``).
+    per_example: (B,) the objective per pair.
+    plan_cost: (B,) ``<P_b, C_b>`` of the student-teacher plan (detached), for monitoring.
+    plan: (B, T, S) the student-teacher transport plans (detached), exactly 0 on padding
+        and on tokens of zero mass.
     cost: (B, T, S) the cost matrices (detached).
-    converged: (B,) bool, whether Sinkhorn met its tolerance.
+    eps: (B,) the eps each pair was solved with, in cost units (``eps`` itself for
+        ``eps_mode="absolute"``; 0 for exact plans).
+    converged: (B,) bool, whether every solve of the pair met its tolerance.
     """
 
     loss: torch.Tensor
     per_example: torch.Tensor
+    plan_cost: torch.Tensor
     plan: torch.Tensor
     cost: torch.Tensor
+    eps: torch.Tensor
     converged: torch.Tensor
 
 
@@ -97,19 +109,71 @@ def _check_tokens(student: torch.Tensor, teacher: torch.Tensor, student_mask, te
         raise ValueError(f"rows {empty.nonzero().flatten().tolist()} have no real token on one side")
 
 
-def special_token_weights(mask: torch.Tensor) -> torch.Tensor:
-    """Token weights that ignore the first and last real token (``<s>`` and ``</s>``).
+def content_weights(mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Token weights that carry mass only on content tokens.
 
-    mask: (B, T) bool, True on real tokens (left-aligned, padding on the right).
-    Returns (B, T) float32: 1 on content tokens, 0 on ``<s>``, ``</s>`` and padding. A row
-    with at most two real tokens keeps all of them (a plan needs some mass).
+    mask: (B, T) bool, True on real tokens. content: (B, T) bool, True on tokens that belong
+    to a word of the text (``word_ids`` not None: no ``<s>``, ``</s>``, prefix or padding; see
+    :meth:`optical_viz.encoder.Encoder.content_mask`). Returns (B, T) float32: 1 on content
+    tokens, 0 elsewhere; a row without any content token (an empty text) keeps all its real
+    tokens, so that every plan has mass.
     """
-    lengths = mask.sum(1)  # (B,)
-    pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)  # (B, T)
-    inner = mask & (pos > 0) & (pos < (lengths - 1).unsqueeze(1))
-    short = lengths <= 2
-    inner = torch.where(short.unsqueeze(1), mask, inner)
-    return inner.float()
+    if content.shape != mask.shape or content.dtype != torch.bool or mask.dtype != torch.bool:
+        raise ValueError(f"mask {tuple(mask.shape)} and content {tuple(content.shape)} must be bool tensors of one shape")
+    keep = content & mask
+    empty = ~keep.any(1, keepdim=True)  # (B, 1)
+    return torch.where(empty, mask, keep).float()
+
+
+def _eps_per_pair(cost: torch.Tensor, pair: torch.Tensor, eps: float, eps_mode: str) -> torch.Tensor:
+    """(B,) eps in cost units: ``eps``, or ``eps`` times the standard deviation of each pair's
+    real cost entries (detached: a constant of the step)."""
+    B = cost.shape[0]
+    if eps_mode == "absolute":
+        return cost.new_full((B,), float(eps))
+    c = cost.detach()
+    n = pair.sum(dim=(1, 2)).to(c.dtype)  # (B,)
+    mean = (c * pair).sum(dim=(1, 2)) / n
+    var = (((c - mean[:, None, None]) * pair) ** 2).sum(dim=(1, 2)) / n
+    sd = var.sqrt()
+    if (sd <= 0).any():
+        raise ValueError(f"eps_mode='relative': pairs {(sd <= 0).nonzero().flatten().tolist()[:10]} have constant costs")
+    return eps * sd
+
+
+def _entropic(cost, mask_x, mask_y, a, b, eps_b, *, grad, rho, eps_scaling, max_iter, tol, symmetric=False):
+    """Solve the entropic problem of every pair with its own eps -> (value, plan, plan cost, converged).
+
+    cost (B, T, S); a (B, T), b (B, S) marginals; eps_b (B,) eps per pair in cost units. The
+    pairs are solved on ``cost / scale`` (scale = eps_b / max eps_b) with one common eps,
+    which is the problem of ``cost`` at eps_b (and rho * scale when unbalanced); the value
+    OT_eps = <P, C> + eps_b KL(P | a b^T) (+ rho scale (KL(P 1 | a) + KL(P^T 1 | b))) is
+    taken in cost units. grad="envelope" holds the plan constant (d value / d cost = P).
+    symmetric: a self-term (mask_y = mask_x, b = a, symmetric cost), solved by
+    :func:`optical_viz.transport.sinkhorn_symmetric`.
+    """
+    eps0 = float(eps_b.max())
+    scale = (eps_b / eps0).to(cost.dtype)  # (B,), 1 for absolute eps
+    scaled = cost / scale[:, None, None]  # (B, T, S)
+    kw = dict(eps=eps0, a=a, b=b, max_iter=max_iter, tol=tol, grad=grad)
+    if symmetric:
+        kw.pop("b")
+        res = transport.sinkhorn_symmetric(scaled, mask_x, **kw)
+    elif rho is None:
+        res = transport.sinkhorn(scaled, mask_x, mask_y, eps_scaling=eps_scaling, **kw)
+    else:
+        res = transport.sinkhorn_unbalanced(scaled, mask_x, mask_y, rho=rho, **kw)
+    P = res.plan if grad == "unroll" else res.plan.detach()  # (B, T, S)
+    plan_cost = (P * cost).sum(dim=(1, 2))  # (B,) <P, C>: gradient through C (and P when unrolled)
+    kl = transport.entropic_kl(P, a, b)  # (B,)
+    if rho is not None:  # the relaxed marginals' penalties, KL(r | a) = sum r log(r / a) - sum r + 1
+        one = P.new_ones(len(P), 1)
+        kl = kl + (rho / eps0) * (
+            transport.entropic_kl(P.sum(2)[:, :, None], a, one)  # (B, T, 1) against a (B, T) x 1
+            + transport.entropic_kl(P.sum(1)[:, :, None], b, one)
+        )
+    value = plan_cost + eps_b * kl
+    return value, res.plan.detach(), plan_cost, res.converged
 
 
 def ot_loss(
@@ -118,7 +182,11 @@ def ot_loss(
     student_mask: torch.Tensor,
     teacher_mask: torch.Tensor,
     *,
+    objective: str = "entropic",
+    plan: str = "sinkhorn",
     eps: float = 0.02,
+    eps_mode: str = "absolute",
+    eps_scaling: float | None = None,
     metric: str = "cosine",
     student_weights: torch.Tensor | None = None,
     teacher_weights: torch.Tensor | None = None,
@@ -127,52 +195,111 @@ def ot_loss(
     max_iter: int = 100,
     tol: float = 1e-6,
 ) -> OTLoss:
-    """OPTICAL loss: ``mean_b <P_b, C_b>`` with ``P_b`` the entropic OT plan for ``C_b``.
+    """OT loss between student and teacher tokens; ``loss`` is exactly what its gradient descends.
+
+    With ``C`` the (B, T, S) cost between student and teacher tokens and ``a``, ``b`` the token
+    marginals, per pair:
+
+    - ``objective="entropic"``: ``OT_eps(a, b) = min_P <P, C> + eps KL(P | a b^T)`` (GeomLoss's
+      convention). OPTICAL as run so far (its gradient, P dC, is what the trainer always
+      used). Biased: its minimiser over the student is *not* the teacher's token cloud, the
+      entropy term rewards blurred plans (Feydy et al., AISTATS 2019).
+    - ``objective="plan_cost"``: ``<P_eps, C>``, the cost of the entropic plan, differentiated
+      through the solver (``grad="unroll"``; the envelope gradient is not its gradient). With
+      ``plan="emd"``: the exact OT cost, whose envelope gradient is exact.
+    - ``objective="divergence"``: the debiased Sinkhorn divergence
+      ``S_eps = OT_eps(a, b) - OT_eps(a, a) / 2 - OT_eps(b, b) / 2``, the self-terms with each
+      side's cost to itself under the same metric and eps. ``S_eps(x, x) = 0``, ``S_eps >= 0``
+      and its gradient vanishes when student = teacher.
 
     student: (B, T, H) student token embeddings of the low-resource sentences.
     teacher: (B, S, H) teacher token embeddings of their English translations.
     student_mask: (B, T) bool; teacher_mask: (B, S) bool; True on real tokens.
-    eps: entropic regularisation, in units of the cost (cosine cost lies in [0, 2]). It must
-        be small against the spread of the costs, not their range: with the default model's
-        last layer that spread is ~0.07, and at eps 0.1 the plan is nearly uniform (check
-        :func:`optical_viz.geometry.plan_entropy`), which turns the loss into "move every
-        token to the mean of the other sentence".
+    plan: "sinkhorn" (entropic) or "emd" (exact plan per pair through POT, no eps;
+        objective "plan_cost" and grad "envelope" only).
+    eps: entropic regularisation > 0. ``eps_mode="absolute"``: in units of the cost (cosine
+        cost lies in [0, 2]; with the default model's last layer the costs of a pair spread
+        by ~0.07, and at eps 0.1 the plan is nearly uniform). ``"relative"``: times the
+        per-pair standard deviation of the real cost entries (detached), so one setting
+        means the same sharpness across layers, models and training time.
+    eps_scaling: None, or the annealing ratio of :func:`optical_viz.transport.sinkhorn`
+        (makes small eps affordable).
     metric: "cosine", "sqeuclidean" or "dot" (see :func:`optical_viz.transport.cost_matrix`).
     student_weights, teacher_weights: optional (B, T) / (B, S) non-negative token weights,
-        normalised into the marginals (for example :func:`special_token_weights`);
-        default uniform over real tokens.
-    grad: "envelope" (plan treated as constant: gradient = P * dC, the envelope theorem at
-        the optimum) or "unroll" (differentiate through the Sinkhorn iterations).
+        normalised into the marginals (for example :func:`content_weights`); default
+        uniform over real tokens.
+    grad: "envelope" (plan treated as constant; exact for "entropic" and "divergence" at
+        convergence, and for exact plans) or "unroll" (differentiate through the Sinkhorn
+        iterations).
     rho: None for balanced OT; a positive float relaxes the marginals (unbalanced OT with
-        KL marginal penalty ``rho``, see :func:`optical_viz.transport.sinkhorn_unbalanced`).
+        KL marginal penalty ``rho``; objectives "entropic" and "plan_cost").
 
-    Gradients reach ``student`` (and ``teacher`` if it requires grad) through the cost.
+    Gradients reach ``student`` (and ``teacher`` if it requires grad) through the costs.
     """
     _check_tokens(student, teacher, student_mask, teacher_mask)
-    if eps <= 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    _check_choice("objective", objective, OBJECTIVES)
+    _check_choice("plan", plan, PLANS)
+    _check_choice("eps_mode", eps_mode, EPS_MODES)
+    _check_choice("grad", grad, GRAD_MODES)
+    if plan == "emd" and (objective != "plan_cost" or grad != "envelope"):
+        raise ValueError(
+            f"plan='emd' is the exact OT cost with its exact envelope gradient: use objective='plan_cost' "
+            f"and grad='envelope' (got objective={objective!r}, grad={grad!r})"
+        )
+    if plan == "sinkhorn" and objective == "plan_cost" and grad == "envelope":
+        raise ValueError(
+            "objective='plan_cost' with grad='envelope' would descend OT_eps, not <P, C>: use grad='unroll', "
+            "objective='entropic', or plan='emd'"
+        )
+    if rho is not None and not (rho > 0):
+        raise ValueError(f"rho must be positive (or None for balanced OT), got {rho}")
+    if rho is not None and (objective == "divergence" or plan == "emd"):
+        raise ValueError(f"rho (unbalanced OT) is available for plan='sinkhorn' with objective 'entropic' or 'plan_cost', not {objective!r}/{plan!r}")
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be positive, got {eps!r}")
     cost = transport.cost_matrix(student, teacher, metric=metric, x_mask=student_mask, y_mask=teacher_mask)  # (B, T, S)
     a = transport.marginal(student_mask, student_weights, dtype=cost.dtype)  # (B, T)
     b = transport.marginal(teacher_mask, teacher_weights, dtype=cost.dtype)  # (B, S)
-    kw = dict(eps=eps, a=a, b=b, max_iter=max_iter, tol=tol, grad=GRAD_MODES[grad])
-    if rho is None:
-        res = transport.sinkhorn(cost, student_mask, teacher_mask, **kw)
-    else:
-        if rho <= 0:
-            raise ValueError(f"rho must be positive (or None for balanced OT), got {rho}")
-        res = transport.sinkhorn_unbalanced(cost, student_mask, teacher_mask, rho=rho, **kw)
-    per_example = res.cost  # (B,) <P_b, C_b>, padding excluded
+    if plan == "emd":
+        res = transport.emd(cost, student_mask, teacher_mask, a=a, b=b)
+        per_example = res.cost  # (B,) exact OT cost; gradient = plan * dC (envelope, exact)
+        return _result(per_example, res.cost.detach(), res.plan, cost, cost.new_zeros(len(cost)), res.converged, objective, eps)
+    pair = student_mask[:, :, None] & teacher_mask[:, None, :]  # (B, T, S)
+    eps_b = _eps_per_pair(cost, pair, eps, eps_mode)  # (B,)
+    kw = dict(grad=grad, rho=rho, eps_scaling=eps_scaling, max_iter=max_iter, tol=tol)
+    value, P, plan_cost, converged = _entropic(cost, student_mask, teacher_mask, a, b, eps_b, **kw)
+    if objective == "entropic":
+        per_example = value
+    elif objective == "plan_cost":
+        per_example = plan_cost
+    else:  # debiased: the same eps per pair in all three problems
+        c_ss = transport.cost_matrix(student, student, metric=metric, x_mask=student_mask, y_mask=student_mask)  # (B, T, T)
+        v_ss, _, _, conv_ss = _entropic(c_ss, student_mask, student_mask, a, a, eps_b, symmetric=True, **kw)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and teacher.requires_grad):
+            c_tt = transport.cost_matrix(teacher, teacher, metric=metric, x_mask=teacher_mask, y_mask=teacher_mask)  # (B, S, S)
+            v_tt, _, _, conv_tt = _entropic(c_tt, teacher_mask, teacher_mask, b, b, eps_b, symmetric=True, **kw)
+        per_example = value - 0.5 * v_ss - 0.5 * v_tt
+        converged = converged & conv_ss & conv_tt
+    return _result(per_example, plan_cost.detach(), P, cost, eps_b, converged, objective, eps)
+
+
+def _result(per_example, plan_cost, plan, cost, eps_b, converged, objective, eps) -> OTLoss:
     if not torch.isfinite(per_example).all():
-        raise ValueError(f"OT loss is not finite (eps={eps}, metric={metric}): {per_example.tolist()}")
+        raise ValueError(f"OT loss ({objective}) is not finite (eps={eps}): {per_example.tolist()}")
     return OTLoss(
         loss=per_example.mean(),
         per_example=per_example,
-        plan=res.plan.detach(),
+        plan_cost=plan_cost,
+        plan=plan.detach(),
         cost=cost.detach(),
-        converged=res.converged,
+        eps=eps_b.detach(),
+        converged=converged,
     )
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -40,32 +40,46 @@ def _pot_plan(x, y, eps, metric="cosine", a=None, b=None):
     return P, C
 
 
+def _kl(P, a, b):
+    """KL(P | a b^T) = sum P log(P / (a b^T)) - sum P + 1, numpy, 0 log 0 = 0."""
+    ab = np.outer(a, b)
+    pos = P > 0
+    return float((P[pos] * np.log(P[pos] / ab[pos])).sum() - P.sum() + 1.0)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
-def test_ot_loss_equals_pot_inner_product(metric):
+def test_ot_loss_entropic_value_and_plan_match_pot(metric):
     lx, ly = [5, 3, 7], [4, 6, 2]
     x, y, mx, my = _batch(lx, ly)
     eps = EPS if metric == "cosine" else 2.0  # sqeuclidean costs are ~10x larger
-    out = losses.ot_loss(x, y, mx, my, eps=eps, metric=metric, max_iter=5000, tol=1e-12)
+    out = losses.ot_loss(x, y, mx, my, objective="entropic", eps=eps, metric=metric, max_iter=5000, tol=1e-12)
     for i, (t, s) in enumerate(zip(lx, ly)):
         P, C = _pot_plan(x[i, :t].numpy(), y[i, :s].numpy(), eps, metric)
-        np.testing.assert_allclose(out.per_example[i].item(), (P * C).sum(), rtol=RTOL)
+        a, b = np.full(t, 1 / t), np.full(s, 1 / s)
+        np.testing.assert_allclose(out.plan_cost[i].item(), (P * C).sum(), rtol=RTOL)
+        np.testing.assert_allclose(out.per_example[i].item(), (P * C).sum() + eps * _kl(P, a, b), rtol=RTOL)
         np.testing.assert_allclose(out.plan[i, :t, :s].numpy(), P, atol=1e-9)
         assert (out.plan[i, t:] == 0).all() and (out.plan[i, :, s:] == 0).all()
     assert out.loss.item() == pytest.approx(out.per_example.mean().item(), rel=1e-12)
     assert out.converged.all()
+    assert torch.equal(out.eps, torch.full((3,), eps, dtype=out.eps.dtype))
 
 
-def test_ot_loss_token_weights_match_pot():
+def test_ot_loss_content_weights_match_pot():
     lx, ly = [6, 4], [5, 5]
     x, y, mx, my = _batch(lx, ly, seed=1)
-    wx, wy = losses.special_token_weights(mx).double(), losses.special_token_weights(my).double()
+    # content tokens as word_ids would mark them: not the first two (prefix) nor the last (</s>)
+    cx = mx & (torch.arange(6)[None] >= 2) & (torch.arange(6)[None] < torch.tensor(lx)[:, None] - 1)
+    cy = my & (torch.arange(5)[None] >= 1) & (torch.arange(5)[None] < torch.tensor(ly)[:, None] - 1)
+    wx, wy = losses.content_weights(mx, cx).double(), losses.content_weights(my, cy).double()
     out = losses.ot_loss(x, y, mx, my, eps=EPS, student_weights=wx, teacher_weights=wy, max_iter=5000, tol=1e-12)
     for i, (t, s) in enumerate(zip(lx, ly)):
         a = wx[i, :t].numpy() / wx[i, :t].sum().item()
         b = wy[i, :s].numpy() / wy[i, :s].sum().item()
         P, C = _pot_plan(x[i, :t].numpy(), y[i, :s].numpy(), EPS, a=a, b=b)
-        np.testing.assert_allclose(out.per_example[i].item(), (P * C).sum(), rtol=RTOL)
-        assert out.plan[i, 0].sum() == 0 and out.plan[i, t - 1].sum() == 0  # <s>, </s> carry no mass
+        np.testing.assert_allclose(out.plan_cost[i].item(), (P * C).sum(), rtol=RTOL)
+        np.testing.assert_allclose(out.per_example[i].item(), (P * C).sum() + EPS * _kl(P, a, b), rtol=RTOL)
+        assert out.plan[i, :2].sum() == 0 and out.plan[i, t - 1].sum() == 0  # prefix, </s> carry no mass
 
 
 def test_ot_loss_unbalanced_matches_pot():
@@ -77,30 +91,187 @@ def test_ot_loss_unbalanced_matches_pot():
         C = cdist(x[i, :t].numpy(), y[i, :s].numpy(), "cosine")
         a, b = np.full(t, 1 / t), np.full(s, 1 / s)
         P = ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg=EPS, reg_m=rho, numItermax=20000, stopThr=1e-13)
-        np.testing.assert_allclose(out.per_example[i].item(), (P * C).sum(), rtol=1e-5)
+        r, c = P.sum(1), P.sum(0)
+        value = (P * C).sum() + EPS * _kl(P, a, b) + rho * (_kl(r[:, None], a[:, None], [1.0]) + _kl(c[:, None], b[:, None], [1.0]))
+        np.testing.assert_allclose(out.plan_cost[i].item(), (P * C).sum(), rtol=1e-5)
+        np.testing.assert_allclose(out.per_example[i].item(), value, rtol=1e-5)
 
 
-def test_envelope_gradient_is_gradient_of_regularised_ot_value():
-    """d/dx of W_eps(x) = min_P <P, C(x)> + eps sum P log P, by central finite differences
-    through POT, equals the envelope gradient of the OT loss (P held fixed)."""
-    lx, ly = [4], [3]
-    x, y, mx, my = _batch(lx, ly, h=3, seed=3)
+def _fd_grad(value, x0: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central finite differences of value(x) at x0 (T, H)."""
+    fd = np.zeros_like(x0)
+    for idx in np.ndindex(*x0.shape):
+        xp, xm = x0.copy(), x0.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fd[idx] = (value(xp) - value(xm)) / (2 * h)
+    return fd
+
+
+def _ot_eps_pot(xn, yn, eps, metric="cosine"):
+    """OT_eps = <P, C> + eps KL(P | a b^T) through POT (float64, tight tolerance)."""
+    P, C = _pot_plan(xn, yn, eps, metric)
+    return (P * C).sum() + eps * _kl(P, np.full(len(xn), 1 / len(xn)), np.full(len(yn), 1 / len(yn)))
+
+
+def test_entropic_envelope_gradient_is_gradient_of_its_value():
+    """d/dx of OT_eps(x) by finite differences through POT equals the gradient of the loss,
+    and the loss reports that very value."""
+    x, y, mx, my = _batch([4], [3], h=3, seed=3)
     xr = x.clone().requires_grad_(True)
-    losses.ot_loss(xr, y, mx, my, eps=EPS, max_iter=5000, tol=1e-13).loss.backward()
-
-    def value(xn):
-        P, C = _pot_plan(xn, y[0].numpy(), EPS)
-        return (P * C).sum() + EPS * (P * np.log(P)).sum()
-
-    h = 1e-6
-    fd = np.zeros((4, 3))
-    for t in range(4):
-        for k in range(3):
-            xp, xm = x[0].numpy().copy(), x[0].numpy().copy()
-            xp[t, k] += h
-            xm[t, k] -= h
-            fd[t, k] = (value(xp) - value(xm)) / (2 * h)
+    out = losses.ot_loss(xr, y, mx, my, objective="entropic", eps=EPS, max_iter=5000, tol=1e-13)
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(_ot_eps_pot(x[0].numpy(), y[0].numpy(), EPS), rel=1e-9)
+    fd = _fd_grad(lambda xn: _ot_eps_pot(xn, y[0].numpy(), EPS), x[0].numpy())
     np.testing.assert_allclose(xr.grad[0].numpy(), fd, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore:sinkhorn:RuntimeWarning")
+def test_plan_cost_unrolled_gradient_is_gradient_of_plan_cost():
+    """objective="plan_cost" reports <P_eps, C> and descends it (unlike the envelope gradient)."""
+    x, y, mx, my = _batch([4], [3], h=3, seed=7)
+    xr = x.clone().requires_grad_(True)
+    out = losses.ot_loss(xr, y, mx, my, objective="plan_cost", grad="unroll", eps=0.3, max_iter=3000, tol=0)
+    out.loss.backward()
+
+    def plan_cost(xn):
+        P, C = _pot_plan(xn, y[0].numpy(), 0.3)
+        return (P * C).sum()
+
+    assert out.loss.item() == pytest.approx(plan_cost(x[0].numpy()), rel=1e-9)
+    fd = _fd_grad(plan_cost, x[0].numpy())
+    np.testing.assert_allclose(xr.grad[0].numpy(), fd, atol=1e-6)
+    # the envelope gradient differs: it is the gradient of OT_eps, not of <P, C>
+    xe = x.clone().requires_grad_(True)
+    losses.ot_loss(xe, y, mx, my, objective="entropic", eps=0.3, max_iter=3000, tol=1e-13).loss.backward()
+    assert np.abs(xe.grad[0].numpy() - fd).max() > 1e-3
+
+
+def _brute_ot_eps(C: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float, symmetric: bool = False) -> float:
+    """Float64 dual Sinkhorn in numpy (independent of the library): OT_eps = <a, f> + <b, g>.
+
+    Iterates until the potentials change by less than 1e-14; ``symmetric`` (a = b, C = C^T)
+    uses the averaged update f <- (f + T(f)) / 2, which converges where alternating updates
+    oscillate."""
+    from scipy.special import logsumexp
+
+    f, g = np.zeros(len(a)), np.zeros(len(b))
+    for _ in range(100_000):
+        f_new = -eps * logsumexp(np.log(b)[None, :] + (g[None, :] - C) / eps, axis=1)
+        if symmetric:
+            f_new = 0.5 * (f + f_new)
+            g_new = f_new
+        else:
+            g_new = -eps * logsumexp(np.log(a)[:, None] + (f_new[:, None] - C) / eps, axis=0)
+        done = max(np.abs(f_new - f).max(), np.abs(g_new - g).max()) < 1e-14
+        f, g = f_new, g_new
+        if done:
+            return float(a @ f + b @ g)
+    raise AssertionError("the brute-force reference did not converge")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_divergence_matches_brute_force_float64(metric):
+    lx, ly = [5, 3], [4, 6]
+    x, y, mx, my = _batch(lx, ly, h=4, seed=8)
+    eps = 0.2 if metric == "cosine" else 2.0
+    out = losses.ot_loss(x, y, mx, my, objective="divergence", metric=metric, eps=eps, max_iter=20000, tol=1e-11)
+    d = "cosine" if metric == "cosine" else "sqeuclidean"
+    for i, (t, s) in enumerate(zip(lx, ly)):
+        xi, yi = x[i, :t].numpy(), y[i, :s].numpy()
+        a, b = np.full(t, 1 / t), np.full(s, 1 / s)
+        want = (_brute_ot_eps(cdist(xi, yi, d), a, b, eps) - 0.5 * _brute_ot_eps(cdist(xi, xi, d), a, a, eps, True)
+                - 0.5 * _brute_ot_eps(cdist(yi, yi, d), b, b, eps, True))
+        assert out.per_example[i].item() == pytest.approx(want, rel=1e-8, abs=1e-10)
+        assert out.per_example[i].item() > 0
+
+
+def test_divergence_matches_geomloss():
+    """GeomLoss 0.3.1 SamplesLoss("sinkhorn", p=2, debias=True): its cost is |x - y|^2 / 2 and
+    blur^2 = eps, so ours (|x - y|^2 at eps) is twice GeomLoss's at blur^2 = eps / 2. GeomLoss
+    stops after its annealing pass: at scaling 0.999 it is within ~1e-5 relative."""
+    import geomloss  # a test dependency (dev extras)
+    x, y, mx, my = _batch([7, 4], [5, 6], h=3, seed=9)
+    eps = 0.5
+    out = losses.ot_loss(x, y, mx, my, objective="divergence", metric="sqeuclidean", eps=eps, max_iter=20000, tol=1e-10)
+    L = geomloss.SamplesLoss("sinkhorn", p=2, blur=(eps / 2) ** 0.5, debias=True, scaling=0.999, backend="tensorized")
+    for i, (t, s) in enumerate([(7, 5), (4, 6)]):
+        want = 2 * L(x[i, :t], y[i, :s]).item()
+        assert out.per_example[i].item() == pytest.approx(want, rel=3e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**16), st.sampled_from(["cosine", "sqeuclidean"]))
+def test_divergence_is_zero_on_itself_and_positive(t, s, seed, metric):
+    x, y, mx, my = _batch([t], [s], h=4, seed=seed)
+    eps = 0.2 if metric == "cosine" else 2.0
+    same = losses.ot_loss(x, x, mx, mx, objective="divergence", metric=metric, eps=eps, max_iter=5000, tol=1e-12)
+    assert abs(same.loss.item()) < 1e-9
+    other = losses.ot_loss(x, y, mx, my, objective="divergence", metric=metric, eps=eps, max_iter=5000, tol=1e-12)
+    assert other.loss.item() >= -1e-9
+
+
+def test_divergence_gradient_vanishes_at_the_teacher_and_matches_finite_differences():
+    x, y, mx, my = _batch([5], [4], h=3, seed=10)
+    xr = x.clone().requires_grad_(True)
+    losses.ot_loss(xr, y, mx, my, objective="divergence", eps=EPS, max_iter=5000, tol=1e-13).loss.backward()
+    scale = xr.grad.abs().max().item()  # a typical gradient away from the teacher
+    xs = x.clone().requires_grad_(True)
+    with pytest.warns(RuntimeWarning):  # alternating Sinkhorn on (x, x) stalls near 1e-6, as the brute force does
+        losses.ot_loss(xs, x, mx, mx, objective="divergence", eps=EPS, max_iter=5000, tol=1e-13).loss.backward()
+    assert xs.grad.abs().max().item() < 1e-5 * scale
+
+    def s_eps(xn):
+        yn = y[0].numpy()
+        a, b = np.full(len(xn), 1 / len(xn)), np.full(len(yn), 1 / len(yn))
+        return (_brute_ot_eps(cdist(xn, yn, "cosine"), a, b, EPS) - 0.5 * _brute_ot_eps(cdist(xn, xn, "cosine"), a, a, EPS, True)
+                - 0.5 * _brute_ot_eps(cdist(yn, yn, "cosine"), b, b, EPS, True))
+
+    np.testing.assert_allclose(xr.grad[0].numpy(), _fd_grad(s_eps, x[0].numpy()), atol=1e-7)
+
+
+def test_emd_plan_is_exact_ot_and_its_gradient():
+    x, y, mx, my = _batch([5, 3], [4, 6], h=3, seed=11)
+    xr = x.clone().requires_grad_(True)
+    out = losses.ot_loss(xr, y, mx, my, objective="plan_cost", plan="emd")
+    out.loss.backward()
+    for i, (t, s) in enumerate([(5, 4), (3, 6)]):
+        C = cdist(x[i, :t].numpy(), y[i, :s].numpy(), "cosine")
+        assert out.per_example[i].item() == pytest.approx(ot.emd2(np.full(t, 1 / t), np.full(s, 1 / s), C), rel=1e-10)
+
+    def w(xn):
+        C = cdist(xn, y[0, :4].numpy(), "cosine")
+        return ot.emd2(np.full(5, 1 / 5), np.full(4, 1 / 4), C)
+
+    np.testing.assert_allclose(xr.grad[0, :5].numpy(), _fd_grad(w, x[0, :5].numpy()) / 2, atol=1e-6)
+
+
+def test_relative_eps_is_absolute_eps_times_the_cost_spread():
+    x, y, mx, my = _batch([5, 3], [4, 6], seed=12)
+    rel = losses.ot_loss(x, y, mx, my, eps=0.5, eps_mode="relative", max_iter=5000, tol=1e-12)
+    for i, (t, s) in enumerate([(5, 4), (3, 6)]):
+        C = cdist(x[i, :t].numpy(), y[i, :s].numpy(), "cosine")
+        assert rel.eps[i].item() == pytest.approx(0.5 * C.std(), rel=1e-9)
+        P, _ = _pot_plan(x[i, :t].numpy(), y[i, :s].numpy(), 0.5 * C.std())
+        np.testing.assert_allclose(rel.plan[i, :t, :s].numpy(), P, atol=1e-8)
+        assert rel.per_example[i].item() == pytest.approx((P * C).sum() + 0.5 * C.std() * _kl(P, np.full(t, 1 / t), np.full(s, 1 / s)), rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(objective="plan_cost", grad="envelope"), "grad='unroll'"),
+        (dict(plan="emd", objective="entropic"), "objective='plan_cost'"),
+        (dict(objective="divergence", rho=1.0), "rho"),
+        (dict(objective="sharp"), "objective must be one of"),
+        (dict(eps_mode="percent"), "eps_mode must be one of"),
+        (dict(eps=0.0), "eps must be positive"),
+    ],
+)
+def test_ot_loss_rejects_combinations_that_would_not_do_what_they_say(kw, match):
+    x, y, mx, my = _batch([3], [3])
+    with pytest.raises(ValueError, match=match):
+        losses.ot_loss(x, y, mx, my, **kw)
 
 
 @pytest.mark.filterwarnings("ignore:sinkhorn:RuntimeWarning")  # fixed 300 iterations, tol=0 on purpose
@@ -199,10 +370,13 @@ def test_mean_pool_matches_loop():
         torch.testing.assert_close(got[i], x[i, :t].mean(0))
 
 
-def test_special_token_weights():
-    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
-    w = losses.special_token_weights(mask)
-    assert w.tolist() == [[0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+def test_content_weights_keep_content_tokens_and_never_empty_a_row():
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    content = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 0, 0, 0], [0, 0, 1, 0, 1]], dtype=torch.bool)
+    w = losses.content_weights(mask, content)
+    assert w.tolist() == [[0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0]]  # row 1: no content -> all real
+    with pytest.raises(ValueError, match="bool"):
+        losses.content_weights(mask, content.float())
 
 
 def test_combine_weights_and_errors():
