@@ -56,6 +56,8 @@ from optical_viz.paths import TRAINING_INFO  # noqa: E402
 
 # Normalised plan entropy above which the trainer warns that eps is too large for the costs
 NEAR_UNIFORM = 0.95
+# Fraction of converged OT problems in a step below which the trainer warns (once per run)
+MIN_CONVERGED = 0.95
 
 
 # ----------------------------------------------------------------------------- config
@@ -63,15 +65,24 @@ NEAR_UNIFORM = 0.95
 
 @dataclass
 class OTConfig:
-    """Options of the OT (OPTICAL) loss; see :func:`optical_viz.losses.ot_loss`."""
+    """Options of the OT (OPTICAL) loss; see :func:`optical_viz.losses.ot_loss`.
 
+    The default minimises the debiased Sinkhorn divergence between content tokens, which is
+    0 exactly when the student's tokens are the teacher's. OPTICAL as run until issue 11 is
+    ``objective: entropic, marginals: uniform`` (the configs of the committed grid say so).
+    """
+
+    objective: str = "divergence"  # entropic | plan_cost | divergence (losses.OBJECTIVES)
+    plan: str = "sinkhorn"  # sinkhorn | emd (exact plans, objective plan_cost)
     # E5's last-layer token cosines spread little (std ~0.07): at eps 0.1 plans are ~99%
     # of the uniform entropy and the loss pulls every token to the teacher's mean token
     eps: float = 0.02
+    eps_mode: str = "absolute"  # absolute (cost units) | relative (x per-pair std of the costs)
+    eps_scaling: typing.Optional[float] = None  # annealing ratio in (0, 1) for small eps (e.g. 0.5)
     metric: str = "cosine"  # cosine | sqeuclidean | dot
     grad: str = "envelope"  # envelope | unroll
     rho: typing.Optional[float] = None  # None: balanced; > 0: unbalanced (KL marginal penalty)
-    token_weights: str = "uniform"  # uniform | content (ignore <s> and </s>)
+    marginals: str = "content"  # content (tokens of words only) | uniform (every real token)
     layer: int = -1  # hidden layer compared (0 = embedding output, -1 = last)
     max_iter: int = 300
     tol: float = 1e-4  # L1 marginal error; unconverged problems are counted in metrics ("ot_converged")
@@ -269,18 +280,21 @@ class DistillConfig:
         check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         check(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
-        from optical_viz.losses import LOSSES
+        from optical_viz import losses
+        from optical_viz.transport import METRICS
 
-        bad = [t for t in self.loss.terms if t not in LOSSES]
-        check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")
+        bad = [t for t in self.loss.terms if t not in losses.LOSSES]
+        check(not bad, f"loss.name: {bad} not among {list(losses.LOSSES)} (combine with '+', e.g. ot+contrastive)")
         extra = sorted(set(self.loss.weights) - set(self.loss.terms))
         check(not extra, f"loss.weights: {extra} are not terms of loss {self.loss.name!r}")
         ot = self.loss.ot
-        check(ot.eps > 0, f"loss.ot.eps must be > 0, got {ot.eps}")
-        check(ot.metric in ("cosine", "sqeuclidean", "dot"), f"loss.ot.metric: {ot.metric!r}")
-        check(ot.grad in ("envelope", "unroll"), f"loss.ot.grad: {ot.grad!r} is not envelope or unroll")
-        check(ot.rho is None or ot.rho > 0, f"loss.ot.rho must be > 0 or null, got {ot.rho}")
-        check(ot.token_weights in ("uniform", "content"), f"loss.ot.token_weights: {ot.token_weights!r} is not uniform or content")
+        try:
+            losses.check_ot_options(objective=ot.objective, plan=ot.plan, eps=ot.eps, eps_mode=ot.eps_mode,
+                                    eps_scaling=ot.eps_scaling, grad=ot.grad, rho=ot.rho)
+        except ValueError as exc:
+            errors.append(f"loss.ot: {exc}")
+        check(ot.metric in METRICS, f"loss.ot.metric: {ot.metric!r} is not one of {list(METRICS)}")
+        check(ot.marginals in losses.MARGINALS, f"loss.ot.marginals: {ot.marginals!r} is not one of {list(losses.MARGINALS)}")
         check(self.loss.contrastive.temperature > 0, f"loss.contrastive.temperature must be > 0, got {self.loss.contrastive.temperature}")
         check(self.eval.every >= 0 and self.eval.heldout_every >= 0, "eval.every and eval.heldout_every must be >= 0")
         check(1 <= self.eval.heldout_sentences <= 99, f"eval.heldout_sentences must be in [1, 99], got {self.eval.heldout_sentences}")
@@ -584,6 +598,7 @@ class _Trainer:
         self.model, self.optimizer = accelerator.prepare(self.student.model, opt)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config.warmup_steps, config.steps))
         self.step = 0
+        self._warned_convergence = False
         self.metrics: list[dict] = []
         self._heldout_en = None
 
@@ -629,18 +644,25 @@ class _Trainer:
         if "ot" in terms:
             o = cfg.ot
             sw = tw = None
-            if o.token_weights == "content":
-                sw, tw = losses.special_token_weights(s_mask_b), losses.special_token_weights(t_mask_b)
+            if o.marginals == "content":  # no mass on <s>, </s>, prefix pieces (word_ids None)
+                s_content = self.student.content_mask(src, self.cfg.max_length).to(self.device)  # (B, T)
+                t_content = self.teacher.content_mask(tgt, self.cfg.max_length).to(self.device)  # (B, S)
+                sw, tw = losses.content_weights(s_mask_b, s_content), losses.content_weights(t_mask_b, t_content)
             with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
                 warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
                 res = losses.ot_loss(
                     s_hidden[o.layer].float(), t_hidden[o.layer].float(), s_mask_b, t_mask_b,
-                    eps=o.eps, metric=o.metric, student_weights=sw, teacher_weights=tw,
+                    objective=o.objective, plan=o.plan, eps=o.eps, eps_mode=o.eps_mode, eps_scaling=o.eps_scaling,
+                    metric=o.metric, student_weights=sw, teacher_weights=tw,
                     grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
                 )
             out["ot"] = res.loss
-            self.last_ot_converged = float(res.converged.float().mean())
-            self.last_ot_entropy = float(plan_entropy(res.plan).mean())
+            self.last_ot = {
+                "ot_converged": float(res.converged.float().mean()),  # fraction of this process's pairs
+                "ot_plan_entropy": float(plan_entropy(res.plan).mean()),  # 1: uniform plans, ~0.5: sharp
+                "ot_plan_cost": float(res.plan_cost.mean()),  # <P, C> of the student-teacher plans
+                "ot_eps": float(res.eps.mean()),  # eps in cost units (relative eps: changes with training)
+            }
         if "contrastive" in terms or "mse" in terms:
             s_sent = losses.mean_pool(s_hidden[-1].float(), s_mask_b)  # (B, H)
             t_sent = losses.mean_pool(t_hidden[-1].float(), t_mask_b)  # (B, H)
@@ -679,13 +701,22 @@ class _Trainer:
         rec.update({f"loss_{k}": float(v) for k, v in zip(terms, values[1:])})
         rec.update({"lr": lr, "examples_per_s": len(batch) / elapsed, "step_time_s": elapsed})
         if "ot" in terms:
-            rec["ot_converged"] = self.last_ot_converged  # fraction of this process's Sinkhorn problems
-            rec["ot_plan_entropy"] = self.last_ot_entropy  # 1: uniform plans, ~0.5: sharp alignments
-            if self.step == 1 and self.last_ot_entropy > NEAR_UNIFORM:
+            rec.update(self.last_ot)
+            entropy, conv = self.last_ot["ot_plan_entropy"], self.last_ot["ot_converged"]
+            if self.step == 1 and entropy > NEAR_UNIFORM and self.cfg.loss.ot.plan == "sinkhorn":
                 warnings.warn(
-                    f"OT plans are nearly uniform at step 1 (normalised entropy {self.last_ot_entropy:.3f} at "
+                    f"OT plans are nearly uniform at step 1 (normalised entropy {entropy:.3f} at "
                     f"loss.ot.eps={self.cfg.loss.ot.eps}): the loss then pulls every student token towards "
                     "the mean teacher token instead of its translation; lower loss.ot.eps",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if conv < MIN_CONVERGED and not self._warned_convergence:
+                self._warned_convergence = True  # once per run; every step's fraction is in metrics.jsonl
+                warnings.warn(
+                    f"step {self.step}: only {conv:.0%} of the OT problems converged within loss.ot.max_iter="
+                    f"{self.cfg.loss.ot.max_iter} (tol {self.cfg.loss.ot.tol}): raise max_iter, set "
+                    "loss.ot.eps_scaling (e.g. 0.5) or raise eps; the loss is then inexact",
                     RuntimeWarning,
                     stacklevel=2,
                 )

@@ -113,6 +113,33 @@ class Encoder:
         ids, mask = self._pad(enc.ids)
         return {"input_ids": ids.to(self.device), "attention_mask": mask.long().to(self.device)}
 
+    def content_mask(self, texts: list[str], max_length: int | None = None, prefix: str | None = None) -> torch.Tensor:
+        """Which tokens of ``prefix + text`` belong to a word of the text: (B, T) bool on ``self.device``.
+
+        True where :class:`TokenBatch`'s ``word_ids`` is not None; False on ``<s>``, ``</s>``,
+        the prefix's pieces (``▁que``, ``ry``, ``:`` of e5's ``"query: "``) and padding. Tokens
+        as the trainer makes them: truncated to ``max_length`` (default ``self.max_length``),
+        padded on the right to the longest. The token marginals of the OT loss
+        (``loss.ot.marginals: content``) put mass only here.
+        """
+        _check_texts(texts)
+        prefix = self._prefix(prefix)
+        out = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=min(max_length or self.max_length, self.max_length),
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+        )
+        T = max((len(x) for x in out["input_ids"]), default=0)
+        mask = torch.zeros(len(texts), T, dtype=torch.bool)
+        for i, text in enumerate(texts):
+            _, wid = _word_ids(text, prefix, out["offset_mapping"][i], [bool(x) for x in out["special_tokens_mask"][i]])
+            mask[i, : len(wid)] = torch.tensor([w is not None for w in wid], dtype=torch.bool)
+        return mask.to(self.device)
+
     def _prefix(self, prefix: str | None) -> str:
         if prefix is None:
             return self.prefix

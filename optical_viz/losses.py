@@ -39,6 +39,7 @@ __all__ = [
     "mse_loss",
     "mean_pool",
     "content_weights",
+    "check_ot_options",
     "OBJECTIVES",
     "PLANS",
     "EPS_MODES",
@@ -127,7 +128,8 @@ def content_weights(mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 
 def _eps_per_pair(cost: torch.Tensor, pair: torch.Tensor, eps: float, eps_mode: str) -> torch.Tensor:
     """(B,) eps in cost units: ``eps``, or ``eps`` times the standard deviation of each pair's
-    real cost entries (detached: a constant of the step)."""
+    cost entries between tokens that carry mass (``pair`` (B, T, S) bool; detached: a
+    constant of the step)."""
     B = cost.shape[0]
     if eps_mode == "absolute":
         return cost.new_full((B,), float(eps))
@@ -221,7 +223,8 @@ def ot_loss(
         cost lies in [0, 2]; with the default model's last layer the costs of a pair spread
         by ~0.07, and at eps 0.1 the plan is nearly uniform). ``"relative"``: times the
         per-pair standard deviation of the real cost entries (detached), so one setting
-        means the same sharpness across layers, models and training time.
+        means the same sharpness across layers, models and training time (the spread is
+        taken over the token pairs that carry mass).
     eps_scaling: None, or the annealing ratio of :func:`optical_viz.transport.sinkhorn`
         (makes small eps affordable).
     metric: "cosine", "sqeuclidean" or "dot" (see :func:`optical_viz.transport.cost_matrix`).
@@ -237,26 +240,7 @@ def ot_loss(
     Gradients reach ``student`` (and ``teacher`` if it requires grad) through the costs.
     """
     _check_tokens(student, teacher, student_mask, teacher_mask)
-    _check_choice("objective", objective, OBJECTIVES)
-    _check_choice("plan", plan, PLANS)
-    _check_choice("eps_mode", eps_mode, EPS_MODES)
-    _check_choice("grad", grad, GRAD_MODES)
-    if plan == "emd" and (objective != "plan_cost" or grad != "envelope"):
-        raise ValueError(
-            f"plan='emd' is the exact OT cost with its exact envelope gradient: use objective='plan_cost' "
-            f"and grad='envelope' (got objective={objective!r}, grad={grad!r})"
-        )
-    if plan == "sinkhorn" and objective == "plan_cost" and grad == "envelope":
-        raise ValueError(
-            "objective='plan_cost' with grad='envelope' would descend OT_eps, not <P, C>: use grad='unroll', "
-            "objective='entropic', or plan='emd'"
-        )
-    if rho is not None and not (rho > 0):
-        raise ValueError(f"rho must be positive (or None for balanced OT), got {rho}")
-    if rho is not None and (objective == "divergence" or plan == "emd"):
-        raise ValueError(f"rho (unbalanced OT) is available for plan='sinkhorn' with objective 'entropic' or 'plan_cost', not {objective!r}/{plan!r}")
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be positive, got {eps!r}")
+    check_ot_options(objective=objective, plan=plan, eps=eps, eps_mode=eps_mode, eps_scaling=eps_scaling, grad=grad, rho=rho)
     cost = transport.cost_matrix(student, teacher, metric=metric, x_mask=student_mask, y_mask=teacher_mask)  # (B, T, S)
     a = transport.marginal(student_mask, student_weights, dtype=cost.dtype)  # (B, T)
     b = transport.marginal(teacher_mask, teacher_weights, dtype=cost.dtype)  # (B, S)
@@ -264,7 +248,7 @@ def ot_loss(
         res = transport.emd(cost, student_mask, teacher_mask, a=a, b=b)
         per_example = res.cost  # (B,) exact OT cost; gradient = plan * dC (envelope, exact)
         return _result(per_example, res.cost.detach(), res.plan, cost, cost.new_zeros(len(cost)), res.converged, objective, eps)
-    pair = student_mask[:, :, None] & teacher_mask[:, None, :]  # (B, T, S)
+    pair = (a > 0)[:, :, None] & (b > 0)[:, None, :]  # (B, T, S): token pairs that carry mass
     eps_b = _eps_per_pair(cost, pair, eps, eps_mode)  # (B,)
     kw = dict(grad=grad, rho=rho, eps_scaling=eps_scaling, max_iter=max_iter, tol=tol)
     value, P, plan_cost, converged = _entropic(cost, student_mask, teacher_mask, a, b, eps_b, **kw)
@@ -295,6 +279,39 @@ def _result(per_example, plan_cost, plan, cost, eps_b, converged, objective, eps
         eps=eps_b.detach(),
         converged=converged,
     )
+
+
+def check_ot_options(*, objective, plan, eps, eps_mode, eps_scaling, grad, rho) -> None:
+    """Raise ValueError for an OT loss setting that is unknown or would not do what it says.
+
+    Shared by :func:`ot_loss` and the distillation config, so that a YAML file fails at load
+    time with the same message as the call would.
+    """
+    _check_choice("objective", objective, OBJECTIVES)
+    _check_choice("plan", plan, PLANS)
+    _check_choice("eps_mode", eps_mode, EPS_MODES)
+    _check_choice("grad", grad, GRAD_MODES)
+    if plan == "emd" and (objective != "plan_cost" or grad != "envelope"):
+        raise ValueError(
+            f"plan='emd' is the exact OT cost with its exact envelope gradient: use objective='plan_cost' "
+            f"and grad='envelope' (got objective={objective!r}, grad={grad!r})"
+        )
+    if plan == "sinkhorn" and objective == "plan_cost" and grad == "envelope":
+        raise ValueError(
+            "objective='plan_cost' with grad='envelope' would descend OT_eps, not <P, C>: use grad='unroll', "
+            "objective='entropic', or plan='emd'"
+        )
+    if rho is not None and not (isinstance(rho, (int, float)) and rho > 0):
+        raise ValueError(f"rho must be positive (or None for balanced OT), got {rho!r}")
+    if rho is not None and (objective == "divergence" or plan == "emd"):
+        raise ValueError(
+            f"rho (unbalanced OT) is available for plan='sinkhorn' with objective 'entropic' or 'plan_cost', "
+            f"not objective={objective!r}, plan={plan!r}"
+        )
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be positive, got {eps!r}")
+    if eps_scaling is not None and not (isinstance(eps_scaling, (int, float)) and 0 < eps_scaling < 1):
+        raise ValueError(f"eps_scaling must be a ratio in (0, 1) or None, got {eps_scaling!r}")
 
 
 def _check_choice(name: str, value, choices) -> None:
