@@ -17,7 +17,6 @@ nested lists; they are converted to float64 numpy arrays for drawing.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -689,23 +688,15 @@ def read_metrics(source: Any) -> pd.DataFrame:
     evaluation rows ``eval: [{"lang", "direction", "recall@1", ...}, ...]`` (the
     records of ``retrieval.evaluate``) becomes ``eval/<metric>``, the mean over
     the rows (languages and directions). A missing file gives an empty frame
-    with a ``step`` column (a run that has not logged yet).
+    with a ``step`` column (a run that has not logged yet); a missing folder raises
+    FileNotFoundError and a malformed line ValueError (see :func:`optical_viz.rundir.read_metrics`).
     """
     if isinstance(source, pd.DataFrame):
         return source
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir() or not path.suffix:
-            path = path / "metrics.jsonl"
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"no run folder at {path.parent}")
-        lines = path.read_text().splitlines() if path.is_file() else []
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line being written right now
-                break
+        from optical_viz.rundir import read_metrics as read_records
+
+        records = read_records(source)  # a line being written now is left out; a bad one names file:line
     else:
         records = list(source)
     rows = []

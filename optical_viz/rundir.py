@@ -6,6 +6,8 @@ the figures) goes through these few functions:
 - :func:`atomic_write` writes a file (text, bytes or a ``write(file)`` callback) into a
   temporary beside it and renames it into place: a reader sees the old file or the new
   one, never half of one.
+- :func:`atomic_directory` does the same for a directory (a checkpoint, a model): it is
+  filled under a temporary name and renamed into place, complete or absent.
 - :func:`read_metrics` reads ``RUN/metrics.jsonl`` (one JSON object per line). A last
   line cut short by a kill is dropped; any other bad line is an error naming file:line.
 - :class:`RunLock` makes a run directory single-writer: a second process that opens the
@@ -25,12 +27,13 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO, Callable, Iterator
 
 __all__ = [
     "LOCK_NAME",
@@ -38,6 +41,7 @@ __all__ = [
     "RunLockedError",
     "RunLock",
     "atomic_write",
+    "atomic_directory",
     "read_metrics",
     "write_checksums",
     "verify_checksums",
@@ -105,6 +109,41 @@ def atomic_write(
     if fsync:
         fsync_dir(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, checksums: bool = False) -> Iterator[Path]:
+    """Fill a directory under a temporary name; on success rename it to ``path``.
+
+    Yields the temporary directory ``.<name>.tmp-<pid>`` beside ``path`` (removed if the
+    block raises). An existing ``path`` is replaced (moved to ``.<name>.old-<pid>``, then
+    deleted), so readers see the old directory or the new one, never a mix.
+    checksums: write ``SHA256SUMS`` over the files before the rename (see :func:`verify_checksums`).
+
+    >>> with atomic_directory("runs/x/checkpoints/step-20", checksums=True) as tmp:  # doctest: +SKIP
+    ...     torch.save(state, tmp / "optimizer.pt")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if checksums:
+            write_checksums(tmp)
+        fsync_dir(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_metrics(source: str | os.PathLike) -> list[dict]:
