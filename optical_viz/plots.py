@@ -40,6 +40,7 @@ __all__ = [
     "PLAN_CMAP",
     "SCRIPT_FONTS",
     "font_families",
+    "missing_script_fonts",
     "publication_style",
     "save_figure",
     "language_colors",
@@ -94,7 +95,7 @@ SCRIPT_FONTS: tuple[str, ...] = (
     "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Syriac", "Noto Sans Thaana",
     "Noto Sans Ethiopic", "Noto Sans Tifinagh", "Noto Sans Armenian", "Noto Sans Georgian",
     "Noto Sans Thai", "Noto Sans Lao", "Noto Sans Khmer", "Noto Sans Myanmar", "Noto Serif Tibetan",
-    "Noto Sans Symbols", "Noto Sans Symbols 2",
+    "Noto Sans Symbols",
 )
 
 
@@ -118,6 +119,12 @@ def font_families() -> tuple[str, ...]:
                     fm.fontManager.addfont(path)
         known = {f.name for f in fm.fontManager.ttflist}
     return tuple(f for f in SCRIPT_FONTS if f in known)
+
+
+def missing_script_fonts() -> list[str]:
+    """The families of :data:`SCRIPT_FONTS` that are not installed ([] when all are)."""
+    have = set(font_families())
+    return [f for f in SCRIPT_FONTS if f not in have]
 
 
 # --------------------------------------------------------------------------- style
