@@ -524,7 +524,7 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool =
             return out_dir
         _remove_stale_temporaries(out_dir)
         # .<name>.tmp-<pid>, renamed into place (replacing a build of an older converter version)
-        with atomic_directory(out_dir) as tmp:
+        with atomic_directory(out_dir, create=False) as tmp:  # _write_model_dir creates it
             _write_model_dir(src, tmp, progress=progress)
     return out_dir
 

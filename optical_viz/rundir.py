@@ -112,13 +112,15 @@ def atomic_write(
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, *, checksums: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, checksums: bool = False, create: bool = True) -> Iterator[Path]:
     """Fill a directory under a temporary name; on success rename it to ``path``.
 
     Yields the temporary directory ``.<name>.tmp-<pid>`` beside ``path`` (removed if the
     block raises). An existing ``path`` is replaced (moved to ``.<name>.old-<pid>``, then
     deleted), so readers see the old directory or the new one, never a mix.
     checksums: write ``SHA256SUMS`` over the files before the rename (see :func:`verify_checksums`).
+    create: create the temporary directory (False: the block creates it, e.g. a writer that
+        calls ``mkdir`` itself).
 
     >>> with atomic_directory("runs/x/checkpoints/step-20", checksums=True) as tmp:  # doctest: +SKIP
     ...     torch.save(state, tmp / "optimizer.pt")
@@ -127,7 +129,8 @@ def atomic_directory(path: str | os.PathLike, *, checksums: bool = False) -> Ite
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    if create:
+        tmp.mkdir()
     try:
         yield tmp
         if checksums:
