@@ -339,7 +339,7 @@ def _clir(langs, root):
         unknown = {p for rel in col.qrels.values() for p in rel if p not in index}
         if unknown:
             raise ValueError(
-                f"{Path(root) / 'qrels.tsv'} names {len(unknown)} passages absent from {Path(root) / 'passages.tsv'}, "
+                f"{Path(root) / 'qrels.tsv'} names {len(unknown)} passage(s) absent from {Path(root) / 'passages.tsv'}, "
                 f"e.g. {sorted(unknown)[:3]}"
             )
         qids = [q for q in col.queries if q in col.qrels]
