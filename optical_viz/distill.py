@@ -15,17 +15,22 @@ Run directory (other modules rely on it)::
     RUN/metrics.jsonl         one JSON object per line: step, loss terms, lr, examples/s,
                               held-out cosine ("heldout_cosine"), evaluation rows ("eval")
     RUN/checkpoints/step-N/   student.safetensors (trainable tensors), optimizer.pt,
-                              scheduler.pt, rng.pt, trainer_state.json; written atomically
+                              scheduler.pt, rng.pt, trainer_state.json, SHA256SUMS;
+                              written atomically (a directory renamed into place)
+    RUN/.lock                 while a run writes: its pid (see optical_viz.rundir.RunLock)
     RUN/student/              the final student model directory, with
                               optical_viz_training.json {"languages", "bitext_sources", ...}
 
 Resuming (``resume=True``) restores the model, optimizer, scheduler, the torch / numpy /
 python RNG states and the sampler position from the last checkpoint, so that the metrics
-equal those of an uninterrupted run (same seed, CPU). Several processes (``accelerate
+equal those of an uninterrupted run (same seed, CPU). Each checkpoint is verified against
+its SHA256SUMS first; a damaged one is reported and the previous intact one used. One
+process at a time writes a run directory: a second is refused with the holder's pid. Several processes (``accelerate
 launch --num_processes 2 --cpu``) split each global batch between them.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -53,6 +58,7 @@ __all__ = [
 
 from optical_viz.geometry import plan_entropy  # noqa: E402
 from optical_viz.paths import TRAINING_INFO  # noqa: E402
+from optical_viz.rundir import LOCK_NAME, RunLock, atomic_directory, atomic_write, read_metrics, usable_checkpoint  # noqa: E402,F401
 
 # Normalised plan entropy above which the trainer warns that eps is too large for the costs
 NEAR_UNIFORM = 0.95
@@ -226,7 +232,7 @@ class DistillConfig:
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write(path, text)
         return text
 
     def checkpointing(self) -> bool:
@@ -764,16 +770,19 @@ class _Trainer:
     # --- checkpoints
 
     def save_checkpoint(self) -> Path:
+        final = self.run_dir / "checkpoints" / f"step-{self.step}"
+        # complete or absent; SHA256SUMS lets a resume catch a file truncated or edited later
+        with atomic_directory(final, checksums=True) as tmp:
+            self._write_checkpoint(tmp)
+        old = sorted(_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
+        for p in old:
+            shutil.rmtree(p, ignore_errors=True)
+        return final
+
+    def _write_checkpoint(self, tmp: Path) -> None:
         import torch
         from safetensors.torch import save_file
 
-        ckpt_root = self.run_dir / "checkpoints"
-        ckpt_root.mkdir(exist_ok=True)
-        final = ckpt_root / f"step-{self.step}"
-        tmp = ckpt_root / f".tmp-step-{self.step}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
         trainable = {n: p.detach().cpu().contiguous() for n, p in self.student.model.named_parameters() if p.requires_grad}
         save_file(trainable, str(tmp / "student.safetensors"))
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
@@ -784,15 +793,6 @@ class _Trainer:
         torch.save(rng, tmp / "rng.pt")
         state = {"step": self.step, "sampler": self.sampler.state_dict()}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # atomic: a checkpoint directory is complete or absent
-        _fsync_dir(ckpt_root)
-        old = sorted(_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
-        for p in old:
-            shutil.rmtree(p, ignore_errors=True)
-        return final
 
     def load_checkpoint(self, path: Path) -> None:
         import torch
@@ -814,22 +814,13 @@ class _Trainer:
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        state = json.loads((path / "trainer_state.json").read_text())
+        state_path = path / "trainer_state.json"
+        try:
+            state = json.loads(state_path.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{state_path} is not valid JSON ({exc}); resume from an earlier checkpoint") from None
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
@@ -845,25 +836,11 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The records of ``RUN/metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a line cut short by a kill; resume recomputes it
-                break
-            raise ValueError(f"{path}: line {i + 1} is not JSON: {line[:80]!r}") from None
-    return records
-
-
 def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
     """Check the run directory; return the checkpoint to resume from (or None)."""
+    started = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+    if resume and not started:  # killed before it wrote anything: nothing to resume, start it
+        return None
     if resume:
         saved = run_dir / "config.yaml"
         if not saved.is_file():
@@ -874,8 +851,17 @@ def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             raise ValueError(f"cannot resume {run_dir}: the config differs from its config.yaml in {diff}")
-        return latest_checkpoint(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+        found = usable_checkpoint(_checkpoints(run_dir))
+        if found.path is None and found.damaged:
+            detail = "; ".join(f"{p.name}: {', '.join(probs)}" for p, probs in found.damaged)
+            raise ValueError(
+                f"cannot resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}: {detail}; "
+                "start afresh with another --out (or delete the checkpoints/ folder to restart this one)"
+            )
+        if found.damaged:
+            warnings.warn(found.report(), RuntimeWarning, stacklevel=3)
+        return found.path
+    if started:
         raise FileExistsError(
             f"run directory {run_dir} already exists and is not empty: pass --resume to continue it, "
             "or choose another output directory (--out)"
@@ -921,15 +907,18 @@ def distill(
     config = dataclasses.replace(config, languages=[c.lang for c in corpora])
     for c in corpora:  # the held-out signal needs FLORES dev for every trained language
         data.load_flores(c.lang, split="dev", root=root)
-    ckpt = _prepare_run_dir(config, run_dir, resume)
-
-    threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
-        return _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress)
-    finally:
-        torch.set_num_threads(threads)
+    # one writer per run directory: the main process holds RUN/.lock for the whole run (the
+    # other processes of an `accelerate launch` share it; RANK is set by the launcher)
+    main = os.environ.get("RANK", "0") == "0"
+    with RunLock(run_dir) if main else contextlib.nullcontext():
+        ckpt = _prepare_run_dir(config, run_dir, resume)
+        threads = torch.get_num_threads()
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        try:
+            return _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) -> DistillResult:
@@ -969,7 +958,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     elif resume:  # interrupted before the first checkpoint: start over
         trainer.metrics = []
     if main:  # drop records logged after the checkpoint (they will be recomputed)
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.metrics))
+        atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in trainer.metrics))
     accelerator.wait_for_everyone()
 
     def log(rec: dict) -> None:
@@ -1027,11 +1016,12 @@ def _seed_everything(seed: int) -> None:
 
 def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -> None:
     """Write the final student as a model directory (atomically) that load_encoder opens."""
-    tmp = student_dir.with_name(f".tmp-student-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with atomic_directory(student_dir) as tmp:
+        _write_student(trainer, config, tmp)
+
+
+def _write_student(trainer: _Trainer, config: DistillConfig, tmp: Path) -> None:
     model = trainer.acc.unwrap_model(trainer.model)
-    tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     trainer.student.tokenizer.save_pretrained(tmp)
     info = {
@@ -1046,6 +1036,3 @@ def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -
         "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
     }
     (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
-    if student_dir.exists():
-        shutil.rmtree(student_dir)
-    os.replace(tmp, student_dir)

@@ -17,9 +17,10 @@ nested lists; they are converted to float64 numpy arrays for drawing.
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ from matplotlib.lines import Line2D
 __all__ = [
     "PALETTE",
     "PLAN_CMAP",
+    "SCRIPT_FONTS",
+    "font_families",
+    "missing_script_fonts",
     "publication_style",
     "save_figure",
     "language_colors",
@@ -76,6 +80,53 @@ COLUMN_WIDTH = 3.3
 TEXT_WIDTH = 6.9
 
 
+# Text of every script the toolkit's languages use (FLORES-200). DejaVu Sans first (Latin,
+# Greek, Cyrillic, IPA); then one Noto family per script it lacks (Debian: fonts-noto-core,
+# fonts-noto-cjk; `make setup` installs them). Matplotlib takes each glyph from the first
+# family of ``font.family`` that has it, and its bundled libraqm shapes complex scripts
+# (Arabic joining, Devanagari conjuncts) and lays right-to-left text out right to left.
+SCRIPT_FONTS: tuple[str, ...] = (
+    "DejaVu Sans",
+    "Noto Sans",
+    "Noto Sans Devanagari", "Noto Sans Bengali", "Noto Sans Gurmukhi", "Noto Sans Gujarati",
+    "Noto Sans Oriya", "Noto Sans Tamil", "Noto Sans Telugu", "Noto Sans Kannada",
+    "Noto Sans Malayalam", "Noto Sans Sinhala", "Noto Sans Meetei Mayek", "Noto Sans Ol Chiki",
+    "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK JP", "Noto Sans CJK KR",
+    "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Syriac", "Noto Sans Thaana",
+    "Noto Sans Ethiopic", "Noto Sans Tifinagh", "Noto Sans Armenian", "Noto Sans Georgian",
+    "Noto Sans Thai", "Noto Sans Lao", "Noto Sans Khmer", "Noto Sans Myanmar", "Noto Serif Tibetan",
+    "Noto Sans Symbols",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """The families of :data:`SCRIPT_FONTS` that are installed, in that order.
+
+    Fonts installed after matplotlib built its font cache (``make setup`` on a machine where
+    matplotlib was used before) are registered here from the system font folders, once.
+    """
+    from matplotlib import font_manager as fm
+
+    known = {f.name for f in fm.fontManager.ttflist}
+    missing = [f for f in SCRIPT_FONTS if f not in known]
+    if missing:
+        # file names: NotoSansDevanagari-Regular.ttf, NotoSansCJK-Regular.ttc (all four CJK families)
+        stems = {re.sub(r"CJK(SC|TC|JP|KR)$", "CJK", m.replace(" ", "")) + "-Regular." for m in missing}
+        for path in fm.findSystemFonts():
+            if any(Path(path).name.startswith(stem) for stem in stems):
+                with contextlib.suppress(Exception):  # an unreadable font file: skip it
+                    fm.fontManager.addfont(path)
+        known = {f.name for f in fm.fontManager.ttflist}
+    return tuple(f for f in SCRIPT_FONTS if f in known)
+
+
+def missing_script_fonts() -> list[str]:
+    """The families of :data:`SCRIPT_FONTS` that are not installed ([] when all are)."""
+    have = set(font_families())
+    return [f for f in SCRIPT_FONTS if f not in have]
+
+
 # --------------------------------------------------------------------------- style
 
 
@@ -84,7 +135,9 @@ def publication_style(font_size: float = 8.0, *, usetex: bool = False) -> Iterat
     """Context manager with paper-ready matplotlib settings.
 
     Font sizes readable at column width (``font_size`` for text, one point less
-    for ticks and legends), the Okabe-Ito colour cycle, thin spines without the
+    for ticks and legends), fonts for every script of the toolkit's languages
+    (:func:`font_families`: no empty boxes for Hindi, Chinese, Arabic, Amharic or
+    Thai tokens, Arabic shaped and laid out right to left), the Okabe-Ito colour cycle, thin spines without the
     top and right ones, constrained (tight) layout, vector-friendly fonts
     (Type 42 in PDF, text kept as text in SVG), 300 dpi raster output.
     Settings are restored on exit::
@@ -96,7 +149,7 @@ def publication_style(font_size: float = 8.0, *, usetex: bool = False) -> Iterat
     small = font_size - 1
     rc = {
         "font.size": font_size,
-        "font.family": "sans-serif",
+        "font.family": list(font_families()) or ["sans-serif"],  # per-glyph fallback
         "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
         "axes.titlesize": font_size + 1,
         "axes.labelsize": font_size,
@@ -689,23 +742,15 @@ def read_metrics(source: Any) -> pd.DataFrame:
     evaluation rows ``eval: [{"lang", "direction", "recall@1", ...}, ...]`` (the
     records of ``retrieval.evaluate``) becomes ``eval/<metric>``, the mean over
     the rows (languages and directions). A missing file gives an empty frame
-    with a ``step`` column (a run that has not logged yet).
+    with a ``step`` column (a run that has not logged yet); a missing folder raises
+    FileNotFoundError and a malformed line ValueError (see :func:`optical_viz.rundir.read_metrics`).
     """
     if isinstance(source, pd.DataFrame):
         return source
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir() or not path.suffix:
-            path = path / "metrics.jsonl"
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"no run folder at {path.parent}")
-        lines = path.read_text().splitlines() if path.is_file() else []
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line being written right now
-                break
+        from optical_viz.rundir import read_metrics as read_records
+
+        records = read_records(source)  # a line being written now is left out; a bad one names file:line
     else:
         records = list(source)
     rows = []

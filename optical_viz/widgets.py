@@ -27,14 +27,23 @@ from matplotlib.figure import Figure
 
 from optical_viz import plots
 
-__all__ = ["AlignmentExplorer", "ProjectionExplorer", "TrainingMonitor", "render_png"]
+__all__ = ["AlignmentExplorer", "ProjectionExplorer", "TrainingMonitor", "render_png", "show_png"]
 
 SOLVERS = ("emd", "sinkhorn", "unbalanced")
+# CSS pixels per figure inch, and device pixels per CSS pixel the PNGs are drawn with: 2 is
+# the ratio of HiDPI ("retina") screens; a plain screen downsamples, which stays sharp
+DPI = 110
+PIXEL_RATIO = 2.0
+EPS_FORMAT = ".3g"  # the eps slider's readout and the status line print eps alike
 
 
-def render_png(draw: Callable[[Figure], None], figsize: tuple[float, float], dpi: int = 110) -> tuple[bytes, Figure]:
+def render_png(
+    draw: Callable[[Figure], None], figsize: tuple[float, float], dpi: int = DPI, pixel_ratio: float = PIXEL_RATIO
+) -> tuple[bytes, Figure]:
     """Draw on a new off-screen figure (no pyplot, no global state) in the publication style.
 
+    The PNG has ``dpi * pixel_ratio`` pixels per inch; :func:`show_png` displays it at ``dpi``
+    CSS pixels per inch, so that it is not stretched on a high-density screen.
     Returns the PNG bytes and the figure (whose artists tests can inspect).
     """
     with plots.publication_style():
@@ -42,8 +51,16 @@ def render_png(draw: Callable[[Figure], None], figsize: tuple[float, float], dpi
         FigureCanvasAgg(fig)
         draw(fig)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": "optical_viz"})
+        fig.savefig(buf, format="png", dpi=dpi * pixel_ratio, metadata={"Software": "optical_viz"})
     return buf.getvalue(), fig
+
+
+def show_png(image: widgets.Image, png: bytes, pixel_ratio: float = PIXEL_RATIO) -> None:
+    """Put a :func:`render_png` picture in ``image`` at its CSS size (pixel width / ratio)."""
+    width = int.from_bytes(png[16:20], "big")  # the PNG header's IHDR width
+    image.value = png
+    image.layout.width = f"{round(width / pixel_ratio)}px"
+    image.layout.height = "auto"
 
 
 def _error_html(exc: Exception) -> str:
@@ -134,7 +151,7 @@ class AlignmentExplorer(widgets.VBox):
         self.sentence = widgets.Dropdown(options=self._sentence_options(), value=start[1], description="sentence",
                                          style=style, layout=widgets.Layout(width="420px"))
         self.eps = widgets.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.05, description="eps",
-                                          readout_format=".3f", continuous_update=False, style=style)
+                                          readout_format=EPS_FORMAT, continuous_update=False, style=style)
         self.layer = widgets.IntSlider(value=layer if layer >= 0 else n_layers + 1 + layer, min=0, max=n_layers,
                                        description="layer", continuous_update=False, style=style)
         self.solver = widgets.ToggleButtons(options=list(SOLVERS), value=method, description="solver", style=style)
@@ -201,9 +218,9 @@ class AlignmentExplorer(widgets.VBox):
             self.info.value = _error_html(exc)
             return
         self.alignment, self.figure, self.error = al, fig, None
-        self.image.value = png
+        show_png(self.image, png)
         self.n_updates += 1
-        eps = "" if kw["method"] == "emd" else f", eps = {kw['eps']:.3g}"
+        eps = "" if kw["method"] == "emd" else f", eps = {format(kw['eps'], EPS_FORMAT)}"
         aer = f" &nbsp; <b>AER = {self.aer:.3f}</b> against gold (sure + possible links)" if self.aer is not None else ""
         self.info.value = (f"{html.escape(kw['method'])}{eps}, layer {kw['layer']}: "
                            f"{len(al.word_links)} word links{aer}")
@@ -304,7 +321,7 @@ class ProjectionExplorer(widgets.VBox):
             self.info.value = _error_html(exc)
             return
         self.projection, self.figure, self.error = proj, fig, None
-        self.image.value = png
+        show_png(self.image, png)
         self.n_updates += 1
         self.info.value = f"{len(proj.coords)} sentences in {len(langs)} languages"
 
@@ -365,7 +382,7 @@ class TrainingMonitor(widgets.VBox):
             self.info.value = _error_html(exc)
             return False
         self.figure, self.error = fig, None
-        self.image.value = png
+        show_png(self.image, png)
         self.n_updates += 1
         last = df.iloc[-1]
         loss = f", loss {last['loss']:.4f}" if "loss" in df and last.notna().get("loss", False) else ""

@@ -207,11 +207,40 @@ def test_any_pair_with_both_files_is_found(tmp_path):
     with pytest.raises(ValueError, match="no pair 'jaen'.*available: deen"):
         load_word_alignment("jaen", root=tmp_path)
     (wa / "deen.gold").write_text("1-1 3-2\n1-1\n")  # word 3 does not exist
-    with pytest.raises(CorruptDataError, match=r"deen\.gold: line 1: link '3-2'.*optical-viz data fetch word_alignment"):
+    with pytest.raises(CorruptDataError, match=r"deen\.gold: line 1: link '3-2'.*not in data/manifest\.tsv") as info:
         load_word_alignment("deen", root=tmp_path)
+    assert "data fetch" not in str(info.value)  # a file of the user's own: fetching cannot fix it
     (wa / "deen.gold").write_text("1-1\n")  # one line short
     with pytest.raises(CorruptDataError, match="1 lines, but its parallel file deen.src-tgt has 2"):
         load_word_alignment("deen", root=tmp_path)
+
+
+def test_word_alignment_tokens_are_split_on_ascii_spaces_only(tmp_path, data_root):
+    """Bug 6: awesome-align's format separates tokens by ASCII spaces; a full-width space (U+3000)
+    is a token of its own and a no-break space (U+00A0) is inside a token."""
+    wa = tmp_path / "word_alignment"
+    wa.mkdir()
+    # 私 は <U+3000> 学生 です 。 ||| I am a student .   (6 x 5 tokens; 6-5 links the full stops)
+    (wa / "jaen.src-tgt").write_text("私 は \u3000 学生 です 。 ||| I am a student .\n10\u00a0000 円 ||| 10,000  yen\n",
+                                     encoding="utf-8")
+    (wa / "jaen.gold").write_text("1-1 2-2 4-4 5p2 6-5\n1-1 2-2\n")
+    first, second = load_word_alignment("ja-en", root=tmp_path)
+    assert first.src == ["私", "は", "\u3000", "学生", "です", "。"] and first.tgt == ["I", "am", "a", "student", "."]
+    assert (5, 4) in first.sure and (4, 1) in first.possible - first.sure
+    assert second.src == ["10\u00a0000", "円"] and second.tgt == ["10,000", "yen"]  # two ASCII spaces: one gap
+    # the real gold files are unchanged by the rule (no other whitespace in them)
+    for pair in ("enfr", "roen"):
+        for g, line in zip(load_word_alignment(pair, root=data_root), _lines(data_root / f"word_alignment/{pair}.src-tgt")):
+            assert g.src + g.tgt == line.replace("|||", " ").split()
+
+
+def test_a_bad_line_of_a_manifest_file_still_advises_fetch(tmp_path, data_root):
+    wa = tmp_path / "word_alignment"
+    shutil.copytree(data_root / "word_alignment", wa)
+    gold = wa / "roen.gold"
+    gold.write_text(gold.read_text().replace("2-4 1-3", "2-4 1-9", 1))
+    with pytest.raises(CorruptDataError, match="fix: optical-viz data fetch word_alignment"):
+        load_word_alignment("roen", root=tmp_path)
 
 
 # --------------------------------------------------------------------------- missing / corrupt files

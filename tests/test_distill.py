@@ -428,5 +428,122 @@ def test_read_metrics_tolerates_a_line_cut_by_a_kill(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
     assert read_metrics(tmp_path) == [{"step": 0}, {"step": 1, "loss": 0.5}]
     (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"ste\n{"step": 2}\n')
-    with pytest.raises(ValueError, match="line 2"):
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: expected one JSON object per line"):
         read_metrics(tmp_path)
+
+
+# ----------------------------------------------------------------------------- careless hands (issue 14)
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path, data_root):
+    """Bug 1: a second run on a directory that a live process holds is refused, naming its pid."""
+    from optical_viz.rundir import RunLock, RunLockedError
+
+    out = tmp_path / "run"
+    with RunLock(out):  # this test process is the holder (flock: another open of the file is refused)
+        for resume in (False, True):
+            with pytest.raises(RunLockedError, match=rf"{out} is in use .*pid {os.getpid()}\b.*--out"):
+                distill(_tiny(out, steps=1), resume=resume, root=data_root, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing was written
+    assert not out.exists()  # the lock created the directory and removed it, still empty
+
+
+@pytest.mark.slow
+def test_concurrent_and_killed_runs_from_the_command_line(tmp_path, data_root, default_model_dir):
+    """Bug 1 end to end: `distill --out SAME` twice at once: the second exits 2 naming the first's
+    pid; once the first is killed, its stale lock is taken over by --resume, and the metrics hold
+    every step once."""
+    out = tmp_path / "run"
+    cfg_path = tmp_path / "cfg.yaml"
+    _tiny(out, steps=3, checkpoint_every=1).to_yaml(cfg_path)
+    cmd, env = _cli(cfg_path, "--out", out, "--quiet", data_root=data_root, env_extra={"OMP_NUM_THREADS": "1"})
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while first.poll() is None and time.time() < deadline and str(first.pid) not in _text(out / ".lock"):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)  # paused while it holds the directory
+    try:
+        assert first.poll() is None, first.stdout.read().decode()[-2000:]
+        for extra in ([], ["--resume"]):
+            second = subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=300)
+            assert second.returncode == 2, second.stderr[-2000:]
+            assert f"is in use by another process (optical-viz distill, pid {first.pid}" in second.stderr
+            assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # the killed run's lock is taken over; Ctrl-C then stops the resumed run with the way on
+    third = subprocess.Popen([*cmd, "--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.time() + 240
+    while third.poll() is None and time.time() < deadline and not (out / "checkpoints" / "step-1").is_dir():
+        time.sleep(0.05)
+    third.send_signal(signal.SIGINT)
+    _, err = third.communicate(timeout=120)
+    assert f"took over the lock of a run that is no longer running (pid {first.pid}" in err
+    assert third.returncode == 130, err[-3000:]
+    assert f"interrupted; continue with: optical-viz distill {cfg_path} --out {out} --resume" in err
+    assert "Traceback" not in err
+    res = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "took over" not in res.stderr  # the interrupted run released its lock
+    assert [r["step"] for r in read_metrics(out)] == [0, 1, 2, 3]
+    assert not (out / ".lock").exists()
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, data_root, reference_run):
+    """The reference run stopped at step 4: checkpoints step-2 and step-4."""
+    cfg, expected = reference_run
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    cfg = cfg.replace(output_dir=str(out))
+    distill(cfg, root=data_root, progress=False, max_steps=4)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2", "step-4"]
+    return cfg, out, expected
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "truncate":
+        with path.open("r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    else:  # a corrupt JSON file (a stray editor save)
+        path.write_text(path.read_text() + "\n}\n")
+
+
+@pytest.mark.parametrize(
+    "name,how",
+    [("student.safetensors", "truncate"), ("optimizer.pt", "truncate"), ("trainer_state.json", "corrupt")],
+)
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, data_root, interrupted_run, name, how):
+    """Bug 2 (and bug 4's trainer_state.json): a damaged step-4 is reported by file and step-2 used."""
+    import shutil
+
+    cfg, src, expected = interrupted_run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    cfg = cfg.replace(output_dir=str(out))
+    _damage(out / "checkpoints" / "step-4" / name, how)
+    with pytest.warns(RuntimeWarning, match=rf"step-4 is damaged: {name} is damaged.*\n.*previous intact checkpoint .*step-2"):
+        result = distill(cfg, resume=True, root=data_root, progress=False, max_steps=3)
+    assert result.steps == 3
+    assert _losses(read_metrics(out)) == _losses(expected)[:4]  # steps 0-3, as uninterrupted
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path, data_root, interrupted_run):
+    import shutil
+
+    cfg, src, _ = interrupted_run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    _damage(out / "checkpoints" / "step-4" / "optimizer.pt", "truncate")
+    _damage(out / "checkpoints" / "step-2" / "trainer_state.json", "corrupt")
+    with pytest.raises(ValueError, match=r"no intact checkpoint in .*checkpoints: step-4: optimizer.pt is damaged.*step-2: trainer_state.json is damaged.*"):
+        distill(cfg.replace(output_dir=str(out)), resume=True, root=data_root, progress=False)
+    assert (out / "checkpoints" / "step-2").is_dir()  # nothing deleted: the user decides

@@ -455,3 +455,53 @@ def test_plot_eps_sweep_lines_marks_and_errors():
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="cost_ratio"):
         plots.plot_eps_sweep(sweep.drop(columns="cost_ratio"))
+
+
+# --------------------------------------------------------------------------- scripts (issue 14, bug 7)
+
+SCRIPTS = {"hin_Deva": "Noto Sans Devanagari", "zho_Hans": "Noto Sans CJK SC", "arb_Arab": "Noto Sans Arabic",
+           "amh_Ethi": "Noto Sans Ethiopic", "tha_Thai": "Noto Sans Thai"}
+
+
+def _missing_glyphs(draw) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    return sorted({str(w.message) for w in caught if "missing from font" in str(w.message)})
+
+
+def test_plans_with_non_latin_tokens_have_every_glyph(tmp_path, data_root, default_model_dir):
+    """Bug 7: Hindi, Chinese, Arabic, Amharic and Thai tokens (the model's own sub-words of a
+    FLORES sentence) are drawn with real glyphs in PNG, PDF and SVG, not empty boxes."""
+    from transformers import AutoTokenizer
+
+    from optical_viz import data
+
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    en = tok.tokenize(data.load_flores("eng_Latn", split="dev", root=data_root).texts[0])[:12]
+    rng = np.random.default_rng(0)
+
+    def draw():
+        with plots.publication_style():
+            for lang in SCRIPTS:
+                tokens = tok.tokenize(data.load_flores(lang, split="dev", root=data_root).texts[0])[:12]
+                ax = plots.plot_plan(rng.dirichlet(np.ones(len(en)), size=len(tokens)), tokens, en, title=lang)
+                plots.save_figure(ax.figure, tmp_path / lang)
+
+    missing = _missing_glyphs(draw)
+    assert missing == [], f"{missing[:3]}...: run `make setup` (Debian: apt-get install fonts-noto-core fonts-noto-cjk)"
+    assert len(list(tmp_path.glob("*.svg"))) == len(SCRIPTS)
+    assert set(SCRIPTS.values()) <= set(plots.font_families())
+
+
+def test_arabic_is_shaped():
+    """Lam followed by alef is drawn as the one lam-alef ligature (libraqm shaping, bundled with
+    matplotlib >= 3.11), narrower than the two isolated letters side by side; unshaped text
+    would be exactly as wide."""
+    with plots.publication_style(font_size=40):
+        fig = plt.figure()
+        r = fig.canvas.get_renderer()
+        width = lambda s: fig.text(0, 0, s).get_window_extent(r).width
+        assert width("\u0644\u0627") < 0.9 * (width("\u0644") + width("\u0627"))

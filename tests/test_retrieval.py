@@ -219,6 +219,35 @@ def test_clir_collection(tmp_path, memory_cache):
         evaluate("clir", encoder=enc, langs=None, root=tmp_path / "e", cache=memory_cache)
 
 
+@pytest.mark.parametrize(
+    "file,text,match",
+    [
+        ("queries.tsv", "qid\ttext\nq1\tred fox\nq2 blue whale\n",
+         r"queries\.tsv:3: expected 'qid<TAB>text' \(2 tab-separated fields\), got 1 field: 'q2 blue whale'"),
+        ("queries.tsv", "q1\tred fox\nq2\tblue whale\nq1\tfox\n",
+         r"queries\.tsv:3: duplicate query id 'q1' \(first on line 1\)"),
+        ("queries.tsv", "q1\tred fox\nq2\t\n", r"queries\.tsv:2: empty query text for id 'q2'"),
+        ("passages.tsv", "p1\tthe red fox jumps\np2 a blue whale swims\n",
+         r"passages\.tsv:2: expected 'pid<TAB>text' or 'pid<TAB>title<TAB>text', got 1 field: 'p2 a blue whale swims'"),
+        ("passages.tsv", "p1\tthe red fox jumps\np2\ta blue whale\np1\tagain\n",
+         r"passages\.tsv:3: duplicate passage id 'p1' \(first on line 1\)"),
+        ("qrels.tsv", "q1 0 p1 yes\n", r"qrels\.tsv:1: relevance 'yes' is not a number"),
+        ("qrels.tsv", "q1 0 p1 1\nq1 0 p1 2\n", r"qrels\.tsv:2: duplicate judgement of \('q1', 'p1'\) \(first on line 1\)"),
+        ("qrels.tsv", "q1 0 p1 1 extra\n", r"qrels\.tsv:1: expected 'qid pid', 'qid pid relevance' or 'qid 0 pid relevance', got 5 fields"),
+        ("qrels.tsv", "Q1 0 p1 1\nQ2 0 p2 1\n",
+         r"qrels\.tsv names none of the 2 query ids of .*queries\.tsv \(qrels: \['Q1', 'Q2'\]; queries: \['q1', 'q2'\]\)"),
+    ],
+)
+def test_clir_malformed_lines_name_file_and_line(tmp_path, file, text, match):
+    """Bug 5: no line is dropped or overwritten silently; every error says file:line and what was expected."""
+    folder = tmp_path / "c"
+    _write_clir(folder, {"q1": "red fox", "q2": "blue whale"}, {"p1": "the red fox jumps", "p2": "a blue whale"},
+                [("q1", "p1", 1), ("q2", "p2", 1)])
+    (folder / file).write_text(text)
+    with pytest.raises(ValueError, match=match):
+        build_problems("clir", ["xx"], root=folder)
+
+
 def test_cli_writes_the_json_document(tmp_path, monkeypatch, capsys):
     from optical_viz import cli
     from optical_viz.retrieval import _evaluate

@@ -264,3 +264,24 @@ def test_training_monitor_follows_a_run_in_the_background(tmp_path):
     np.testing.assert_allclose(mon.figure.axes[0].lines[0].get_xdata(), np.arange(5))
     with pytest.raises(ValueError, match="interval"):
         ow.TrainingMonitor(tmp_path, interval=0)
+
+
+def test_heatmap_is_drawn_for_high_density_screens_and_shown_at_css_size(explorer):
+    """The PNG has PIXEL_RATIO device pixels per CSS pixel and is displayed at its CSS width
+    (it was drawn at 490 px and stretched by the browser)."""
+    from PIL import Image
+    import io
+
+    ex, _ = explorer
+    width, _ = Image.open(io.BytesIO(ex.image.value)).size
+    css = int(ex.image.layout.width.removesuffix("px"))
+    assert width == pytest.approx(css * ow.PIXEL_RATIO, abs=2) and css >= 400
+    assert ex.image.layout.height == "auto"
+
+
+def test_eps_readout_and_status_line_agree(explorer):
+    """The slider showed 0.001 while the status line said 0.00112."""
+    ex, aligner = explorer
+    ex.eps.value = 0.00112
+    readout = format(ex.eps.value, ex.eps.readout_format)
+    assert readout == "0.00112" and f"eps = {readout}," in ex.info.value

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the heatmap shows at most this many tokens per side (a 2,000-word text would otherwise give a
+# 21,000 px wide PNG whose labels nobody can read)
+MAX_HEATMAP_TOKENS = 120
 # keep in sync with optical_viz.alignment (not imported here: `--help` must stay fast)
 METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "similarity")
 EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
@@ -41,7 +44,14 @@ def _run(args) -> int:
     print(f"{enc.name}  method={al.method} eps={al.eps} layer={al.layer} extraction={al.extraction}")
     for i, j in sorted(al.word_links):
         print(f"{i:>3} {al.src_words[i]:<20} -> {j:>3} {al.tgt_words[j]}")
-    unaligned = [w for i, w in enumerate(al.src_words) if all(i != a for a, _ in al.word_links)]
+    for side, words, ids in (("source", al.src_words, al.src_word_ids), ("target", al.tgt_words, al.tgt_word_ids)):
+        cut = _truncated(words, ids)
+        if cut:
+            shown = " ".join(cut[:8]) + (" ..." if len(cut) > 8 else "")
+            print(f"{side} text truncated to the model's {len(ids)} tokens: its last {len(cut)} of "
+                  f"{len(words)} words were not read and are not aligned ({shown})")
+    read = len(_kept(al.src_words, al.src_word_ids))
+    unaligned = [w for i, w in enumerate(al.src_words[:read]) if all(i != a for a, _ in al.word_links)]
     if unaligned:
         print(f"unaligned source words: {' '.join(unaligned)}")
     if args.png is not None:
@@ -50,27 +60,34 @@ def _run(args) -> int:
     return 0
 
 
+def _kept(words: list[str], word_ids: list[int]) -> list[str]:
+    """The words the model read (those with at least one token after truncation)."""
+    return words[: max(word_ids) + 1] if word_ids else []
+
+
+def _truncated(words: list[str], word_ids: list[int]) -> list[str]:
+    """The words cut off by the model's maximum length."""
+    return words[len(_kept(words, word_ids)):]
+
+
 def _save_heatmap(al, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    try:
-        from optical_viz.plots import plot_plan
-    except ImportError:  # plots module not available: a minimal heatmap
-        plot_plan = None
-    h, w = len(al.src_tokens), len(al.tgt_tokens)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * w + 2), max(3.0, 0.35 * h + 1.5)))
-    if plot_plan is not None:
-        plot_plan(al.plan, al.src_tokens, al.tgt_tokens, links=al.token_links, ax=ax,
-                  title=f"{al.method}, eps={al.eps}, layer {al.layer}")
-    else:
-        ax.imshow(al.plan.numpy(), cmap="viridis", aspect="auto")
-        ax.set_xticks(range(w), al.tgt_tokens, rotation=90)
-        ax.set_yticks(range(h), al.src_tokens)
-        for i, j in al.token_links:
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    from optical_viz.plots import plot_plan, publication_style
+
+    h, w = min(len(al.src_tokens), MAX_HEATMAP_TOKENS), min(len(al.tgt_tokens), MAX_HEATMAP_TOKENS)
+    title = f"{al.method}, eps={al.eps}, layer {al.layer}"
+    if (h, w) != (len(al.src_tokens), len(al.tgt_tokens)):
+        title += f"\nfirst {h} x {w} of {len(al.src_tokens)} x {len(al.tgt_tokens)} tokens"
+        print(f"heatmap: the first {h} x {w} of {len(al.src_tokens)} x {len(al.tgt_tokens)} tokens "
+              f"(at most {MAX_HEATMAP_TOKENS} per side)")
+    links = {(i, j) for i, j in al.token_links if i < h and j < w}
+    with publication_style():  # fonts for every script
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.16 * w + 2), max(3.0, 0.16 * h + 1.5)))
+        plot_plan(al.plan[:h, :w], al.src_tokens[:h], al.tgt_tokens[:w], links=links, ax=ax, title=title)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)

@@ -4,11 +4,16 @@
 2. aligns one real sentence pair (FLORES English / French) and prints its word links and the
    soft alignment of each source word;
 3. executes the five notebooks headless (copies under `runs/notebooks/`, the committed
-   notebooks stay as they are); they write their figures to `figures/`.
+   notebooks stay as they are); they write their figures to `figures/`. The training runs
+   they make on the way (student models and checkpoints under `runs/nb*`, about 2 GB) are
+   scratch: removed at the end unless they existed before, or `--keep-runs` is given;
+4. ends with a summary: what ran, where the figures are, the disk it used and freed.
 """
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from optical_viz.paths import REPO_ROOT
@@ -20,18 +25,87 @@ def register(sub) -> None:
     p.add_argument("--notebooks", type=Path, default=REPO_ROOT / "notebooks", help="folder of the notebooks")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "notebooks",
                    help="where the executed copies go")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep the training runs the notebooks write under runs/ (student models, checkpoints)")
     p.set_defaults(func=_run)
+
+
+@dataclass
+class _Report:
+    """What the demo did, for the closing summary."""
+
+    started: float = field(default_factory=time.time)
+    ran: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    removed: list[tuple[Path, int]] = field(default_factory=list)  # scratch folder, bytes freed
+    kept: list[tuple[Path, int]] = field(default_factory=list)  # run folders left in place, bytes
 
 
 def _run(args) -> int:
     from optical_viz.convert import build_default_model
 
+    report = _Report()
     model_dir = build_default_model()
     print(f"model: {model_dir}")
+    report.ran.append(f"default model ({model_dir}, {_human(_size(model_dir))})")
     _show_alignment(model_dir)
+    report.ran.append("word alignment of FLORES dev sentence 1, English / French")
     if not args.no_notebooks:
-        _run_notebooks(sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb")), args.out)
+        notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
+        project = args.notebooks.resolve().parent  # the notebooks write ../figures and ../runs
+        runs = project / "runs"
+        before = _entries(runs)
+        _run_notebooks(notebooks, args.out)
+        report.ran.append(f"{len(notebooks)} notebooks ({', '.join(p.stem for p in notebooks)}), executed copies in {args.out}")
+        report.figures = sorted(p for p in (project / "figures").rglob("*") if p.is_file() and p.stat().st_mtime >= report.started)
+        out = args.out.resolve()
+        for path in sorted(_entries(runs)):
+            if path.resolve() == out or out.is_relative_to(path.resolve()) or not path.is_dir():
+                continue
+            size = _size(path)
+            if path in before or args.keep_runs:
+                report.kept.append((path, size))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                report.removed.append((path, size))
+    print(_summary(report, args))
     return 0
+
+
+def _entries(folder: Path) -> set[Path]:
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _summary(report: _Report, args) -> str:
+    lines = [f"\n== optical-viz demo finished in {time.time() - report.started:.0f} s", "ran:"]
+    lines += [f"  - {r}" for r in report.ran]
+    if report.figures:
+        folders = sorted({str(p.parent) for p in report.figures})
+        lines.append(f"figures: {len(report.figures)} files ({_human(sum(p.stat().st_size for p in report.figures))}) "
+                     f"in {', '.join(folders)}")
+    elif not args.no_notebooks:
+        lines.append("figures: none written")
+    if not args.no_notebooks and args.out.is_dir():
+        lines.append(f"executed notebooks: {args.out} ({_human(_size(args.out))})")
+    for path, size in report.removed:
+        lines.append(f"removed scratch training runs: {path} ({_human(size)}; --keep-runs keeps them)")
+    for path, size in report.kept:
+        lines.append(f"kept: {path} ({_human(size)})")
+    return "\n".join(lines)
 
 
 def _show_alignment(model_dir: Path) -> None:

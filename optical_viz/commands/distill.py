@@ -1,6 +1,9 @@
 """`optical-viz distill CONFIG.yaml [--resume] [--max-steps N] [--out DIR] [--loss NAME]`."""
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from pathlib import Path
 
 
@@ -28,10 +31,16 @@ def _run(args) -> int:
     changes = {k: v for k, v in (("loss", args.loss), ("steps", args.steps)) if v is not None}
     if changes:
         config = config.replace(**changes)
+    out = args.out if args.out is not None else config.output_dir
     try:
-        result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
-    except FileExistsError as exc:  # a user error: message and exit code 2, no traceback
+        with _one_line_warnings():
+            result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
+    except FileExistsError as exc:  # a user error (also a run directory in use): exit code 2, no traceback
         raise ValueError(str(exc)) from None
+    except KeyboardInterrupt:
+        print(f"\noptical-viz distill: interrupted; continue with: optical-viz distill {args.config} --out {out} --resume",
+              file=sys.stderr)
+        return 130
     last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)
     print(f"run directory: {result.run_dir} ({result.steps} steps)")
     if last is not None:
@@ -41,3 +50,14 @@ def _run(args) -> int:
     else:
         print("stopped before the end of the schedule: continue with --resume")
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Library warnings (a damaged checkpoint, a stale lock) as 'optical-viz distill: warning: ...'."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"optical-viz distill: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

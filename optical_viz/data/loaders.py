@@ -30,6 +30,7 @@ from optical_viz.data.languages import (
     resolve_language,
 )
 from optical_viz.data.manifest import (
+    _manifest_index,
     CorruptDataError,
     MissingDataError,
     fix_command,
@@ -183,8 +184,20 @@ def _read_json(set_name: str, rel: str, root: PathLike) -> dict:
 
 
 def _corrupt(set_name: str, file, root: PathLike, why: str) -> CorruptDataError:
-    fix = fix_command(set_name, root)
-    return CorruptDataError(f"{set_name}: corrupt file {file}: {why}; fix: {fix}", file=file, set=set_name, fix=fix)
+    """The error for a file that cannot be parsed. Fetching restores only the files of the
+    manifest; a file of the user's own (a new word-alignment pair) must be corrected by hand."""
+    try:
+        local = Path(file).resolve().relative_to(paths.data_root(root).resolve()).as_posix()
+    except ValueError:
+        local = None
+    if local is not None and local in _manifest_index():
+        fix = fix_command(set_name, root)
+        return CorruptDataError(f"{set_name}: corrupt file {file}: {why}; fix: {fix}", file=file, set=set_name, fix=fix)
+    fix = f"correct {file}"
+    return CorruptDataError(
+        f"{set_name}: bad file {file}: {why}; it is not in data/manifest.tsv (your own file?): {fix}",
+        file=file, set=set_name, fix=fix,
+    )
 
 
 def _pair_lines(set_name: str, rel_src: str, rel_tgt: str, root: PathLike) -> tuple[list[str], list[str]]:
@@ -484,9 +497,12 @@ def word_alignment_pairs(root: PathLike = None) -> list[str]:
 def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]:
     """Gold word alignments of a pair (``"enfr"``: English source, French target).
 
-    ``XXYY.src-tgt`` lines are ``source ||| target`` (whitespace tokens); ``XXYY.gold`` lines
-    hold 1-indexed links ``i-j`` (sure) and ``ipj`` (possible), converted here to 0-indexed
-    ``(i, j)``; ``possible`` includes ``sure``.
+    ``XXYY.src-tgt`` lines are ``source ||| target`` with tokens separated by ASCII spaces
+    (awesome-align's format: other Unicode spaces, such as the full-width U+3000 of Japanese
+    text, are tokens or parts of tokens); ``XXYY.gold`` lines hold 1-indexed links ``i-j``
+    (sure) and ``ipj`` (possible), converted here to 0-indexed ``(i, j)``; ``possible``
+    includes ``sure``. Any pair with both files in the folder is read, also one that is not
+    in the manifest (a gold set of your own), with every line validated.
     """
     available = word_alignment_pairs(root)
     key = pair.lower().replace("-", "").replace("_", "")
@@ -503,7 +519,7 @@ def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]
             raise _corrupt("word_alignment", require_file("word_alignment", f"{key}.src-tgt", root), root,
                            f"line {lineno} is not 'source ||| target'")
         left, right = text.split("|||")
-        src, tgt = left.split(), right.split()
+        src, tgt = _ascii_tokens(left), _ascii_tokens(right)
         sure: set[tuple[int, int]] = set()
         possible: set[tuple[int, int]] = set()
         for link in gold.split():
@@ -518,3 +534,8 @@ def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]
                 sure.add((i, j))
         out.append(GoldAlignment(src, tgt, sure, possible))
     return out
+
+
+def _ascii_tokens(text: str) -> list[str]:
+    """Tokens separated by ASCII spaces (runs of them), not by ``str.split``'s Unicode spaces."""
+    return [t for t in text.split(" ") if t]

@@ -8,7 +8,6 @@ CLIR collections are three UTF-8 TSV files in one folder (see :func:`load_clir`)
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,50 +209,112 @@ class CLIRCollection:
     qrels: dict[str, set[str]]
 
 
-def _read_tsv(path: Path) -> list[list[str]]:
+_HEADER_IDS = ("qid", "pid", "id", "query_id", "doc_id", "passage_id", "docid")
+
+
+def _lines(path: Path, sep: str | None):
+    """(line number, fields) of each line that is not blank, a ``#`` comment or the header.
+
+    sep: "\t" (fields may be empty) or None (any run of whitespace, as in TREC qrels).
+    """
     with open(path, encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r and not r[0].startswith("#")]
-    if rows and rows[0][0].lower() in ("qid", "pid", "id", "query_id", "doc_id", "passage_id", "docid"):
-        rows = rows[1:]  # header
-    return rows
+        try:
+            lines = f.read().splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    first = True
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split(sep) if sep else line.split()
+        if first and fields[0].strip().lower() in _HEADER_IDS:
+            first = False
+            continue
+        first = False
+        yield n, fields
+
+
+def _fields(n: int) -> str:
+    return f"{n} field" + ("" if n == 1 else "s")
+
+
+def _read_texts(path: Path, kind: str, shapes: str, sizes: tuple[int, ...]) -> dict[str, str]:
+    """id -> text of a ``id<TAB>text`` (or ``id<TAB>title<TAB>text``) file; every malformed
+    line, empty id or text and duplicate id is a ValueError naming ``file:line``."""
+    out: dict[str, str] = {}
+    where: dict[str, int] = {}
+    for n, fields in _lines(path, "\t"):
+        if len(fields) not in sizes:
+            line = "\t".join(fields)
+            raise ValueError(f"{path}:{n}: expected {shapes}, got {_fields(len(fields))}: {line[:80]!r}")
+        key, text = fields[0].strip(), " ".join(x.strip() for x in fields[1:] if x.strip())
+        if not key:
+            raise ValueError(f"{path}:{n}: empty {kind} id")
+        if not text:
+            raise ValueError(f"{path}:{n}: empty {kind} text for id {key!r}")
+        if key in out:
+            raise ValueError(f"{path}:{n}: duplicate {kind} id {key!r} (first on line {where[key]})")
+        out[key], where[key] = text, n
+    return out
+
+
+def _read_qrels(path: Path) -> dict[str, set[str]]:
+    """qid -> relevant pids; relevance must be a number (<= 0: not relevant); a pair judged
+    twice is an error."""
+    qrels: dict[str, set[str]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for n, parts in _lines(path, None):
+        if len(parts) == 4:
+            qid, _, pid, rel = parts
+        elif len(parts) == 3:
+            qid, pid, rel = parts
+        elif len(parts) == 2:
+            (qid, pid), rel = parts, "1"
+        else:
+            raise ValueError(
+                f"{path}:{n}: expected 'qid pid', 'qid pid relevance' or 'qid 0 pid relevance', got {_fields(len(parts))}"
+            )
+        try:
+            relevance = float(rel)
+        except ValueError:
+            raise ValueError(f"{path}:{n}: relevance {rel!r} is not a number (TREC qrels: 0 not relevant, >= 1 relevant)") from None
+        if (qid, pid) in seen:
+            raise ValueError(f"{path}:{n}: duplicate judgement of {(qid, pid)!r} (first on line {seen[qid, pid]})")
+        seen[qid, pid] = n
+        if relevance > 0:
+            qrels.setdefault(qid, set()).add(pid)
+    return qrels
 
 
 def load_clir(folder, queries: str = "queries.tsv") -> CLIRCollection:
     """Read a CLIR collection from ``folder``.
 
     Formats (UTF-8, tab-separated, optional header line whose first field is ``qid``/``pid``/
-    ``id``, lines starting with ``#`` ignored):
+    ``id``, blank lines and lines starting with ``#`` ignored):
 
     - ``queries.tsv`` (or ``queries.<lang>.tsv``, one file per query language): ``qid<TAB>text``
     - ``passages.tsv``: ``pid<TAB>text`` or ``pid<TAB>title<TAB>text`` (title and text are joined)
     - ``qrels.tsv``: ``qid<TAB>pid``, ``qid<TAB>pid<TAB>relevance`` or TREC ``qid 0 pid relevance``
       (whitespace-separated); pairs with relevance <= 0 are not relevant.
+
+    Nothing is dropped or overwritten silently: a line with the wrong number of fields, an
+    empty id or text, a duplicate id or judgement, or a relevance that is not a number raises
+    ValueError naming ``file:line`` and what was expected.
     """
     folder = Path(folder)
     for name in (queries, "passages.tsv", "qrels.tsv"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"CLIR collection {folder} has no {name} (needs {queries}, passages.tsv, qrels.tsv)")
-    qs = {r[0]: r[1] for r in _read_tsv(folder / queries) if len(r) >= 2}
-    ps = {}
-    for r in _read_tsv(folder / "passages.tsv"):
-        if len(r) >= 2:
-            ps[r[0]] = " ".join(x for x in r[1:] if x)
-    qrels: dict[str, set[str]] = {}
-    with open(folder / "qrels.tsv", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith("#") or (n == 1 and parts[0].lower() in ("qid", "query_id")):
-                continue
-            if len(parts) == 4:
-                qid, _, pid, rel = parts
-            elif len(parts) == 3:
-                qid, pid, rel = parts
-            elif len(parts) == 2:
-                (qid, pid), rel = parts, "1"
-            else:
-                raise ValueError(f"{folder / 'qrels.tsv'} line {n}: expected 2, 3 or 4 fields, got {len(parts)}")
-            if float(rel) > 0:
-                qrels.setdefault(qid, set()).add(pid)
+    qs = _read_texts(folder / queries, "query", "'qid<TAB>text' (2 tab-separated fields)", (2,))
+    ps = _read_texts(folder / "passages.tsv", "passage", "'pid<TAB>text' or 'pid<TAB>title<TAB>text'", (2, 3))
+    qrels = _read_qrels(folder / "qrels.tsv")
+    if not qs:
+        raise ValueError(f"{folder / queries}: the query set is empty (expected lines 'qid<TAB>text')")
+    if qrels and not set(qrels) & set(qs):
+        raise ValueError(
+            f"{folder / 'qrels.tsv'} names none of the {len(qs)} query ids of {folder / queries} "
+            f"(qrels: {sorted(qrels)[:3]}; queries: {sorted(qs)[:3]}): do the files belong together?"
+        )
     return CLIRCollection(qs, ps, qrels)
 
 
@@ -277,7 +338,10 @@ def _clir(langs, root):
         index = {p: i for i, p in enumerate(pids)}
         unknown = {p for rel in col.qrels.values() for p in rel if p not in index}
         if unknown:
-            raise ValueError(f"qrels name {len(unknown)} passages absent from passages.tsv, e.g. {sorted(unknown)[:3]}")
+            raise ValueError(
+                f"{Path(root) / 'qrels.tsv'} names {len(unknown)} passage(s) absent from {Path(root) / 'passages.tsv'}, "
+                f"e.g. {sorted(unknown)[:3]}"
+            )
         qids = [q for q in col.queries if q in col.qrels]
         problems.append(
             RetrievalProblem(
