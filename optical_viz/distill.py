@@ -470,8 +470,10 @@ def _load_models(config: DistillConfig, device) -> _Models:
     def load(role: str, name):
         try:
             return load_encoder(name, device=device)
-        except OSError as exc:  # a missing directory or an unknown hub id (offline)
+        except OSError as exc:  # a missing directory or a hub id that is not cached
             raise FileNotFoundError(f"{role} model {name!r} cannot be loaded: {exc}") from None
+        except ValueError as exc:  # no tokenizer, an unusable pooling, a device that is not there
+            raise ValueError(f"{role} model {name!r} cannot be used: {exc}") from None
 
     for role in ("teacher", "student"):
         name = getattr(config, role)
@@ -479,6 +481,13 @@ def _load_models(config: DistillConfig, device) -> _Models:
             raise FileNotFoundError(f"{role} model directory {name} does not exist")
     teacher = load("teacher", config.teacher)
     student = load("student", config.student if config.student is not None else config.teacher)
+    if teacher.hidden_size != student.hidden_size:
+        # every loss compares student and teacher vectors (tokens for OT, sentences otherwise)
+        raise ValueError(
+            f"teacher {teacher.name!r} has hidden size {teacher.hidden_size} but student {student.name!r} has "
+            f"{student.hidden_size}: loss {config.loss.name!r} compares their vectors directly; choose a student "
+            f"with hidden size {teacher.hidden_size}"
+        )
     teacher.model.eval()
     teacher.model.requires_grad_(False)
     if config.dropout is not None:
@@ -995,7 +1004,10 @@ def _seed_everything(seed: int) -> None:
 
 
 def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -> None:
-    """Write the final student as a model directory (atomically) that load_encoder opens."""
+    """Write the final student as a model directory (atomically) that load_encoder and
+    sentence-transformers open."""
+    from optical_viz.convert import write_sentence_transformers_files
+
     tmp = student_dir.with_name(f".tmp-student-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -1003,6 +1015,11 @@ def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     trainer.student.tokenizer.save_pretrained(tmp)
+    # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
+    # (mean pooling is what the losses trained, whatever the initial model pooled by)
+    write_sentence_transformers_files(
+        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length
+    )
     info = {
         "languages": [c.lang for c in trainer.sampler.corpora],
         "bitext_sources": list(config.bitext_sources),

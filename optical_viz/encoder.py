@@ -28,7 +28,7 @@ from optical_viz.paths import TRAINING_INFO
 
 __all__ = [
     "Encoder", "TokenBatch", "load_encoder", "PRECISIONS", "SentenceTransformersConfig",
-    "read_sentence_transformers_config", "write_sentence_transformers_files", "minilm_model_dir",
+    "read_sentence_transformers_config", "minilm_model_dir",
 ]
 
 PRECISIONS = ("fp32", "bf16")  # of the embedding methods (training has its own precision)
@@ -521,41 +521,6 @@ def read_sentence_transformers_config(path: str | os.PathLike) -> SentenceTransf
         out.query_prompt = prompts.get("query")
         out.passage_prompt = prompts.get("passage", prompts.get("document"))
     return out
-
-
-def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: int, prefix: str, max_length: int) -> None:
-    """Add the sentence-transformers files to the transformers model directory ``path``, so
-    that ``SentenceTransformer(path)`` encodes as :meth:`Encoder.embed_sentences` does: mean
-    pooling over all real tokens, L2 normalisation, and (for e5, ``prefix == "query: "``) the
-    prompts ``query: `` / ``passage: ``, with "query" the default prompt."""
-    path = Path(path)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]
-    pooling = {
-        "word_embedding_dimension": int(hidden_size),
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": False,
-        "include_prompt": True,
-    }
-    prompts = {"query": "query: ", "passage": "passage: "} if prefix == "query: " else ({"query": prefix} if prefix else {})
-    st_config = {"prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine"}
-    (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "2_Normalize").mkdir(exist_ok=True)
-    files = {
-        "modules.json": modules,
-        "1_Pooling/config.json": pooling,
-        "sentence_bert_config.json": {"max_seq_length": int(max_length), "do_lower_case": False},
-        "config_sentence_transformers.json": st_config,
-    }
-    for name, doc in files.items():
-        (path / name).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def minilm_model_dir() -> Path:
