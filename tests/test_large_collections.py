@@ -11,6 +11,15 @@ from hypothesis import strategies as st
 from optical_viz.retrieval import Relevance, dense_scores, dense_search, exact_top_k, faiss_search, relevant_ranks
 
 
+@pytest.fixture(scope="module")
+def small_collection(tmp_path_factory, data_root):
+    """A small real model and a FLORES-dev CLIR collection (see tests/test_trec.py)."""
+    from test_trec import _clir_collection, _small_model
+
+    root = tmp_path_factory.mktemp("clir")
+    return _small_model(root / "bert-2x64"), _clir_collection(data_root, root / "clir")
+
+
 def _brute_top(scores: torch.Tensor, k: int) -> np.ndarray:
     """(Q, k) indices by decreasing score, ties by lower index: numpy's stable sort."""
     return np.argsort(-scores.numpy(), axis=1, kind="stable")[:, :k]
@@ -69,3 +78,45 @@ def test_faiss_finds_the_exact_neighbours(index):
 def test_unknown_index_is_named():
     with pytest.raises(ValueError, match="faiss-flat or faiss-hnsw, got 'ivf'"):
         faiss_search(torch.randn(2, 4), torch.randn(5, 4), 2, index="ivf")
+
+
+def test_evaluate_with_a_faiss_index_matches_exact_search(small_collection):
+    from optical_viz.retrieval import evaluate
+
+    model, folder = small_collection
+    kw = dict(encoder=str(model), langs="all", root=folder, cache=False, n_bootstrap=10, progress=False)
+    exact = evaluate("clir", **kw)
+    flat = evaluate("clir", index="faiss-flat", **kw)  # top 100 of 198 passages
+    for key, m in exact.per_query.items():
+        for name in ("recall@1", "recall@5", "recall@10", "mrr@10"):
+            assert np.allclose(flat.per_query[key][name], m[name], atol=1e-9), name
+        # AP: relevant candidates below the index's top 100 count as not retrieved
+        assert (flat.per_query[key]["map"] <= m["map"] + 1e-9).all()
+    with pytest.raises(ValueError, match="index 'faiss-hnsw' with maxsim scoring"):
+        evaluate("clir", index="faiss-hnsw", scoring="maxsim", **kw)
+
+
+def test_missing_faiss_is_one_line_saying_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from optical_viz.cli import main
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss-cpu were not installed
+    with pytest.raises(ImportError, match=r"pip install 'optical_viz\[faiss\]'"):
+        faiss_search(torch.randn(2, 4), torch.randn(5, 4), 2)
+    code = main(["evaluate", "clir", "--collection", "/nonexistent", "--index", "faiss-flat"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "faiss-cpu" in err[0]
+
+
+def test_benchmark_runs_at_a_small_size():
+    import argparse
+
+    from optical_viz.benchmarks import large_collection
+
+    p = argparse.ArgumentParser()
+    large_collection.add_arguments(p)
+    out = large_collection.run(p.parse_args(["--passages", "5000", "--queries", "8", "--hnsw-passages", "2000"]))
+    rows = {r["method"]: r for r in out["results"]}
+    assert set(rows) == {"exact_chunked", "faiss_flat", "faiss_hnsw"}
+    assert rows["faiss_flat"]["recall_at_10"] == 1.0 and 0 <= rows["faiss_hnsw"]["recall_at_10"] <= 1

@@ -25,11 +25,15 @@ MEASURES = {"recall@1": R @ 1, "recall@5": R @ 5, "recall@10": R @ 10, "mrr@10":
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
+    return _small_model(tmp_path_factory.mktemp("models") / "bert-2x64")
+
+
+def _small_model(path):
+    """2 layers, 64-d, MiniLM's tokenizer, seeded random weights, saved as a model directory."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from optical_viz.encoder import minilm_model_dir
 
-    path = tmp_path_factory.mktemp("models") / "bert-2x64"
     torch.manual_seed(0)
     cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=30522)
     BertModel(cfg).save_pretrained(path)

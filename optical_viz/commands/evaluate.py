@@ -48,6 +48,8 @@ def register(sub) -> None:
                    help="write the ranking as a six-column TREC run (top --run-depth per query)")
     p.add_argument("--qrels", type=Path, default=None, help="write the relevance judgements as TREC qrels")
     p.add_argument("--run-depth", type=int, default=100, help="candidates per query in --run (default 100)")
+    p.add_argument("--index", choices=("exact", "faiss-flat", "faiss-hnsw"), default="exact",
+                   help="dense search: exact (streamed, the default) or a FAISS index (pip install faiss-cpu)")
     g = p.add_argument_group("alignment")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
     g.add_argument("--method", default=None, help="transport method(s), comma-separated "
@@ -103,7 +105,14 @@ def _retrieval(args) -> int:
     trec = args.run is not None or args.qrels is not None
     if trec and args.run_depth < 1:
         raise ValueError(f"--run-depth must be >= 1, got {args.run_depth}")
-    kwargs = dict(run_depth=args.run_depth if trec else 0, langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
+    if args.index != "exact":
+        from optical_viz.retrieval._scoring import import_faiss
+
+        try:
+            import_faiss()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+    kwargs = dict(run_depth=args.run_depth if trec else 0, index=args.index, langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
                   cache=not args.no_cache, n_bootstrap=args.bootstrap, precision=args.precision,
                   root=args.collection if args.task == "clir" else args.data_root)
     if args.layer is not None:

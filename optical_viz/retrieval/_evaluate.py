@@ -17,7 +17,16 @@ from optical_viz.retrieval._metrics import (
     paired_test,
     query_metrics,
 )
-from optical_viz.retrieval._scoring import SCORINGS, TokenEmbeddings, TopK, dense_search, exact_top_k, maxsim_scores
+from optical_viz.retrieval._scoring import (
+    INDEXES,
+    SCORINGS,
+    TokenEmbeddings,
+    TopK,
+    dense_search,
+    exact_top_k,
+    faiss_search,
+    maxsim_scores,
+)
 from optical_viz.retrieval._tasks import (
     RetrievalProblem,
     build_problems,
@@ -95,6 +104,7 @@ def evaluate(
     progress: bool = True,
     precision: str = "fp32",
     run_depth: int = 0,
+    index: str = "exact",
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -117,12 +127,18 @@ def evaluate(
     progress: a bar over the problems, and the encoder's bars inside them.
     run_depth: keep the top ``run_depth`` candidates of each query in ``report.rankings``
         (0: none), for a TREC run file.
+    index: dense search: ``"exact"`` (streamed over candidate chunks), ``"faiss-flat"`` or
+        ``"faiss-hnsw"`` (approximate; needs faiss-cpu). With FAISS only the top
+        ``max(run_depth, 100)`` candidates of each query are ranked: a relevant candidate
+        below them counts as not retrieved (as trec_eval counts it).
     """
     from optical_viz.cache import EmbeddingCache
 
     start = time.perf_counter()
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+    if index not in INDEXES or (index != "exact" and scoring != "dense"):
+        raise ValueError(f"index {index!r} with {scoring} scoring: choose one of {', '.join(INDEXES)} (FAISS only for dense)")
     if encoder is not None and (student is not None or teacher is not None):
         raise ValueError("give either encoder= (symmetric) or student=/teacher= (asymmetric), not both")
     if teacher is not None and student is None:
@@ -164,7 +180,7 @@ def evaluate(
             embed = _embed_dense if scoring == "dense" else _embed_tokens
             q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
             c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
-            metrics, top = _measure(problem, q, c, scoring, run_depth)
+            metrics, top = _measure(problem, q, c, scoring, run_depth, index)
             per_query[(problem.lang, problem.direction)] = metrics
             if top is not None:
                 rankings[(problem.lang, problem.direction)] = (problem, top)
@@ -258,14 +274,18 @@ def pad_tokens(blocks: list[np.ndarray]) -> TokenEmbeddings:
     return TokenEmbeddings(emb, mask)
 
 
-def _measure(problem: RetrievalProblem, q, c, scoring: str, depth: int = 0) -> tuple[QueryMetrics, TopK | None]:
+def _measure(problem: RetrievalProblem, q, c, scoring: str, depth: int = 0, index: str = "exact") -> tuple[QueryMetrics, TopK | None]:
     """Per-query metrics and (depth > 0) the top ``depth`` candidates, QUERY_CHUNK queries at a
     time; dense scoring streams over candidate chunks too (no (chunk, D) block)."""
     parts, tops = [], []
     for start in range(0, len(problem.queries), QUERY_CHUNK):
         sl = slice(start, start + QUERY_CHUNK)
         rel = Relevance.from_lists(problem.relevant[sl], len(problem.candidates))
-        if scoring == "dense":
+        if index != "exact":
+            top = faiss_search(q[sl], c, max(depth, 100), index=index)
+            parts.append(metrics_from_ranks(_ranks_in(top, rel), rel, with_map=problem.with_map))
+            tops.append(TopK(top.indices[:, :depth], top.scores[:, :depth]) if depth > 0 else None)
+        elif scoring == "dense":
             found = dense_search(q[sl], c, k=depth, relevance=rel)
             parts.append(metrics_from_ranks(found.ranks, rel, with_map=problem.with_map))
             tops.append(found.top)
@@ -277,6 +297,17 @@ def _measure(problem: RetrievalProblem, q, c, scoring: str, depth: int = 0) -> t
     if depth <= 0:
         return metrics, None
     return metrics, TopK(torch.cat([t.indices for t in tops]), torch.cat([t.scores for t in tops]))
+
+
+NOT_RETRIEVED = 2**40  # the rank of a relevant candidate an approximate index did not return (AP term < 1e-12)
+
+
+def _ranks_in(top: TopK, rel: Relevance) -> torch.Tensor:
+    """(R,) long: the 1-based position of each relevant pair in its query's top list, or
+    NOT_RETRIEVED (recall 0, reciprocal rank 0, AP term < 1e-12) when it is not there."""
+    hit = top.indices[rel.query] == rel.candidate[:, None]  # (R, k)
+    pos = hit.float().argmax(1) + 1
+    return torch.where(hit.any(1), pos, torch.full_like(pos, NOT_RETRIEVED))
 
 
 def _summarise(lang, direction, metrics: QueryMetrics, n_bootstrap, seed) -> dict:
