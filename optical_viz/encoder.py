@@ -347,10 +347,12 @@ def load_encoder(
         name = convert.DEFAULT_MODEL_NAME
     else:
         path = _resolve_model(name_or_path)
-        if isinstance(path, Path):
-            name = convert.DEFAULT_MODEL_NAME if path.resolve() == convert.default_model_path().resolve() else path.name
+        if not Path(name_or_path).expanduser().is_dir():
+            name = str(name_or_path)  # a hub id, read from its cached snapshot
+        elif path.resolve() == convert.default_model_path().resolve():
+            name = convert.DEFAULT_MODEL_NAME
         else:
-            name = path
+            name = path.name
     st = read_sentence_transformers_config(path) if isinstance(path, Path) else SentenceTransformersConfig()
     model_path = path / st.transformer_path if isinstance(path, Path) and st.transformer_path else path
     try:
@@ -419,8 +421,8 @@ def _check_device(device) -> torch.device:
     return dev
 
 
-def _resolve_model(name_or_path) -> str | Path:
-    """A model directory (Path) or a hub id (str) that is in the local Hugging Face cache."""
+def _resolve_model(name_or_path) -> Path:
+    """The model directory: ``name_or_path`` itself, or the cached snapshot of a hub id."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file() and not (p / "modules.json").is_file():
@@ -429,6 +431,8 @@ def _resolve_model(name_or_path) -> str | Path:
                 "folder that save_pretrained() or SentenceTransformer.save() wrote"
             )
         return p
+    if p.exists():
+        raise FileNotFoundError(f"{p} is a file, not a model directory; give the folder that holds config.json")
     name = str(name_or_path)
     hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) is not None and not name.endswith((".", "-"))
     if isinstance(name_or_path, os.PathLike) or not hub_id:
@@ -438,12 +442,13 @@ def _resolve_model(name_or_path) -> str | Path:
         )
     from huggingface_hub import constants, try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+    config = try_to_load_from_cache(name, "config.json")
+    if not isinstance(config, str):
         raise FileNotFoundError(
             f"model {name!r} is neither a directory nor in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
             "optical_viz does not download models: download it once elsewhere and pass its directory"
         )
-    return name
+    return Path(config).parent  # the cached snapshot: a model directory like any other
 
 
 @dataclass

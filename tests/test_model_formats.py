@@ -143,3 +143,18 @@ def test_minilm_aligns_and_evaluates(minilm, data_root):
                       progress=False)
     r1 = report.frame.set_index("direction")["recall@1"]
     assert r1["xx->en"] > 0.5 and r1["en->xx"] > 0.5  # English MiniLM still matches French to English
+
+
+def test_cached_hub_id_loads_from_its_snapshot_without_network(minilm, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots").mkdir()
+    _linked_copy(minilm, repo / "snapshots" / "0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    enc = load_encoder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    assert enc.name == "sentence-transformers/all-MiniLM-L6-v2" and (enc.max_length, enc.prefix) == (256, "")
+    ref = load_encoder(minilm, device="cpu")
+    assert torch.equal(enc.embed_sentences(SENTENCES[:2]), ref.embed_sentences(SENTENCES[:2]))
