@@ -24,7 +24,7 @@ from optical_viz.retrieval._scoring import (
     TopK,
     dense_search,
     exact_top_k,
-    faiss_search,
+    FaissIndex,
     maxsim_scores,
 )
 from optical_viz.retrieval._tasks import (
@@ -278,11 +278,12 @@ def _measure(problem: RetrievalProblem, q, c, scoring: str, depth: int = 0, inde
     """Per-query metrics and (depth > 0) the top ``depth`` candidates, QUERY_CHUNK queries at a
     time; dense scoring streams over candidate chunks too (no (chunk, D) block)."""
     parts, tops = [], []
+    ann = FaissIndex(c, index) if index != "exact" else None  # built once per problem
     for start in range(0, len(problem.queries), QUERY_CHUNK):
         sl = slice(start, start + QUERY_CHUNK)
         rel = Relevance.from_lists(problem.relevant[sl], len(problem.candidates))
         if index != "exact":
-            top = faiss_search(q[sl], c, max(depth, 100), index=index)
+            top = ann.search(q[sl], max(depth, 100))
             parts.append(metrics_from_ranks(_ranks_in(top, rel), rel, with_map=problem.with_map))
             tops.append(TopK(top.indices[:, :depth], top.scores[:, :depth]) if depth > 0 else None)
         elif scoring == "dense":

@@ -208,30 +208,41 @@ def dense_search(
     return DenseSearch(top, ranks)
 
 
-def faiss_search(queries: torch.Tensor, candidates: torch.Tensor, k: int, index: str = "faiss-flat",
-                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 128) -> TopK:
-    """Cosine top-k with a FAISS index (``pip install optical_viz[faiss]``, i.e. faiss-cpu).
+class FaissIndex:
+    """A FAISS index over L2-normalised candidates (``pip install optical_viz[faiss]``, i.e. faiss-cpu);
+    build once, :meth:`search` many times.
 
-    index: "faiss-flat" (exact inner product, FAISS's BLAS) or "faiss-hnsw" (approximate:
-    HNSW graph with ``hnsw_m`` links per node, ``ef_construction`` / ``ef_search`` beam
-    widths). queries (Q, H), candidates (D, H) float, normalised here. Returns a :class:`TopK`
-    (ties in FAISS's own order; HNSW may return -1 indices when it finds fewer than k).
+    candidates: (D, H) float. kind: "faiss-flat" (exact inner product, FAISS's BLAS) or
+    "faiss-hnsw" (approximate: HNSW graph with ``hnsw_m`` links per node, ``ef_construction``
+    / ``ef_search`` beam widths).
     """
-    if index not in ("faiss-flat", "faiss-hnsw"):
-        raise ValueError(f"index must be faiss-flat or faiss-hnsw, got {index!r}")
-    faiss = import_faiss()
-    H = candidates.shape[1]
-    c = torch.nn.functional.normalize(candidates.float(), dim=-1).contiguous().numpy()
-    q = torch.nn.functional.normalize(queries.float(), dim=-1).contiguous().numpy()
-    if index == "faiss-flat":
-        ix = faiss.IndexFlatIP(H)
-    else:
-        ix = faiss.IndexHNSWFlat(H, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        ix.hnsw.efConstruction = ef_construction
-        ix.hnsw.efSearch = ef_search
-    ix.add(c)
-    vals, idx = ix.search(q, min(k, len(c)))  # (Q, k) float32, int64
-    return TopK(torch.from_numpy(idx), torch.from_numpy(vals))
+
+    def __init__(self, candidates: torch.Tensor, kind: str = "faiss-flat", hnsw_m: int = 32,
+                 ef_construction: int = 80, ef_search: int = 128):
+        if kind not in ("faiss-flat", "faiss-hnsw"):
+            raise ValueError(f"index must be faiss-flat or faiss-hnsw, got {kind!r}")
+        faiss = import_faiss()
+        H = candidates.shape[1]
+        if kind == "faiss-flat":
+            self.index = faiss.IndexFlatIP(H)
+        else:
+            self.index = faiss.IndexHNSWFlat(H, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = ef_construction
+            self.index.hnsw.efSearch = ef_search
+        self.index.add(torch.nn.functional.normalize(candidates.float(), dim=-1).contiguous().numpy())
+        self.size = candidates.shape[0]
+
+    def search(self, queries: torch.Tensor, k: int) -> TopK:
+        """queries (Q, H) float -> :class:`TopK` (ties in FAISS's own order; HNSW may return
+        -1 indices when it finds fewer than k)."""
+        q = torch.nn.functional.normalize(queries.float(), dim=-1).contiguous().numpy()
+        vals, idx = self.index.search(q, min(k, self.size))  # (Q, k) float32, int64
+        return TopK(torch.from_numpy(idx), torch.from_numpy(vals))
+
+
+def faiss_search(queries: torch.Tensor, candidates: torch.Tensor, k: int, index: str = "faiss-flat", **kw) -> TopK:
+    """Cosine top-k of ``queries`` (Q, H) among ``candidates`` (D, H) with a :class:`FaissIndex`."""
+    return FaissIndex(candidates, index, **kw).search(queries, k)
 
 
 def import_faiss():
