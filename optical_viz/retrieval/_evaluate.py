@@ -274,7 +274,9 @@ def pad_tokens(blocks: list[np.ndarray]) -> TokenEmbeddings:
     return TokenEmbeddings(emb, mask)
 
 
-def _measure(problem: RetrievalProblem, q, c, scoring: str, depth: int = 0, index: str = "exact") -> tuple[QueryMetrics, TopK | None]:
+def _measure(
+    problem: RetrievalProblem, q, c, scoring: str, depth: int = 0, index: str = "exact"
+) -> tuple[QueryMetrics, TopK | None]:
     """Per-query metrics and (depth > 0) the top ``depth`` candidates, QUERY_CHUNK queries at a
     time; dense scoring streams over candidate chunks too (no (chunk, D) block)."""
     parts, tops = [], []

@@ -137,7 +137,8 @@ def _xquad_r(langs, root):
             RetrievalProblem(
                 lang, "xx->en", [q.text for q in qs], list(en.sentences),
                 [[en_gold[q.id]] for q in qs], kind="qa", query_is_english=lang == ENGLISH, with_map=True,
-                query_ids=[q.id for q in qs], candidate_ids=pool_ids[offsets[ENGLISH] : offsets[ENGLISH] + len(en.sentences)],
+                query_ids=[q.id for q in qs],
+                candidate_ids=pool_ids[offsets[ENGLISH] : offsets[ENGLISH] + len(en.sentences)],
             )
         )
         problems.append(
