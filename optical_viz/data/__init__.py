@@ -36,6 +36,7 @@ from optical_viz.data.loaders import (
     load_xquad_r,
     word_alignment_pairs,
 )
+from optical_viz.data.user_bitext import BitextFile, bitext_source_language, check_bitext_source, read_bitext_file
 from optical_viz.data.manifest import (
     SETS,
     CorruptDataError,
@@ -54,6 +55,7 @@ __all__ = [
     # loaders
     "load_bitext", "load_flores", "load_xquad", "load_xquad_r", "load_word_alignment",
     "word_alignment_pairs", "languages", "BITEXT_SOURCES",
+    "BitextFile", "check_bitext_source", "bitext_source_language", "read_bitext_file",
     "Bitext", "FloresSplit", "XQuAD", "XQuADQuestion", "XQuADR", "XQuADRQuestion", "GoldAlignment",
     # language codes
     "resolve_language", "close_codes", "ENGLISH", "FLORES_CODES", "KNOWN_CODES", "ISO639_1",

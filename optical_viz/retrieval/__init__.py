@@ -16,11 +16,25 @@ from optical_viz.retrieval._metrics import (
     QueryMetrics,
     Relevance,
     bootstrap_ci,
+    metrics_from_ranks,
     paired_test,
     query_metrics,
     relevant_ranks,
 )
-from optical_viz.retrieval._scoring import SCORINGS, TokenEmbeddings, dense_scores, maxsim_scores, top_k
+from optical_viz.retrieval._scoring import (
+    INDEXES,
+    SCORINGS,
+    DenseSearch,
+    FaissIndex,
+    TokenEmbeddings,
+    TopK,
+    dense_scores,
+    dense_search,
+    exact_top_k,
+    faiss_search,
+    maxsim_scores,
+    top_k,
+)
 from optical_viz.retrieval._tasks import (
     TASKS,
     CLIRCollection,
@@ -31,12 +45,15 @@ from optical_viz.retrieval._tasks import (
     resolve_task_languages,
     task_languages,
 )
+from optical_viz.retrieval._trec import RUN_DEPTH, read_qrels, read_run, trec_query_ids, write_qrels, write_run
 
 __all__ = [
     "evaluate", "compare", "RetrievalReport", "pad_tokens",
     "Interval", "PairedTest", "QueryMetrics", "Relevance", "bootstrap_ci", "paired_test",
-    "query_metrics", "relevant_ranks",
+    "query_metrics", "relevant_ranks", "metrics_from_ranks",
     "SCORINGS", "TokenEmbeddings", "dense_scores", "maxsim_scores", "top_k",
+    "INDEXES", "TopK", "DenseSearch", "dense_search", "exact_top_k", "faiss_search", "FaissIndex",
+    "RUN_DEPTH", "write_run", "write_qrels", "read_run", "read_qrels", "trec_query_ids",
     "TASKS", "CLIRCollection", "RetrievalProblem", "build_problems", "default_flores_split",
     "load_clir", "resolve_task_languages", "task_languages",
 ]

@@ -9,8 +9,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from optical_viz.retrieval._metrics import QueryMetrics, Relevance, bootstrap_ci, paired_test, query_metrics
-from optical_viz.retrieval._scoring import SCORINGS, TokenEmbeddings, dense_scores, maxsim_scores
+from optical_viz.retrieval._metrics import (
+    QueryMetrics,
+    Relevance,
+    bootstrap_ci,
+    metrics_from_ranks,
+    paired_test,
+    query_metrics,
+)
+from optical_viz.retrieval._scoring import (
+    INDEXES,
+    SCORINGS,
+    TokenEmbeddings,
+    TopK,
+    dense_search,
+    exact_top_k,
+    FaissIndex,
+    maxsim_scores,
+)
 from optical_viz.retrieval._tasks import (
     RetrievalProblem,
     build_problems,
@@ -18,7 +34,7 @@ from optical_viz.retrieval._tasks import (
     resolve_task_languages,
 )
 
-QUERY_CHUNK = 2048  # queries scored at a time: bounds the (chunk, D) score block
+QUERY_CHUNK = 2048  # queries scored at a time; dense scoring also streams over candidate chunks
 
 
 @dataclass
@@ -29,6 +45,9 @@ class RetrievalReport:
         recall@1_ci ([lo, hi]), recall@5(_ci), recall@10(_ci), mrr@10(_ci), and map(_ci)
         where the task has several relevant candidates per query (NaN elsewhere).
     per_query: (lang, direction) -> per-query values, for :func:`compare`.
+    rankings: (lang, direction) -> the problem and its :class:`TopK` (``run_depth`` best
+        candidates per query), when ``evaluate(run_depth=...)`` asked for them; written as a
+        TREC run by :func:`optical_viz.retrieval.write_run`.
     """
 
     task: str
@@ -39,6 +58,7 @@ class RetrievalReport:
     per_query: dict[tuple[str, str], QueryMetrics]
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+    rankings: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The JSON document (a dict, ready for ``json.dump``):
@@ -83,6 +103,8 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     precision: str = "fp32",
+    run_depth: int = 0,
+    index: str = "exact",
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -103,12 +125,20 @@ def evaluate(
         given as such keeps its own. bf16 is ~2.7x faster on CPUs with AVX512-BF16; compare
         systems only at equal precision.
     progress: a bar over the problems, and the encoder's bars inside them.
+    run_depth: keep the top ``run_depth`` candidates of each query in ``report.rankings``
+        (0: none), for a TREC run file.
+    index: dense search: ``"exact"`` (streamed over candidate chunks), ``"faiss-flat"`` or
+        ``"faiss-hnsw"`` (approximate; needs faiss-cpu). With FAISS only the top
+        ``max(run_depth, 100)`` candidates of each query are ranked: a relevant candidate
+        below them counts as not retrieved (as trec_eval counts it).
     """
     from optical_viz.cache import EmbeddingCache
 
     start = time.perf_counter()
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+    if index not in INDEXES or (index != "exact" and scoring != "dense"):
+        raise ValueError(f"index {index!r} with {scoring} scoring: choose one of {', '.join(INDEXES)} (FAISS only for dense)")
     if encoder is not None and (student is not None or teacher is not None):
         raise ValueError("give either encoder= (symmetric) or student=/teacher= (asymmetric), not both")
     if teacher is not None and student is None:
@@ -138,7 +168,7 @@ def evaluate(
     else:
         store = EmbeddingCache() if cache else EmbeddingCache(":memory:")
 
-    rows, per_query = [], {}
+    rows, per_query, rankings = [], {}, {}
     shown = [getattr(e, "progress", None) for e in encoders]
     try:
         for e, flag in zip(encoders, shown):
@@ -150,8 +180,10 @@ def evaluate(
             embed = _embed_dense if scoring == "dense" else _embed_tokens
             q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
             c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
-            metrics = _measure(problem, q, c, scoring)
+            metrics, top = _measure(problem, q, c, scoring, run_depth, index)
             per_query[(problem.lang, problem.direction)] = metrics
+            if top is not None:
+                rankings[(problem.lang, problem.direction)] = (problem, top)
             rows.append(_summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed))
     finally:
         for e, flag in zip(encoders, shown):
@@ -163,6 +195,7 @@ def evaluate(
     return RetrievalReport(
         task=task, model=model, scoring=scoring, split=split if task == "flores" else None,
         frame=frame, per_query=per_query, notes=notes, wall_time_s=time.perf_counter() - start,
+        rankings=rankings,
     )
 
 
@@ -241,18 +274,43 @@ def pad_tokens(blocks: list[np.ndarray]) -> TokenEmbeddings:
     return TokenEmbeddings(emb, mask)
 
 
-def _measure(problem: RetrievalProblem, q, c, scoring: str) -> QueryMetrics:
-    """Per-query metrics, scoring QUERY_CHUNK queries at a time."""
-    parts = []
+def _measure(
+    problem: RetrievalProblem, q, c, scoring: str, depth: int = 0, index: str = "exact"
+) -> tuple[QueryMetrics, TopK | None]:
+    """Per-query metrics and (depth > 0) the top ``depth`` candidates, QUERY_CHUNK queries at a
+    time; dense scoring streams over candidate chunks too (no (chunk, D) block)."""
+    parts, tops = [], []
+    ann = FaissIndex(c, index) if index != "exact" else None  # built once per problem
     for start in range(0, len(problem.queries), QUERY_CHUNK):
         sl = slice(start, start + QUERY_CHUNK)
-        if scoring == "dense":
-            scores = dense_scores(q[sl], c)  # (chunk, D)
-        else:
-            scores = maxsim_scores(TokenEmbeddings(q.embeddings[sl], q.mask[sl]), c)
         rel = Relevance.from_lists(problem.relevant[sl], len(problem.candidates))
-        parts.append(query_metrics(scores, rel, with_map=problem.with_map))
-    return QueryMetrics({k: np.concatenate([p[k] for p in parts]) for k in parts[0].values})
+        if index != "exact":
+            top = ann.search(q[sl], max(depth, 100))
+            parts.append(metrics_from_ranks(_ranks_in(top, rel), rel, with_map=problem.with_map))
+            tops.append(TopK(top.indices[:, :depth], top.scores[:, :depth]) if depth > 0 else None)
+        elif scoring == "dense":
+            found = dense_search(q[sl], c, k=depth, relevance=rel)
+            parts.append(metrics_from_ranks(found.ranks, rel, with_map=problem.with_map))
+            tops.append(found.top)
+        else:
+            scores = maxsim_scores(TokenEmbeddings(q.embeddings[sl], q.mask[sl]), c)  # (chunk, D)
+            parts.append(query_metrics(scores, rel, with_map=problem.with_map))
+            tops.append(exact_top_k(scores, depth) if depth > 0 else None)
+    metrics = QueryMetrics({k: np.concatenate([p[k] for p in parts]) for k in parts[0].values})
+    if depth <= 0:
+        return metrics, None
+    return metrics, TopK(torch.cat([t.indices for t in tops]), torch.cat([t.scores for t in tops]))
+
+
+NOT_RETRIEVED = 2**40  # the rank of a relevant candidate an approximate index did not return (AP term < 1e-12)
+
+
+def _ranks_in(top: TopK, rel: Relevance) -> torch.Tensor:
+    """(R,) long: the 1-based position of each relevant pair in its query's top list, or
+    NOT_RETRIEVED (recall 0, reciprocal rank 0, AP term < 1e-12) when it is not there."""
+    hit = top.indices[rel.query] == rel.candidate[:, None]  # (R, k)
+    pos = hit.float().argmax(1) + 1
+    return torch.where(hit.any(1), pos, torch.full_like(pos, NOT_RETRIEVED))
 
 
 def _summarise(lang, direction, metrics: QueryMetrics, n_bootstrap, seed) -> dict:

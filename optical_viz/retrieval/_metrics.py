@@ -106,7 +106,21 @@ def query_metrics(
 
     scores: (Q, D) float; relevance: the relevant candidates of each of the Q queries.
     """
-    ranks = relevant_ranks(scores, relevance)
+    return metrics_from_ranks(relevant_ranks(scores, relevance), relevance, ks, mrr_cutoff, with_map)
+
+
+def metrics_from_ranks(
+    ranks: torch.Tensor,
+    relevance: Relevance,
+    ks: tuple[int, ...] = RECALL_KS,
+    mrr_cutoff: int = MRR_CUTOFF,
+    with_map: bool = True,
+) -> QueryMetrics:
+    """:func:`query_metrics` from the (R,) long 1-based ranks of the relevant pairs (aligned
+    with ``relevance.query``), e.g. from :func:`optical_viz.retrieval.dense_search`, which
+    streams over the candidates instead of holding a (Q, D) score matrix."""
+    if ranks.shape != relevance.query.shape:
+        raise ValueError(f"ranks must be ({len(relevance.query)},) like relevance.query, got {tuple(ranks.shape)}")
     nq = relevance.num_queries
     n_rel = relevance.counts().double()  # (Q,)
     out: dict[str, np.ndarray] = {}

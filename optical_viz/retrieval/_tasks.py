@@ -26,6 +26,8 @@ class RetrievalProblem:
     kind: ``"qa"`` (question -> passage: e5 prefixes "query: " / "passage: ") or
     ``"bitext"`` (symmetric: "query: " on both sides).
     query_is_english: decides, in the asymmetric setting, which side the student encodes.
+    query_ids / candidate_ids: ids as in the collection (CLIR qids and pids, XQuAD-R question
+        ids), for TREC files; None -> ``q<i>`` / ``d<i>`` by position (stable for built-in sets).
     """
 
     lang: str
@@ -36,6 +38,8 @@ class RetrievalProblem:
     kind: str
     query_is_english: bool = False
     with_map: bool = False
+    query_ids: list[str] | None = None
+    candidate_ids: list[str] | None = None
 
     def __post_init__(self):
         if not self.queries:
@@ -124,6 +128,7 @@ def _xquad_r(langs, root):
         for q in s.questions:
             gold_by_id.setdefault(q.id, []).append(offsets[lang] + q.gold)
     en_gold = {q.id: q.gold for q in en.questions}
+    pool_ids = [f"{lang}.s{i}" for lang, s in sets.items() for i in range(len(s.sentences))]  # stable ids
     problems = []
     for lang in langs:
         qs = [q for q in sets[lang].questions if q.id in en_gold]
@@ -131,6 +136,8 @@ def _xquad_r(langs, root):
             RetrievalProblem(
                 lang, "xx->en", [q.text for q in qs], list(en.sentences),
                 [[en_gold[q.id]] for q in qs], kind="qa", query_is_english=lang == ENGLISH, with_map=True,
+                query_ids=[q.id for q in qs],
+                candidate_ids=pool_ids[offsets[ENGLISH] : offsets[ENGLISH] + len(en.sentences)],
             )
         )
         problems.append(
@@ -138,6 +145,7 @@ def _xquad_r(langs, root):
                 lang, "xx->pool", [q.text for q in sets[lang].questions], pool,
                 [gold_by_id[q.id] for q in sets[lang].questions], kind="qa",
                 query_is_english=lang == ENGLISH, with_map=True,
+                query_ids=[q.id for q in sets[lang].questions], candidate_ids=pool_ids,
             )
         )
     return problems
@@ -348,7 +356,7 @@ def _clir(langs, root):
                 lang, "xx->en",
                 [col.queries[q] for q in qids], [col.passages[p] for p in pids],
                 [sorted(index[p] for p in col.qrels[q]) for q in qids], kind="qa",
-                query_is_english=lang in ("en", ENGLISH), with_map=True,
+                query_is_english=lang in ("en", ENGLISH), with_map=True, query_ids=qids, candidate_ids=pids,
             )
         )
     return problems

