@@ -6,6 +6,7 @@ import ot
 import pytest
 import torch
 
+from optical_viz import geometry
 from optical_viz.geometry import (
     eps_sweep,
     alignment,
@@ -179,3 +180,28 @@ def test_alignment_report_rows():
     assert f.loc["all", "probe_chance"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="do not match the pivot"):
         alignment_report({"x": eng[:5]}, eng)
+
+
+def test_mean_pairwise_cosine():
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    assert geometry.mean_pairwise_cosine(x) == pytest.approx((0 + 1 + 0) / 3)
+    with pytest.raises(ValueError, match="N >= 2"):
+        geometry.mean_pairwise_cosine(x[:1])
+
+
+def test_free_token_flow_entropic_collapses_divergence_and_emd_keep_the_teacher_spread():
+    """Feydy et al.'s entropic bias, on a cloud the loss may move freely: minimising OT_eps
+    pulls the student's tokens together; the debiased divergence and exact OT end at the
+    teacher's spread (equal token counts, so that the teacher's cloud is reachable)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(6, 8, generator=g, dtype=torch.float64) + 1.0  # (S, H)
+    x = y[torch.randperm(6, generator=g)] + 0.5 * torch.randn(6, 8, generator=g, dtype=torch.float64)  # (T, H)
+    flow = geometry.free_token_flow(x, y, steps=100, lr=0.03, eps=0.3, record_every=50)
+    end = flow.final()
+    teacher = flow.teacher_spread
+    assert end["entropic"] > teacher + 0.2
+    assert abs(end["divergence"] - teacher) < 0.01 and abs(end["emd"] - teacher) < 0.01
+    assert end["plan_cost"] < end["entropic"]
+    assert sorted(flow.spread["step"].unique()) == [0, 50, 100]
+    with pytest.raises(ValueError, match="unknown objectives"):
+        geometry.free_token_flow(x, y, ["sharp"])
