@@ -21,6 +21,18 @@ Each row reports the median wall time over ``--repeats`` runs, the peak extra re
 memory (sampled in a separate, untimed run: a sampling thread would distort the timings),
 and the max absolute plan difference to a converged float64 reference (our solver at
 tol 1e-10; tests/test_transport.py checks it against POT to 1e-6 and better).
+
+Two more sections (float32, the same problems):
+
+- ``divergence``: the debiased Sinkhorn divergence of every pair, ours
+  (``losses.ot_loss(objective="divergence")``, cosine cost, at several tolerances) against
+  GeomLoss's ``SamplesLoss("sinkhorn", p=2, debias=True, backend="tensorized")`` (at several
+  ``scaling``), on unit-norm token vectors, where GeomLoss's cost |x - y|^2 / 2 is exactly
+  the cosine cost and blur^2 = eps. Accuracy: max relative error of the B values against a
+  converged float64 reference. "At equal accuracy" compares the fastest setting of each
+  whose error is below a level.
+- ``eps_scaling``: eps 0.005 with and without eps-scaling (tol 1e-4, max_iter 1000,
+  annealing included) next to eps 0.02 without it: iterations, seconds, converged fraction.
 """
 from __future__ import annotations
 
@@ -44,10 +56,15 @@ def add_arguments(parser) -> None:
                         help="torch threads (default: torch's); 1 is fairer on a shared, busy CPU")
     parser.add_argument("--noise", type=float, default=0.6, help="target = noisy copy of a source token")
     parser.add_argument("--anisotropy", type=float, default=2.0, help="norm of the shared direction (0: isotropic, harder)")
+    parser.add_argument("--sections", nargs="+", default=["sinkhorn", "divergence", "eps_scaling"],
+                        choices=["sinkhorn", "divergence", "eps_scaling"], help="which comparisons to run")
+    parser.add_argument("--div-eps", type=float, default=0.05, help="eps of the divergence comparison")
 
 
-def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, noise: float = 0.6, anisotropy: float = 2.0):
-    """Random masked problems: cost (B, T, S) float64 cosine distances and masks (B, T), (B, S)."""
+def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, noise: float = 0.6, anisotropy: float = 2.0,
+                 points: bool = False):
+    """Random masked problems: cost (B, T, S) float64 cosine distances and masks (B, T), (B, S)
+    (with ``points``: the unit-norm token vectors (B, T, H), (B, S, H) and the masks)."""
     import torch
 
     from optical_viz.transport import cost_matrix
@@ -65,6 +82,9 @@ def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, n
     tgt_mask = torch.arange(S)[None, :] < S_len[:, None]  # (B, S)
     base = torch.randn(hidden, generator=g, dtype=torch.float64)
     base = anisotropy * hidden**0.5 * base / base.norm()  # (H,) shared direction
+    if points:
+        unit = lambda v: v / v.norm(dim=-1, keepdim=True)  # noqa: E731
+        return unit(x + base), unit(y + base), src_mask, tgt_mask
     return cost_matrix(x + base, y + base, "cosine", src_mask, tgt_mask), src_mask, tgt_mask
 
 
@@ -143,6 +163,17 @@ def run(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    sections = getattr(args, "sections", ["sinkhorn", "divergence", "eps_scaling"])
+    extra = {}
+    if "divergence" in sections:
+        extra["divergence"] = _divergence_section(args)
+    if "eps_scaling" in sections:
+        extra["eps_scaling"] = _eps_scaling_section(args)
+    if "sinkhorn" not in sections:
+        result = {"benchmark": "transport", "torch_threads": torch.get_num_threads(),
+                  "load_average": list(os.getloadavg()), **extra}
+        _print_extra(result)
+        return result
     solvers = _solvers(args.eps, args.tol)
     rows = []
     jobs = [(B, d, name) for B in args.batches for d in args.dtypes for name in solvers]
@@ -200,9 +231,105 @@ def run(args) -> dict:
         "load_average": list(os.getloadavg()),
         "rows": rows,
         "speedups": speedups,
+        **extra,
     }
     _print_table(result)
+    _print_extra(result)
     return result
+
+
+def _timed(fn, repeats: int):
+    """(median seconds, last output) of ``repeats`` calls."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _divergence_section(args) -> dict:
+    """Ours vs GeomLoss, debiased Sinkhorn divergence per pair, float32, at several accuracies."""
+    import warnings
+
+    import torch
+    from geomloss import SamplesLoss
+
+    from optical_viz.losses import ot_loss
+
+    eps, rows = args.div_eps, []
+    for B in args.batches:
+        x, y, sm, tm = make_problem(B, args.seed, noise=args.noise, anisotropy=args.anisotropy, points=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref = ot_loss(x, y, sm, tm, objective="divergence", eps=eps, max_iter=100_000, tol=1e-10).per_example  # (B,) float64
+        xf, yf = x.float(), y.float()
+        # GeomLoss: padding as zero weights, uniform over real tokens
+        a = sm.float() / sm.sum(1, keepdim=True)
+        b = tm.float() / tm.sum(1, keepdim=True)
+        for tol in (1e-3, 1e-4, 1e-5):
+            def ours():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    return ot_loss(xf, yf, sm, tm, objective="divergence", eps=eps, max_iter=10_000, tol=tol).per_example
+            sec, val = _timed(ours, args.repeats)
+            rows.append({"solver": "ours", "setting": f"tol={tol:g}", "batch": B, "seconds": sec,
+                         "max_rel_err": float(((val.double() - ref) / ref.abs()).abs().max())})
+        for scaling in (0.5, 0.7, 0.9, 0.95, 0.99):
+            L = SamplesLoss("sinkhorn", p=2, blur=eps**0.5, debias=True, scaling=scaling, backend="tensorized")
+            sec, val = _timed(lambda: L(a, xf, b, yf), args.repeats)
+            rows.append({"solver": "geomloss", "setting": f"scaling={scaling:g}", "batch": B, "seconds": sec,
+                         "max_rel_err": float(((val.double() - ref) / ref.abs()).abs().max())})
+    equal = []
+    for B in args.batches:
+        for level in (1e-2, 1e-3, 1e-4):
+            best = {}
+            for r in rows:
+                if r["batch"] == B and r["max_rel_err"] <= level:
+                    if r["solver"] not in best or r["seconds"] < best[r["solver"]]["seconds"]:
+                        best[r["solver"]] = r
+            equal.append({"batch": B, "max_rel_err": level,
+                          **{f"{k}_seconds": v["seconds"] for k, v in best.items()},
+                          **{f"{k}_setting": v["setting"] for k, v in best.items()}})
+    return {"eps": eps, "metric": "cosine (unit vectors: = GeomLoss's |x-y|^2/2)", "rows": rows, "at_equal_accuracy": equal}
+
+
+def _eps_scaling_section(args) -> dict:
+    """eps 0.005 with and without eps-scaling, and eps 0.02 as today's default, float32."""
+    import warnings
+
+    import torch
+
+    from optical_viz.transport import sinkhorn
+
+    rows = []
+    for B in args.batches:
+        C64, sm, tm = make_problem(B, args.seed, noise=args.noise, anisotropy=args.anisotropy)
+        C = C64.float()
+        for eps, scaling in ((0.02, None), (0.005, None), (0.005, 0.5)):
+            def solve():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    return sinkhorn(C, sm, tm, eps=eps, tol=1e-4, max_iter=1000, grad="none", eps_scaling=scaling)
+            sec, res = _timed(solve, args.repeats)
+            rows.append({"batch": B, "eps": eps, "eps_scaling": scaling, "seconds": sec, "iterations": res.n_iter,
+                         "converged": float(res.converged.float().mean())})
+    return {"tol": 1e-4, "max_iter": 1000, "rows": rows}
+
+
+def _print_extra(result: dict) -> None:
+    if "divergence" in result:
+        print(f"debiased Sinkhorn divergence, eps {result['divergence']['eps']}: seconds / max relative error")
+        for r in result["divergence"]["rows"]:
+            print(f"  {r['solver']:<9} {r['setting']:<14} batch {r['batch']:>5}: {r['seconds']:8.4f} s  {r['max_rel_err']:.1e}")
+        for e in result["divergence"]["at_equal_accuracy"]:
+            print(f"  at error <= {e['max_rel_err']:g}, batch {e['batch']}: ours {e.get('ours_seconds', float('nan')):.4f} s "
+                  f"({e.get('ours_setting', '-')}), GeomLoss {e.get('geomloss_seconds', float('nan')):.4f} s ({e.get('geomloss_setting', '-')})")
+    if "eps_scaling" in result:
+        print("eps-scaling (tol 1e-4, max_iter 1000):")
+        for r in result["eps_scaling"]["rows"]:
+            print(f"  batch {r['batch']:>5} eps {r['eps']:<6} scaling {str(r['eps_scaling']):<5}: {r['seconds']:8.4f} s, "
+                  f"{r['iterations']:>5} iterations, {r['converged']:.1%} converged")
 
 
 def _print_table(result: dict) -> None:
