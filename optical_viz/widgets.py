@@ -29,7 +29,7 @@ from optical_viz import plots
 
 __all__ = ["AlignmentExplorer", "ProjectionExplorer", "TrainingMonitor", "render_png", "show_png"]
 
-SOLVERS = ("emd", "sinkhorn", "unbalanced")
+SOLVERS = ("emd", "sinkhorn", "divergence", "unbalanced")
 # CSS pixels per figure inch, and device pixels per CSS pixel the PNGs are drawn with: 2 is
 # the ratio of HiDPI ("retina") screens; a plain screen downsamples, which stays sharp
 DPI = 110
@@ -75,7 +75,8 @@ class AlignmentExplorer(widgets.VBox):
 
     Controls: language (data set) and sentence pickers, an ``eps`` slider (log scale),
     a ``layer`` slider (0 = embedding output, ``encoder.num_layers`` = last layer), and
-    a solver toggle (emd / sinkhorn / unbalanced; eps is inactive for emd). Every change
+    a solver toggle (emd / sinkhorn / divergence / unbalanced; eps is inactive for emd; divergence
+    shows the (a, b) plan and the pair's debiased Sinkhorn divergence). Every change
     calls ``align(encoder, src, tgt, method=, eps=, layer=)`` and redraws the token plan
     heatmap (hard token links as squares) above the word links (gold sure links dashed
     when gold is given); the AER against gold is shown when gold links exist.
@@ -222,8 +223,11 @@ class AlignmentExplorer(widgets.VBox):
         self.n_updates += 1
         eps = "" if kw["method"] == "emd" else f", eps = {format(kw['eps'], EPS_FORMAT)}"
         aer = f" &nbsp; <b>AER = {self.aer:.3f}</b> against gold (sure + possible links)" if self.aer is not None else ""
+        value = getattr(al, "value", None)
+        div = (f" &nbsp; S<sub>eps</sub> = {value:.4f} (debiased: OT<sub>eps</sub>(a, b) minus the self-terms; "
+               "0 when the token clouds coincide)") if value is not None else ""
         self.info.value = (f"{html.escape(kw['method'])}{eps}, layer {kw['layer']}: "
-                           f"{len(al.word_links)} word links{aer}")
+                           f"{len(al.word_links)} word links{aer}{div}")
 
     @staticmethod
     def _figsize(al: Any) -> tuple[float, float]:

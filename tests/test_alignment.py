@@ -138,6 +138,15 @@ def test_align_real_pair(encoder):
 
 
 @pytest.mark.slow  # ~15 s on an idle 2-core CPU, up to ~60 s when it is shared
+def test_divergence_view_shows_the_ab_plan_and_the_debiased_value(encoder):
+    div = align(encoder, "The cat sleeps .", "Le chat dort .", method="divergence")
+    ent = align(encoder, "The cat sleeps .", "Le chat dort .", method="sinkhorn")
+    torch.testing.assert_close(div.plan, ent.plan)  # the (a, b) plan of the divergence
+    assert ent.value is None and div.value > 0
+    same = align(encoder, "The cat sleeps .", "The cat sleeps .", method="divergence")
+    assert abs(same.value) < 1e-4 < div.value  # S_eps(x, x) = 0: no entropic bias
+
+
 def test_evaluate_alignment_on_real_gold(encoder, data_root):
     doc = evaluate_alignment(
         encoder, pairs=None, methods=("sinkhorn", "emd"), layers=(LAYER_DEFAULT,), extraction=("inter", "union"), root=data_root, limit=20

@@ -114,6 +114,8 @@ def test_layer_and_solver_controls(explorer):
     assert "eps" not in ex.info.value
     ex.solver.value = "unbalanced"
     assert aligner.calls[-1]["method"] == "unbalanced" and not ex.eps.disabled
+    ex.solver.value = "divergence"
+    assert aligner.calls[-1]["method"] == "divergence" and not ex.eps.disabled
 
 
 def test_language_change_resets_the_sentence_once(explorer):

@@ -10,7 +10,7 @@ from pathlib import Path
 # 21,000 px wide PNG whose labels nobody can read)
 MAX_HEATMAP_TOKENS = 120
 # keep in sync with optical_viz.alignment (not imported here: `--help` must stay fast)
-METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "similarity")
+METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity")
 EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
 
 
