@@ -58,6 +58,7 @@ __all__ = [
     "plot_scaling",
     "plot_metric_comparison",
     "plot_eps_sweep",
+    "plot_token_flow",
 ]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common
@@ -1104,3 +1105,26 @@ def plot_eps_sweep(
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def plot_token_flow(flow, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """The free-token toy: the student cloud's spread over optimisation steps, per objective.
+
+    flow: the :class:`optical_viz.geometry.TokenFlow` of :func:`optical_viz.geometry.free_token_flow`.
+    One line per objective (``ax.lines[k]``, in the order of ``flow.spread``), the teacher's
+    spread dashed: a loss whose minimiser is the teacher's cloud ends on that line.
+    """
+    d = flow.spread
+    if not {"objective", "step", "spread"} <= set(d.columns):
+        raise ValueError(f"a token flow needs columns objective, step, spread, got {sorted(d.columns)}")
+    ax = _new_ax(ax, (COLUMN_WIDTH, 2.4))
+    for k, (name, g) in enumerate(d.groupby("objective", sort=False)):
+        ax.plot(g["step"], g["spread"], "-", color=PALETTE[k % len(PALETTE)], label=name)
+    ax.axhline(flow.teacher_spread, color="0.3", linestyle="--", linewidth=0.8, label="teacher")
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("mean pairwise cosine\n(higher: more collapsed)")
+    ax.legend(frameon=False, fontsize="small")
+    if title:
+        ax.set_title(title)
+    return ax
+
