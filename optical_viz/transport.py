@@ -40,6 +40,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -860,18 +861,30 @@ def sinkhorn_unbalanced(
 # --------------------------------------------------------------------------- POT, pair by pair
 
 
-def _per_pair(p: _Problem, solve_one) -> TransportResult:
-    """Run ``solve_one(a_np, b_np, C_np) -> (plan_np, converged)`` on the real block of each pair."""
+def _per_pair(p: _Problem, solve_one, threads: int = 1) -> TransportResult:
+    """Run ``solve_one(a_np, b_np, C_np, i) -> (plan_np, converged)`` on the real block of each
+    pair, in a pool of ``threads`` threads (POT's network simplex releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     B, T, S = p.cost.shape
     plan = torch.zeros(B, T, S, dtype=torch.float64)
     conv = torch.ones(B, dtype=torch.bool)
-    C = p.cost.detach().to("cpu", torch.float64)
-    A, Bm = p.a.detach().to("cpu", torch.float64), p.b.detach().to("cpu", torch.float64)
-    sm, tm = p.src_mask.cpu(), p.tgt_mask.cpu()
-    for i in range(B):
-        ri, ci = sm[i].nonzero().flatten(), tm[i].nonzero().flatten()
-        block, ok = solve_one(A[i, ri].numpy(), Bm[i, ci].numpy(), C[i][ri][:, ci].numpy(), i)
-        plan[i, ri[:, None], ci[None, :]] = torch.as_tensor(block)
+    C = p.cost.detach().to("cpu", torch.float64).numpy()
+    A, Bm = p.a.detach().to("cpu", torch.float64).numpy(), p.b.detach().to("cpu", torch.float64).numpy()
+    sm, tm = p.src_mask.cpu().numpy(), p.tgt_mask.cpu().numpy()
+    rows = [np.flatnonzero(sm[i]) for i in range(B)]
+    cols = [np.flatnonzero(tm[i]) for i in range(B)]
+
+    def job(i):
+        return solve_one(A[i, rows[i]], Bm[i, cols[i]], C[i][np.ix_(rows[i], cols[i])], i)
+
+    if threads > 1 and B > 1:
+        with ThreadPoolExecutor(min(threads, B)) as pool:
+            out = list(pool.map(job, range(B)))
+    else:
+        out = [job(i) for i in range(B)]
+    for i, (block, ok) in enumerate(out):
+        plan[i, torch.as_tensor(rows[i])[:, None], torch.as_tensor(cols[i])[None, :]] = torch.as_tensor(block)
         conv[i] = ok
     plan = plan.to(p.cost.device, p.cost.dtype)
     return TransportResult(
@@ -896,7 +909,7 @@ def emd(cost, src_mask=None, tgt_mask=None, *, a=None, b=None, max_iter: int = 1
         plan, log = ot.emd(a_ / a_.sum(), b_ / b_.sum(), c_, numItermax=max_iter, log=True)
         return plan, log["warning"] is None
 
-    return _per_pair(p, one)
+    return _per_pair(p, one, threads=torch.get_num_threads())
 
 
 def partial(cost, src_mask=None, tgt_mask=None, *, mass: float = 0.8, a=None, b=None) -> TransportResult:
