@@ -505,3 +505,16 @@ def test_arabic_is_shaped():
         r = fig.canvas.get_renderer()
         width = lambda s: fig.text(0, 0, s).get_window_extent(r).width
         assert width("\u0644\u0627") < 0.9 * (width("\u0644") + width("\u0627"))
+
+
+def test_plot_token_flow_draws_one_line_per_objective_and_the_teacher():
+    from optical_viz.geometry import TokenFlow
+
+    spread = pd.DataFrame({"objective": ["entropic"] * 3 + ["divergence"] * 3, "step": [0, 5, 10] * 2,
+                           "spread": [0.5, 0.7, 0.8, 0.5, 0.45, 0.4], "loss": [0.0] * 6})
+    ax = plots.plot_token_flow(TokenFlow(spread, teacher_spread=0.4))
+    assert [l.get_label() for l in ax.lines] == ["entropic", "divergence", "teacher"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.5, 0.7, 0.8])
+    assert ax.lines[2].get_ydata()[0] == 0.4
+    with pytest.raises(ValueError, match="objective, step, spread"):
+        plots.plot_token_flow(TokenFlow(spread.drop(columns="spread"), 0.4))
