@@ -9,8 +9,10 @@ Conventions: ``B`` batch size, ``T`` student (low-resource) tokens, ``S`` teache
 (English) tokens, ``H`` hidden size. Token embeddings are float tensors ``(B, T, H)``
 whose padding rows may hold anything; masks are bool ``(B, T)``, True on real tokens.
 
-- :func:`ot_loss`: OPTICAL. Entropic OT plan ``P`` between the student tokens and the
-  teacher tokens under a cost ``C``; loss = mean over the batch of ``<P, C>``.
+- :func:`ot_loss`: OPTICAL. An OT objective between the student tokens and the teacher
+  tokens under a cost ``C``: the entropic value OT_eps, the plan cost ``<P, C>``, the
+  debiased Sinkhorn divergence, or the exact OT cost; the loss is its batch mean, and its
+  gradient is that value's gradient.
 - :func:`contrastive_loss`: symmetric InfoNCE between sentence embeddings, in-batch
   negatives, optional additive margin (LaBSE).
 - :func:`mse_loss`: multilingual knowledge distillation (Reimers & Gurevych 2020).
@@ -19,7 +21,7 @@ whose padding rows may hold anything; masks are bool ``(B, T)``, True on real to
 >>> import torch
 >>> x, y = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
 >>> mx, my = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 7, dtype=torch.bool)
->>> out = ot_loss(x, y, mx, my, eps=0.1)
+>>> out = ot_loss(x, y, mx, my, objective="divergence", eps=0.1)
 >>> out.loss.shape, out.plan.shape
 (torch.Size([]), torch.Size([2, 5, 7]))
 """
