@@ -1,0 +1,42 @@
+"""Tests of the command line's edges (optical_viz.cli): one-line errors, --verbose tracebacks,
+configs that are not YAML. The commands' own work is tested with their modules."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from optical_viz.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_distill_of_a_markdown_file_is_one_line_naming_file_and_position(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    assert main(["distill", str(readme)]) == 2
+    line = _one_error_line(capsys)
+    assert str(readme) in line and "not valid YAML" in line and "line " in line and "column " in line
+
+
+def test_distill_of_a_binary_file_names_the_file(tmp_path, capsys):
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["distill", str(binary)]) == 2
+    line = _one_error_line(capsys)
+    assert str(binary) in line and "UTF-8" in line
+
+
+def test_distill_of_a_yaml_list_names_the_file(tmp_path, capsys):
+    cfg = tmp_path / "list.yaml"
+    cfg.write_text("- a\n- b\n")
+    assert main(["distill", str(cfg)]) == 2
+    line = _one_error_line(capsys)
+    assert str(cfg) in line and "mapping" in line
