@@ -40,3 +40,22 @@ def test_distill_of_a_yaml_list_names_the_file(tmp_path, capsys):
     assert main(["distill", str(cfg)]) == 2
     line = _one_error_line(capsys)
     assert str(cfg) in line and "mapping" in line
+
+
+def test_verbose_and_debug_show_the_traceback(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "missing.yaml"
+    assert main(["distill", str(missing)]) == 2
+    assert _one_error_line(capsys) == f"optical-viz distill: error: distillation config file {missing} does not exist"
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        main(["--verbose", "distill", str(missing)])
+    monkeypatch.setenv("OPTICAL_VIZ_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        main(["distill", str(missing)])
+
+
+def test_unknown_config_key_suggests_the_closest(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((REPO / "configs" / "quick.yaml").read_text() + "\nwarmup_step: 3\n")
+    assert main(["distill", str(cfg)]) == 2
+    line = _one_error_line(capsys)
+    assert str(cfg) in line and "warmup_step: unknown key; did you mean 'warmup_steps'?" in line
