@@ -16,7 +16,7 @@ import pytest
 
 from optical_viz import experiments as ex
 from optical_viz.cli import main
-from optical_viz.retrieval import RetrievalProblem
+from optical_viz.retrieval import RetrievalProblem, subset_problem
 
 REPO = Path(__file__).resolve().parent.parent
 GRID_QUICK = REPO / "configs" / "grid-quick.yaml"
@@ -93,16 +93,16 @@ def _toy_problem(nq=30, nc=50, lang="xx", direction="xx->en", multi=False):
 @pytest.mark.parametrize("multi", [False, True])
 def test_subset_keeps_gold_and_remaps(multi):
     p = _toy_problem(multi=multi)
-    s = ex._subset_problem(p, max_queries=10, max_candidates=20)
+    s = subset_problem(p, max_queries=10, max_candidates=20)
     assert len(s.queries) == 10
     assert len(s.candidates) == max(20, len({c for i in range(10) for c in s.relevant[i]}))
     original = {q: [p.candidates[c] for c in rel] for q, rel in zip(p.queries, p.relevant)}
     for q, rel in zip(s.queries, s.relevant):
         assert [s.candidates[c] for c in rel] == original[q]  # the same gold texts after remapping
     # deterministic, and the same sentences for both directions of a language
-    again = ex._subset_problem(_toy_problem(multi=multi, direction="en->xx"), 10, 20)
+    again = subset_problem(_toy_problem(multi=multi, direction="en->xx"), 10, 20)
     assert again.queries == s.queries and again.candidates == s.candidates
-    assert ex._subset_problem(p, None, None).candidates == p.candidates
+    assert subset_problem(p, None, None).candidates == p.candidates
 
 
 # ----------------------------------------------------------------------------- evaluation

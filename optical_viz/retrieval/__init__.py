@@ -21,6 +21,7 @@ from optical_viz.retrieval._metrics import (
     relevant_ranks,
 )
 from optical_viz.retrieval._scoring import SCORINGS, TokenEmbeddings, dense_scores, maxsim_scores, top_k
+from optical_viz.retrieval._subset import subset_problem
 from optical_viz.retrieval._tasks import (
     TASKS,
     CLIRCollection,
@@ -36,7 +37,7 @@ __all__ = [
     "evaluate", "compare", "RetrievalReport", "pad_tokens",
     "Interval", "PairedTest", "QueryMetrics", "Relevance", "bootstrap_ci", "paired_test",
     "query_metrics", "relevant_ranks",
-    "SCORINGS", "TokenEmbeddings", "dense_scores", "maxsim_scores", "top_k",
+    "SCORINGS", "TokenEmbeddings", "dense_scores", "maxsim_scores", "top_k", "subset_problem",
     "TASKS", "CLIRCollection", "RetrievalProblem", "build_problems", "default_flores_split",
     "load_clir", "resolve_task_languages", "task_languages",
 ]
