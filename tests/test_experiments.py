@@ -108,21 +108,51 @@ def test_subset_keeps_gold_and_remaps(multi):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def test_evaluate_model_matches_retrieval_evaluate(encoder, data_root):
-    """Zero-shot on FLORES dev (99 sentences): the grid's evaluation equals retrieval.evaluate."""
-    from optical_viz.retrieval import evaluate
+def _brute_force(encoder, problem, scoring):
+    """Per-query metrics of ``problem`` without cache or evaluation code: the encoder's own
+    embeddings (token embeddings rounded to float16, as the cache stores them), e5 prefixes
+    ("passage: " for QA candidates, "query: " elsewhere), scores and metrics."""
+    from optical_viz.retrieval import Relevance, TokenEmbeddings, dense_scores, maxsim_scores, query_metrics
 
-    ev = ex.EvalSpec(task="flores", split="dev")
-    mine = ex.evaluate_model(ev, encoder, encoder, ["yor_Latn", "hau_Latn"], root=data_root, n_bootstrap=200)
-    ref = evaluate("flores", encoder=encoder, langs=["yor_Latn", "hau_Latn"], split="dev", root=data_root,
-                   cache=False, n_bootstrap=200, progress=False)
+    q_pre, c_pre = "query: ", "passage: " if problem.kind == "qa" else "query: "
+    if scoring == "dense":
+        scores = dense_scores(encoder.embed_sentences(problem.queries, prefix=q_pre),
+                              encoder.embed_sentences(problem.candidates, prefix=c_pre))
+    else:
+        def tokens(texts, prefix):
+            b = encoder.embed_tokens(texts, prefix=prefix)
+            return TokenEmbeddings(b.embeddings.half().float(), b.mask)
+
+        scores = maxsim_scores(tokens(problem.queries, q_pre), tokens(problem.candidates, c_pre))
+    rel = Relevance.from_lists(problem.relevant, len(problem.candidates))
+    return query_metrics(scores, rel, with_map=problem.with_map)
+
+
+@pytest.mark.parametrize("scoring", ["dense", "maxsim"])
+@pytest.mark.parametrize("task,lang", [pytest.param("xquad-r", "deu_Latn", marks=pytest.mark.slow),  # 30-60 s
+                                       pytest.param("xquad", "deu_Latn", marks=pytest.mark.slow),  # (paragraphs)
+                                       ("flores", "yor_Latn")])
+def test_grid_evaluation_is_retrieval_evaluate_on_the_same_subset(encoder, data_root, task, lang, scoring):
+    """The grid's numbers equal retrieval.evaluate's with the same subset, and both equal a
+    brute-force computation on that subset (every task, both scorings)."""
+    from optical_viz.retrieval import build_problems, evaluate
+
+    ev = ex.EvalSpec(task=task, scoring=scoring, max_queries=6, max_candidates=15)
+    mine = ex.evaluate_model(ev, encoder, encoder, [lang], root=data_root, n_bootstrap=50)
+    ref = evaluate(task, encoder=encoder, langs=[lang], split="all" if task == "flores" else None, scoring=scoring,
+                   root=data_root, cache=False, n_bootstrap=50, progress=False, max_queries=6, max_candidates=15)
     a = mine.report.frame.set_index(["lang", "direction"]).sort_index()
     b = ref.frame.set_index(["lang", "direction"]).sort_index()
-    assert list(a.index) == list(b.index)
+    assert list(a.index) == list(b.index) and len(a) == len(build_problems(task, [lang], root=data_root))
     for m in ("recall@1", "recall@5", "recall@10", "mrr@10"):
-        np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=1e-5)
-        np.testing.assert_allclose(np.stack(a[f"{m}_ci"]), np.stack(b[f"{m}_ci"]), atol=1e-5)
-    assert mine.subsets[("yor_Latn", "xx->en")] == (99, 99)
+        np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=TOL)
+        np.testing.assert_allclose(np.stack(a[f"{m}_ci"]), np.stack(b[f"{m}_ci"]), atol=TOL)
+    for p in build_problems(task, [lang], root=data_root):
+        sub = subset_problem(p, 6, 15)
+        assert mine.subsets[(lang, p.direction)] == (6, len(sub.candidates)) and len(sub.candidates) >= 6
+        expected = _brute_force(encoder, sub, scoring)
+        for m, values in mine.report.per_query[(lang, p.direction)].values.items():
+            np.testing.assert_allclose(values, expected[m], atol=1e-5, err_msg=f"{p.direction} {m}")
 
 
 # ----------------------------------------------------------------------------- aggregation
