@@ -276,6 +276,10 @@ class DistillConfig:
         return parse(type(self), deep_merge(self.to_dict(), changes), what="distillation config")
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a ValueError naming every bad value (runs on construction, also of copies)."""
         errors = self.problems()
         if errors:
             raise ValueError("invalid distillation config: " + "; ".join(errors))

@@ -288,3 +288,28 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys, data_root, default_model_d
     second = capsys.readouterr().out
     assert "to do: 0 trainings, 0 evaluations" in second and "to do: 8 trainings" in first
     assert {p: p.stat().st_mtime_ns for p in expected} == mtimes
+
+
+@pytest.mark.slow  # ~40 s: one 2-step training and seven figures
+def test_a_third_question_reaches_tables_and_figures(tmp_path, data_root, default_model_dir):
+    """A question that no code names (rq3 of tests/grids/grid-three.yaml) gets its summary rows,
+    paired tests input, table, findings and figures, next to RQ1 and RQ2."""
+    spec = ex.GridSpec.from_yaml(REPO / "tests" / "grids" / "grid-three.yaml")
+    assert [q.name for q in spec.questions] == ["rq1", "rq2", "rq3"]
+    result = ex.reproduce(spec, runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                          figures_dir=tmp_path / "figures", root=data_root, progress=False, log=lambda *a: None)
+    assert not result.failed and result.trained == 1
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert set(summary["question"]) == {"rq1", "rq2", "rq3"}
+    rq3 = summary[summary["question"] == "rq3"]
+    assert set(rq3["method"]) == {"zero-shot", "contrastive"} and set(rq3["direction"]) == {"xx->en", "en->xx"}
+    methods = pd.read_csv(tmp_path / "results" / "summary_methods.csv")
+    assert (methods["question"] == "rq3").any()
+    table = (tmp_path / "results" / "rq3_table.md").read_text()
+    assert "**RQ3, headline**" in table and "| contrastive (1 seed) |" in table and "FLORES eng\u2192L" in table
+    assert "### RQ3" in (tmp_path / "results" / "findings.md").read_text()
+    # one language set: per-language and average bars; two language sets (rq2): scaling curves
+    names = {p.name for p in result.figures}
+    for stem in ("rq3_by_language", "rq3_average", "rq1_by_language", "rq1_average", "rq2_scaling_seen"):
+        assert {f"{stem}.pdf", f"{stem}.png"} <= names, stem
+        assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 5000
