@@ -42,10 +42,10 @@ def register(sub) -> None:
 def _run(args) -> int:
     import os
 
-    from optical_viz import experiments
-
-    if args.quiet:
+    if args.quiet:  # before any import: libraries read it when they load (transformers' bars)
         os.environ["TQDM_DISABLE"] = "1"  # also the encoder's and trainer's bars
+
+    from optical_viz import experiments
     grid = args.grid or experiments.default_grid_path(args.scale)
     spec = experiments.GridSpec.from_yaml(grid)
     if spec.scale != args.scale:
