@@ -429,11 +429,21 @@ _EXPECTED = {
 
 
 def _field_names(cls, loc: tuple) -> list[str]:
-    """The field names of the (nested) dataclass at ``loc`` under ``cls``."""
+    """The field names of the (nested) dataclass at ``loc`` under ``cls`` (list indices and
+    mapping keys in ``loc`` are stepped over)."""
     for key in loc:
-        if not dataclasses.is_dataclass(cls):
-            return []
-        hints = typing.get_type_hints(cls, include_extras=True)
-        tp = hints.get(str(key))
-        cls = next((a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a)), None)
+        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        if key in fields:
+            cls = _dataclass_in(typing.get_type_hints(cls, include_extras=True)[key])
     return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+
+
+def _dataclass_in(tp):
+    """The dataclass inside a type such as ``Optional[List[X]]`` or ``Dict[str, X | str]``."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        found = _dataclass_in(arg)
+        if found is not None:
+            return found
+    return None
