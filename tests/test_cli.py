@@ -59,3 +59,24 @@ def test_unknown_config_key_suggests_the_closest(tmp_path, capsys):
     assert main(["distill", str(cfg)]) == 2
     line = _one_error_line(capsys)
     assert str(cfg) in line and "warmup_step: unknown key; did you mean 'warmup_steps'?" in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "list"], ["data", "check"], ["data", "fetch", "flores200"],
+    ["evaluate", "flores"], ["distill", "c.yaml"], ["reproduce"],
+])
+def test_every_command_that_reads_data_takes_data_root(argv, tmp_path):
+    from optical_viz.cli import build_parser
+
+    args = build_parser().parse_args([*argv, "--data-root", str(tmp_path)])
+    assert (args.data_root if hasattr(args, "data_root") else args.root) == tmp_path
+
+
+def test_distill_reads_bitext_from_data_root(tmp_path, capsys):
+    """--data-root reaches the trainer: an empty data root is named in the one-line error."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((REPO / "configs" / "quick.yaml").read_text())
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    assert main(["distill", str(cfg), "--data-root", str(empty), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert str(empty) in _one_error_line(capsys)

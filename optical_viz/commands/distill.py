@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="run directory (default: output_dir of the config)")
     p.add_argument("--loss", default=None, metavar="NAME", help="override loss.name: ot, contrastive, mse or a sum like ot+contrastive")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="override steps (the length of the schedule)")
+    add_data_root(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -29,7 +32,8 @@ def _run(args) -> int:
     if changes:
         config = config.replace(**changes)
     try:
-        result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
+        result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out,
+                         root=args.data_root, progress=not args.quiet)
     except FileExistsError as exc:  # a user error: message and exit code 2, no traceback
         raise ValueError(str(exc)) from None
     last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)

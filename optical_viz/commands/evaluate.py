@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
 RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
 TASKS = (*RETRIEVAL_TASKS, "alignment")
 
@@ -41,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
-    p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    add_data_root(p)
     p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     g = p.add_argument_group("alignment")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
