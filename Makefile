@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 OPTICAL_VIZ_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),$(abspath data))
 export OPTICAL_VIZ_DATA
 
-.PHONY: setup model test demo lab reproduce bench clean-venv
+.PHONY: setup model test test-fast demo lab reproduce bench clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ model: $(PY)
 
 test: $(PY)
 	$(PY) -m pytest -q
+
+# the edit-test loop: everything not marked slow (under 3 minutes on 2 cores); `make test` stays the full suite
+test-fast: $(PY)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
 demo: setup
 	$(BIN)/optical-viz demo
