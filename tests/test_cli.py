@@ -80,3 +80,14 @@ def test_distill_reads_bitext_from_data_root(tmp_path, capsys):
     empty.mkdir()
     assert main(["distill", str(cfg), "--data-root", str(empty), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert str(empty) in _one_error_line(capsys)
+
+
+def test_the_cli_choices_are_their_owners_vocabulary():
+    """The parser keeps light copies (no torch import for --help); they must equal the owners'."""
+    from optical_viz import retrieval
+    from optical_viz.commands import evaluate
+    from optical_viz.encoder import PRECISIONS
+
+    assert evaluate.RETRIEVAL_TASKS == retrieval.TASKS
+    assert evaluate.SCORINGS == retrieval.SCORINGS
+    assert evaluate.PRECISIONS == PRECISIONS
