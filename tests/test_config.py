@@ -125,6 +125,11 @@ def test_grid_specs_are_strict(question, match):
         ex.GridSpec.from_dict(_grid(**question), base_dir=REPO / "configs")
 
 
+def test_training_methods_are_losses_of_the_trainer():
+    assert ex.TRAINING_METHODS[0] == ex.ZERO_SHOT
+    assert all(t in LOSSES for m in ex.TRAINING_METHODS[1:] for t in m.split("+"))
+
+
 def test_grid_file_errors_name_the_file(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(_grid(evaluations=[{"task": "flores", "scoring": "sparse"}]) | {"sclae": "x"}))

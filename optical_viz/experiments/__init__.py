@@ -46,7 +46,7 @@ file reaches the summaries, tables, findings and figures without code changes.
 from optical_viz.experiments.evaluation import Evaluation, eval_langs, evaluate_model
 from optical_viz.experiments.figures import METHOD_COLORS, make_figures
 from optical_viz.experiments.grid import (
-    METHODS,
+    TRAINING_METHODS,
     ZERO_SHOT,
     EvalSpec,
     GridSpec,
@@ -68,7 +68,7 @@ from optical_viz.experiments.run import (
 )
 
 __all__ = [
-    "METHODS", "ZERO_SHOT", "METRICS", "METHOD_COLORS",
+    "TRAINING_METHODS", "ZERO_SHOT", "METRICS", "METHOD_COLORS",
     "EvalSpec", "QuestionSpec", "GridSpec", "Run", "build_grid", "default_grid_path",
     "Evaluation", "evaluate_model", "eval_langs",
     "code_version", "GridStatus", "status", "estimate_seconds", "format_plan", "run_grid",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optical_viz.experiments.grid import METHODS
+from optical_viz.experiments.grid import TRAINING_METHODS
 from optical_viz.retrieval._metrics import MRR_CUTOFF, RECALL_KS
 
 # the metrics of a result file, in table order (named as retrieval.query_metrics names them)
@@ -158,7 +158,7 @@ def paired_tests(results_dir: str | os.PathLike, question: str = "rq1", a: str =
 
 # ----------------------------------------------------------------------------- tables
 
-METHOD_ORDER = {m: i for i, m in enumerate(METHODS)}
+METHOD_ORDER = {m: i for i, m in enumerate(TRAINING_METHODS)}
 EVAL_LABELS = {
     ("xquad-r", "xx->en"): "XQuAD-R L\u2192en",
     ("xquad-r", "xx->pool"): "XQuAD-R L\u2192pool",
