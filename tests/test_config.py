@@ -135,3 +135,9 @@ def test_grid_file_errors_name_the_file(tmp_path):
     path.write_text(yaml.safe_dump(_grid(evaluations=[{"task": "flores", "scoring": "sparse"}]) | {"sclae": "x"}))
     with pytest.raises(ValueError, match=rf"^{path}: .*sclae: unknown key; did you mean 'scale'\?"):
         ex.GridSpec.from_yaml(path)
+
+
+def test_question_titles_come_from_the_grid_file():
+    spec = ex.GridSpec.from_yaml(REPO / "configs" / "grid-quick.yaml")
+    assert spec.titles == {"rq1": "OPTICAL-style distillation vs. baselines"}
+    assert spec.only(["rq2"]).titles == {}

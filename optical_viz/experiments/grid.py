@@ -163,6 +163,11 @@ class GridSpec:
                 if not (self.base_dir / path).is_file():
                     raise FileNotFoundError(f"{q.name}: config {self.base_dir / path} does not exist")
 
+    @property
+    def titles(self) -> dict[str, str]:
+        """Question -> its title (those that have one), for :func:`~optical_viz.experiments.make_figures`."""
+        return {q.name: q.title for q in self.questions if q.title}
+
     def only(self, names: typing.Iterable[str]) -> "GridSpec":
         """The same grid restricted to the questions ``names`` (e.g. to run RQ1 and RQ2 as two
         processes on two cores: results go to the same folders, runs are disjoint)."""

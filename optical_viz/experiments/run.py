@@ -316,8 +316,7 @@ def reproduce(
             _write_atomic(results_dir / f"{q}_table.md", table)
     _write_atomic(results_dir / "findings.md", findings(methods, tests, spec.scale))
     _write_atomic(results_dir / "timings.json", json.dumps(_timings(results_dir), indent=1) + "\n")
-    titles = {q.name: q.title for q in spec.questions if q.title}
-    figures = make_figures(methods, figures_dir, spec.scale, titles=titles)
+    figures = make_figures(methods, figures_dir, spec.scale, titles=spec.titles)
     seconds = time.perf_counter() - start
     log(f"{len(records)} runs touched ({len(st.to_train)} trained, {len(st.to_evaluate)} evaluations, "
         f"{len(st.done)} skipped) in {seconds / 60:.1f} min; results in {results_dir}, figures in {figures_dir}")
