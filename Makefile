@@ -13,7 +13,7 @@ FONT_PACKAGES := fonts-noto-core fonts-noto-cjk
 # the packages are installed once per venv; again when pyproject.toml changes
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup packages fonts model test demo lab reproduce bench clean-venv
+.PHONY: setup packages fonts model test test-fast demo lab reproduce bench clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ model: $(INSTALLED)
 
 test: setup
 	$(PY) -m pytest -q
+
+# the edit-test loop: everything not marked slow (under 3 minutes on 2 cores); `make test` stays the full suite
+test-fast: $(PY)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
 demo: setup
 	$(BIN)/optical-viz demo

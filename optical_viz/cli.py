@@ -3,11 +3,16 @@
 Each command group lives in its own module under ``optical_viz.commands`` and
 exposes ``register(subparsers)``; the handler it installs (``set_defaults(func=...)``)
 imports the heavy libraries only when the command runs.
+
+Errors meant for the user (``ValueError``, ``KeyError``, ``FileNotFoundError``, ``CLIError``)
+print one line and exit with code 2; ``--verbose`` (or ``OPTICAL_VIZ_DEBUG=1``) prints the
+full traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command group -> module; the order is the order of `optical-viz --help`
@@ -33,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Optimal-transport alignment of multilingual embeddings (OPTICAL toolkit).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="on an error, print the full traceback (also: OPTICAL_VIZ_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         importlib.import_module(module).register(sub)
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CLIError, FileNotFoundError, ValueError, KeyError) as exc:
+        if args.verbose or os.environ.get("OPTICAL_VIZ_DEBUG", "") not in ("", "0"):
+            raise
         # errors raised at the library's boundary carry a message for the user
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"optical-viz {args.command}: error: {msg}", file=sys.stderr)

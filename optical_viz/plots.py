@@ -891,6 +891,8 @@ def plot_retrieval(
     ax: Axes | None = None,
     horizontal: bool = False,
     title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+    order: Sequence[str] | None = None,
 ) -> Axes:
     """Grouped bars of a retrieval metric per language, with confidence whiskers.
 
@@ -904,8 +906,13 @@ def plot_retrieval(
         Default: ``method`` or ``model`` when present with several values,
         else ``direction``.
 
+    colors : hue value -> colour (e.g. one fixed colour per method in every figure);
+        hue values not in it take the palette's colours in turn.
+    order : the groups along the axis (values of ``lang``), in this order; default: the
+        sorted languages. Values not in ``results`` leave an empty slot.
+
     Bar containers are in ``ax.containers`` (one per hue value, labelled); the
-    bar heights are the metric values in the order of sorted languages.
+    bar heights are the metric values in the order of the groups (``order`` or sorted languages).
     """
     need = {"lang", metric}
     if not need <= set(results.columns):
@@ -914,7 +921,10 @@ def plot_retrieval(
         hue = next((c for c in ("method", "model", "direction") if c in results and results[c].nunique() > 1), None)
     elif hue not in results:
         raise ValueError(f"hue column {hue!r} not in results columns {sorted(results.columns)}")
-    langs = sorted(results["lang"].unique())
+    langs = list(order) if order is not None else sorted(results["lang"].unique())
+    missing = sorted(set(results["lang"]) - set(langs))
+    if missing:
+        raise ValueError(f"order= lacks the group(s) {missing} of results")
     groups = list(dict.fromkeys(results[hue])) if hue else [None]
     ax = _new_ax(ax, (min(TEXT_WIDTH, 1.0 + 0.5 * len(langs) * max(1, len(groups)) ** 0.5), 2.4))
     width = 0.8 / len(groups)
@@ -939,7 +949,7 @@ def plot_retrieval(
             if np.any(lo[ok] > vals[ok] + 1e-9) or np.any(hi[ok] < vals[ok] - 1e-9):
                 raise ValueError(f"{metric} intervals do not contain the values for group {group!r}")
             err = np.vstack([vals - lo, hi - vals])
-        color = PALETTE[g % len(PALETTE)]
+        color = (colors or {}).get(str(group), PALETTE[g % len(PALETTE)])
         bar = ax.bar if not horizontal else ax.barh
         kw = {"yerr": err} if not horizontal else {"xerr": err}
         bar(pos, np.nan_to_num(vals), width * 0.92, color=color, label=str(group) if group is not None else metric,
@@ -964,6 +974,7 @@ def plot_scaling(
     *,
     ax: Axes | None = None,
     title: str | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> Axes:
     """Scaling curves: ``metric`` against the number of training languages, one line per method.
 
@@ -973,6 +984,8 @@ def plot_scaling(
         Columns ``method``, ``n_languages``, ``metric``, ``ci_lo``, ``ci_hi``
         (or ``<metric>_ci``) and optionally ``seen`` (bool) or ``split``
         (``"seen"``/``"unseen"``): seen languages are solid lines, unseen dashed.
+
+    colors : method -> colour; methods not in it take the palette's colours in turn.
 
     Each method has one colour; intervals are shaded bands. Lines are in
     ``ax.lines`` in the order (method, seen then unseen).
@@ -986,8 +999,9 @@ def plot_scaling(
     ax = _new_ax(ax, (COLUMN_WIDTH + 1.0, 2.4))
     markers = {"seen": "o", "unseen": "s", "": "o"}
     styles = {"seen": "-", "unseen": "--", "": "-"}
-    for m, method in enumerate(dict.fromkeys(df["method"])):
-        color = PALETTE[m % len(PALETTE)]
+    color_of = {method: (colors or {}).get(str(method), PALETTE[m % len(PALETTE)])
+                for m, method in enumerate(dict.fromkeys(df["method"]))}
+    for method, color in color_of.items():
         for split in ("seen", "unseen", ""):
             d = df[(df["method"] == method) & (df["split"] == split)].sort_values("n_languages")
             if d.empty:
@@ -1011,8 +1025,7 @@ def plot_scaling(
     ax.set_ylabel(metric.replace("recall@", "Recall@"))
     ax.grid(True, axis="y")
     # colour = method, line style = seen / unseen: one legend entry per factor level
-    handles = [Line2D([], [], color=PALETTE[m % len(PALETTE)], marker="o", label=str(method))
-               for m, method in enumerate(dict.fromkeys(df["method"]))]
+    handles = [Line2D([], [], color=color, marker="o", label=str(method)) for method, color in color_of.items()]
     splits = [sp for sp in ("seen", "unseen") if (df["split"] == sp).any()]
     if splits:
         handles += [Line2D([], [], color="0.3", linestyle=styles[sp], marker=markers[sp],

@@ -642,10 +642,10 @@ def sinkhorn(
     stages = eps_schedule(p.cost, p.src_mask, p.tgt_mask, eps, eps_scaling) if eps_scaling else []
     n_iter = 0
     if track:  # autograd through every iteration: no in-place ops, no batch shrinking
-        v = None
+        v, prev = None, None
         logK = p.cost / (-eps)  # (B, T, S)
         for e in stages + [eps]:
-            if v is not None:  # warm start: the previous stage's potential g = e_prev * v, in cost units
+            if v is not None:  # warm start: the previous stage's potential g = prev * v, in cost units
                 v = v * (prev / e)
             budget = max_iter - n_iter if e == eps else min(EPS_SCALING_STAGE_ITERS, max_iter - n_iter - 1)
             if budget < 1:

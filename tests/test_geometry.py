@@ -136,7 +136,7 @@ def test_eps_sweep_from_sharp_to_uniform():
         eps_sweep(x, y, mask, mask, [0.1, 0.0])
 
 
-@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+@pytest.mark.parametrize("method", ["pca", pytest.param("umap", marks=pytest.mark.slow), "tsne"])  # umap: ~20 s (numba)
 def test_projections_are_seeded_and_keep_labels(method):
     rng = _rng(5)
     centres = 3.0 * np.eye(8)[:2]  # two clusters, also apart after L2 normalisation

@@ -409,6 +409,22 @@ def test_plot_retrieval_validates(retrieval):
         plots.plot_retrieval(retrieval.drop(columns="lang"))
 
 
+def test_plot_retrieval_colors_and_order(retrieval):
+    import matplotlib.colors as mcolors
+
+    colors = {"OPTICAL": "#D55E00"}
+    ax = plots.plot_retrieval(retrieval, colors=colors, order=["yor", "hau", "amh", "avg"])
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["yor", "hau", "amh", "avg"]
+    np.testing.assert_allclose([b.get_height() for b in bars[1]], [0.5, 0.6, 0.7, 0.0])  # "avg": an empty slot
+    assert all(mcolors.same_color(b.get_facecolor(), "#D55E00") for b in bars[1])
+    assert mcolors.same_color(bars[0][0].get_facecolor(), plots.PALETTE[0])  # not in colors: the palette
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    assert mcolors.same_color(legend["OPTICAL"].get_facecolor(), "#D55E00")
+    with pytest.raises(ValueError, match=r"order= lacks the group\(s\) \['amh'\]"):
+        plots.plot_retrieval(retrieval, order=["yor", "hau"])
+
+
 def test_plot_scaling_one_colour_per_method_dashed_unseen():
     rows = []
     for method in ["OPTICAL", "contrastive"]:
@@ -429,6 +445,9 @@ def test_plot_scaling_one_colour_per_method_dashed_unseen():
     band = ax.collections[0].get_paths()[0].vertices
     assert band[:, 1].min() == pytest.approx(0.1 - 0.02)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["OPTICAL", "contrastive", "seen", "unseen"]
+    fixed = plots.plot_scaling(df, colors={"contrastive": "#123456"})
+    assert [line.get_color() for line in fixed.lines[2:]] == ["#123456", "#123456"]
+    assert fixed.get_legend().legend_handles[1].get_color() == "#123456"
     with pytest.raises(ValueError, match="n_languages"):
         plots.plot_scaling(df.drop(columns="n_languages"))
 

@@ -292,6 +292,7 @@ def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, 
     assert "unknown extraction(s) ['nope']" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~30 s (make test-fast leaves it out)
 def test_progress_false_silences_the_encoder_and_restores_it(data_root, encoder, capsys):
     rep = evaluate("flores", encoder=encoder, langs=["fra_Latn"], split="dev", root=data_root, batch_size=8,
                    cache=EmbeddingCache(":memory:"), n_bootstrap=20, progress=False)

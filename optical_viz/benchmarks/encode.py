@@ -13,6 +13,7 @@ Measures, on the same FLORES sentences (a mix of languages, so lengths vary):
 """
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import time
@@ -46,7 +47,8 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from optical_viz.commands.evaluate import _write_json, parse_langs
+    from optical_viz.commands.evaluate import parse_langs
+    from optical_viz.rundir import atomic_write
     from optical_viz.data import load_flores
     from optical_viz.encoder import load_encoder
 
@@ -117,7 +119,7 @@ def run(args) -> dict:
                             batch_size=bs, progress=False)
             cache.close()
         if args.report is not None:
-            _write_json(args.report, cold.to_json())
+            atomic_write(args.report, json.dumps(cold.to_json(), indent=2, default=str) + "\n")
         result.update({
             "flores_precision": args.precision,
             "flores_languages": len(langs),

@@ -252,7 +252,6 @@ def _divergence_section(args) -> dict:
     """Ours vs GeomLoss, debiased Sinkhorn divergence per pair, float32, at several accuracies."""
     import warnings
 
-    import torch
     from geomloss import SamplesLoss
 
     from optical_viz.losses import ot_loss
@@ -297,8 +296,6 @@ def _divergence_section(args) -> dict:
 def _eps_scaling_section(args) -> dict:
     """eps 0.005 with and without eps-scaling, and eps 0.02 as today's default, float32."""
     import warnings
-
-    import torch
 
     from optical_viz.transport import sinkhorn
 

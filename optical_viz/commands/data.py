@@ -4,21 +4,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from optical_viz.commands import DATA_ROOT_HELP
+
 MAX_LISTED = 10  # problems listed per set by `data check`
 
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="list, check or download the data sets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    root_help = "data root (default: $OPTICAL_VIZ_DATA, else data/ in the repository)"
 
     lp = dsub.add_parser("list", help="each set: languages, license, whether it is present")
-    lp.add_argument("--root", type=Path, default=None, help=root_help)
+    lp.add_argument("--data-root", "--root", dest="root", type=Path, default=None, metavar="DIR", help=DATA_ROOT_HELP)
     lp.set_defaults(func=_list)
 
     cp = dsub.add_parser("check", help="verify presence and SHA-256 of every file (exit 1 on problems)")
     cp.add_argument("sets", nargs="*", metavar="SET", help="sets to check (default: all)")
-    cp.add_argument("--root", type=Path, default=None, help=root_help)
+    cp.add_argument("--data-root", "--root", dest="root", type=Path, default=None, metavar="DIR", help=DATA_ROOT_HELP)
     cp.set_defaults(func=_check)
 
     fp = dsub.add_parser(
@@ -29,7 +30,7 @@ def register(sub) -> None:
         "moved into place atomically.",
     )
     fp.add_argument("name", metavar="NAME", help="a set (see `optical-viz data list`) or 'all'")
-    fp.add_argument("--root", type=Path, default=None, help=root_help)
+    fp.add_argument("--data-root", "--root", dest="root", type=Path, default=None, metavar="DIR", help=DATA_ROOT_HELP)
     fp.add_argument(
         "--base-url", default=None,
         help="mirror serving the data root's layout (<URL>/<set>/<path>) instead of GitHub",

@@ -6,6 +6,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="run directory (default: output_dir of the config)")
     p.add_argument("--loss", default=None, metavar="NAME", help="override loss.name: ot, contrastive, mse or a sum like ot+contrastive")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="override steps (the length of the schedule)")
+    add_data_root(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -34,7 +37,8 @@ def _run(args) -> int:
     out = args.out if args.out is not None else config.output_dir
     try:
         with _one_line_warnings():
-            result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out, progress=not args.quiet)
+            result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out,
+                             root=args.data_root, progress=not args.quiet)
     except FileExistsError as exc:  # a user error (also a run directory in use): exit code 2, no traceback
         raise ValueError(str(exc)) from None
     except KeyboardInterrupt:

@@ -12,8 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
+# Copies of retrieval.TASKS / SCORINGS and encoder.PRECISIONS: importing those modules loads
+# torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py checks they agree.
 RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
 TASKS = (*RETRIEVAL_TASKS, "alignment")
+SCORINGS = ("dense", "maxsim")
+PRECISIONS = ("fp32", "bf16")
 
 
 def register(sub) -> None:
@@ -29,20 +35,20 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="'default' or a model directory (symmetric setting)")
     p.add_argument("--student", default=None, help="student model directory: encodes the non-English side")
     p.add_argument("--teacher", default=None, help="teacher model ('default' or a directory): the English side")
-    p.add_argument("--scoring", choices=("dense", "maxsim"), default="dense", help="sentence cosine or MaxSim")
+    p.add_argument("--scoring", choices=SCORINGS, default="dense", help="sentence cosine or MaxSim")
     p.add_argument("--split", default=None,
                    help="FLORES split (all, train, dev, test, dev+test); default: all, or dev+test for a "
                         "model distilled on FLORES train bitext")
     p.add_argument("--layer", default=None,
                    help="hidden layer (-1 = last; for alignment a comma-separated list)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast, ~2.7x faster on CPUs with AVX512-BF16, embeddings at cosine ~0.99999 "
                    "of fp32 (cached apart); compare systems only at equal precision")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
-    p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    add_data_root(p)
     p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     p.add_argument("--run", type=Path, default=None,
                    help="write the ranking as a six-column TREC run (top --run-depth per query)")
@@ -181,6 +187,7 @@ def _split(value) -> list[str]:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    from optical_viz.rundir import atomic_write
+
+    atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
     print(f"wrote {path}")

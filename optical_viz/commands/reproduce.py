@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -30,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--runs", type=Path, default=None, metavar="DIR", help="run directories (default: OUT/runs/<scale>)")
     p.add_argument("--results", type=Path, default=None, metavar="DIR", help="result files (default: OUT/results/<scale>)")
     p.add_argument("--figures", type=Path, default=None, metavar="DIR", help="figures (default: OUT/figures/<scale>)")
-    p.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    add_data_root(p)
     p.add_argument("--question", action="append", default=None, metavar="NAME",
                    help="run only this question of the grid (repeatable; e.g. rq1 here and rq2 in a second "
                    "process: the runs are disjoint, summaries and figures cover every result already written)")
@@ -42,10 +44,10 @@ def register(sub) -> None:
 def _run(args) -> int:
     import os
 
-    from optical_viz import experiments
-
-    if args.quiet:
+    if args.quiet:  # before any import: libraries read it when they load (transformers' bars)
         os.environ["TQDM_DISABLE"] = "1"  # also the encoder's and trainer's bars
+
+    from optical_viz import experiments
     grid = args.grid or experiments.default_grid_path(args.scale)
     spec = experiments.GridSpec.from_yaml(grid)
     if spec.scale != args.scale:

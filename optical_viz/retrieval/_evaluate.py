@@ -27,6 +27,7 @@ from optical_viz.retrieval._scoring import (
     FaissIndex,
     maxsim_scores,
 )
+from optical_viz.retrieval._subset import subset_problem
 from optical_viz.retrieval._tasks import (
     RetrievalProblem,
     build_problems,
@@ -48,6 +49,7 @@ class RetrievalReport:
     rankings: (lang, direction) -> the problem and its :class:`TopK` (``run_depth`` best
         candidates per query), when ``evaluate(run_depth=...)`` asked for them; written as a
         TREC run by :func:`optical_viz.retrieval.write_run`.
+    sizes: (lang, direction) -> (number of queries, number of candidates) scored.
     """
 
     task: str
@@ -59,6 +61,7 @@ class RetrievalReport:
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
     rankings: dict = field(default_factory=dict)
+    sizes: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The JSON document (a dict, ready for ``json.dump``):
@@ -105,6 +108,10 @@ def evaluate(
     precision: str = "fp32",
     run_depth: int = 0,
     index: str = "exact",
+    directions=None,
+    max_queries: int | None = None,
+    max_candidates: int | None = None,
+    student_cache=None,
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -131,6 +138,12 @@ def evaluate(
         ``"faiss-hnsw"`` (approximate; needs faiss-cpu). With FAISS only the top
         ``max(run_depth, 100)`` candidates of each query are ranked: a relevant candidate
         below them counts as not retrieved (as trec_eval counts it).
+    directions: evaluate only these directions of the task (None: all), e.g. ``["xx->en"]``.
+    max_queries / max_candidates: per (language, direction), a fixed random subset of the
+        queries and candidates (gold candidates of the kept queries stay; see
+        :func:`optical_viz.retrieval.subset_problem`); None keeps everything.
+    student_cache: the student's own EmbeddingCache (e.g. in memory for a model that is
+        scored once); None: the student shares ``cache`` with the teacher.
     """
     from optical_viz.cache import EmbeddingCache
 
@@ -152,6 +165,12 @@ def evaluate(
             notes.append(note)
     task_langs = resolve_task_languages(task, langs, root=root)
     problems = build_problems(task, task_langs, split=split or "all", root=root)
+    if directions is not None:
+        problems = [p for p in problems if p.direction in directions]
+        if not problems:
+            raise ValueError(f"{task} has no direction among {list(directions)}")
+    if max_queries is not None or max_candidates is not None:
+        problems = [subset_problem(p, max_queries, max_candidates) for p in problems]
 
     if student is not None:
         student, teacher = _load(student, precision), _load(teacher, precision)
@@ -167,8 +186,9 @@ def evaluate(
         store = cache
     else:
         store = EmbeddingCache() if cache else EmbeddingCache(":memory:")
+    student_store = student_cache if student_cache is not None else store
 
-    rows, per_query, rankings = [], {}, {}
+    rows, per_query, rankings, sizes = [], {}, {}, {}
     shown = [getattr(e, "progress", None) for e in encoders]
     try:
         for e, flag in zip(encoders, shown):
@@ -178,10 +198,13 @@ def evaluate(
             q_enc, c_enc = _encoders_for(problem, encoder, student, teacher)
             q_pre, c_pre = _prefixes(problem.kind, q_enc), _prefixes(problem.kind, c_enc, candidate=True)
             embed = _embed_dense if scoring == "dense" else _embed_tokens
-            q = embed(store, q_enc, problem.queries, q_pre, layer, batch_size)
-            c = embed(store, c_enc, problem.candidates, c_pre, layer, batch_size)
+            q_store = student_store if (student is not None and q_enc is student) else store
+            c_store = student_store if (student is not None and c_enc is student) else store
+            q = embed(q_store, q_enc, problem.queries, q_pre, layer, batch_size)
+            c = embed(c_store, c_enc, problem.candidates, c_pre, layer, batch_size)
             metrics, top = _measure(problem, q, c, scoring, run_depth, index)
             per_query[(problem.lang, problem.direction)] = metrics
+            sizes[(problem.lang, problem.direction)] = (len(problem.queries), len(problem.candidates))
             if top is not None:
                 rankings[(problem.lang, problem.direction)] = (problem, top)
             rows.append(_summarise(problem.lang, problem.direction, metrics, n_bootstrap, seed))
@@ -195,7 +218,7 @@ def evaluate(
     return RetrievalReport(
         task=task, model=model, scoring=scoring, split=split if task == "flores" else None,
         frame=frame, per_query=per_query, notes=notes, wall_time_s=time.perf_counter() - start,
-        rankings=rankings,
+        rankings=rankings, sizes=sizes,
     )
 
 

@@ -1,0 +1,74 @@
+"""One evaluation of one model of the grid, through :func:`optical_viz.retrieval.evaluate`.
+
+The grid adds nothing to the evaluation itself: it picks the languages (trained or unseen),
+the fixed query / candidate subsets and the caches, and ``retrieval.evaluate`` does the
+routing (the student encodes the non-English side), the e5 prefixes, the scoring, the
+per-language rows and the pooled ``all`` rows, as everywhere else.
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+from optical_viz.experiments.grid import EvalSpec, Run
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` measured.
+
+    report: a :class:`optical_viz.retrieval.RetrievalReport` (frame with CIs, per-query values).
+    subsets: (lang, direction) -> (number of queries, number of candidates) scored.
+    """
+
+    report: typing.Any
+    subsets: dict[tuple[str, str], tuple[int, int]]
+
+
+def evaluate_model(
+    ev: EvalSpec,
+    student,
+    teacher,
+    langs: list[str],
+    *,
+    teacher_cache=None,
+    student_cache=None,
+    n_bootstrap: int = 1000,
+    root=None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> Evaluation:
+    """Score one model on one evaluation, in the asymmetric OPTICAL setting.
+
+    The student (an Encoder) embeds the non-English side (queries of ``xx->en``/``xx->pool``,
+    candidates of ``en->xx``), the teacher the English side; for zero-shot pass the same
+    encoder twice (then it is evaluated symmetrically, with ``teacher_cache``).
+    langs: task-coded languages (``retrieval.resolve_task_languages``).
+    teacher_cache / student_cache: :class:`optical_viz.cache.EmbeddingCache` (the teacher's
+    on disk, shared by all runs; a student's in memory). None: in memory for this call.
+    """
+    from optical_viz import retrieval
+    from optical_viz.cache import EmbeddingCache
+
+    teacher_cache = teacher_cache if teacher_cache is not None else EmbeddingCache(":memory:")
+    models = dict(encoder=teacher) if student is teacher else dict(
+        student=student, teacher=teacher,
+        student_cache=student_cache if student_cache is not None else EmbeddingCache(":memory:"))
+    report = retrieval.evaluate(
+        ev.task, **models, langs=langs, split=ev.split if ev.task == "flores" else None, scoring=ev.scoring,
+        root=root, batch_size=batch_size, cache=teacher_cache, n_bootstrap=n_bootstrap, seed=0,
+        progress=progress, directions=ev.directions, max_queries=ev.max_queries, max_candidates=ev.max_candidates,
+    )
+    return Evaluation(report, dict(report.sizes))
+
+
+def eval_langs(run: Run, ev: EvalSpec, root=None) -> list[str]:
+    """Task-coded languages of ``ev`` for ``run`` (trained languages the task has, or unseen)."""
+    from optical_viz import retrieval
+
+    wanted = run.unseen if ev.langs == "unseen" else run.languages
+    have = set(retrieval.task_languages(ev.task, root=root))
+    langs = [code for code in wanted if code in have]
+    if not langs:
+        raise ValueError(f"{run.run_id}: {ev.task} has none of the languages {wanted}")
+    return langs

@@ -1,0 +1,176 @@
+"""The grid's figures (PDF and PNG), drawn with :mod:`optical_viz.plots` from ``aggregate(...)``.
+
+Per question, from whatever its results hold:
+
+- several language sets (a scaling question such as RQ2): ``<q>_scaling_seen`` and
+  ``<q>_scaling_unseen``, Recall@1 against the number of training languages;
+- one language set (such as RQ1): ``<q>_by_language`` (dense headline metric per language,
+  one panel per evaluation) and ``<q>_average`` (every evaluation, languages averaged).
+
+Every method has the same colour in every figure (:data:`METHOD_COLORS`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from optical_viz.experiments.report import METHOD_ORDER, METRIC_NAMES, eval_label, headline_columns, headline_metric
+
+# one colour per method in every figure (Okabe-Ito; the zero-shot baseline in grey)
+METHOD_COLORS = {
+    "zero-shot": "#8C8C8C",
+    "mse": "#E69F00",
+    "contrastive": "#0072B2",
+    "ot": "#D55E00",
+    "ot+contrastive": "#CC79A7",
+}
+TASK_NAMES = {"xquad-r": "XQuAD-R", "xquad": "XQuAD", "flores": "FLORES", "tatoeba": "Tatoeba"}
+# the average bars' group labels (two lines under each group)
+_SHORT_LABELS = {("xquad", "xx->en"): "XQuAD para."}
+
+
+def make_figures(methods_frame, figures_dir: str | os.PathLike, scale: str,
+                 titles: dict[str, str] | None = None) -> list[Path]:
+    """The figures of every question in ``methods_frame`` (``aggregate(...)``'s frame).
+
+    titles: question -> the question in words (the grid file's ``title``), for figure titles.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
+
+    from optical_viz import plots
+
+    figures_dir = Path(figures_dir)
+    written: list[Path] = []
+    tag = "" if scale == "full" else f" [{scale} scale]"
+    titles = titles or {}
+    with plots.publication_style():
+        for question in methods_frame["question"].unique():
+            d = methods_frame[methods_frame["question"] == question]
+            name = question.upper()
+            if d["langset"].nunique() > 1:
+                written += _scaling(d, figures_dir, question, name, tag)
+            else:
+                written += _by_language(d, figures_dir, question, tag)
+                written += _average(d, figures_dir, question, f"{name}: {titles.get(question, 'methods compared')}", tag)
+    return written
+
+
+def _method_sorted(frame):
+    return frame.assign(_o=frame["method"].map(lambda m: METHOD_ORDER.get(m, 99))).sort_values(["_o", "lang"]).drop(columns="_o")
+
+
+def _with_ci(frame, metric: str):
+    """Rows of one metric, renamed for optical_viz.plots: ``metric`` and ``<metric>_ci``."""
+    f = frame[frame["metric"] == metric].copy()
+    f[metric] = f["value"]
+    f[f"{metric}_ci"] = [[lo, hi] for lo, hi in zip(f["ci_lo"], f["ci_hi"])]
+    return f
+
+
+def _legend_above(ax, n: int, y: float) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, ncols=n, loc="lower left", bbox_to_anchor=(0, y), borderaxespad=0.1)
+
+
+def _short(lang: str) -> str:
+    """``deu_Latn`` -> ``de`` (the XQuAD code) where there is one, else ``deu``."""
+    from optical_viz.data import XQUAD_LANGUAGES
+
+    inverse = {v: k for k, v in XQUAD_LANGUAGES.items()}
+    return inverse.get(lang, lang.split("_")[0])
+
+
+def _by_language(d, figures_dir, question, tag) -> list[Path]:
+    """One panel per dense evaluation of the trained languages: the headline metric per language
+    and the average (shaded)."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    panels = [(t, di) for t, el, di, sc in headline_columns(d) if el == "trained" and sc == "dense"]
+    if not panels:
+        return []
+    fig, axes = plt.subplots(len(panels), 1, figsize=(plots.TEXT_WIDTH, 1.85 * len(panels) + 0.3), squeeze=False)
+    for k, (ax, (task, direction)) in enumerate(zip(axes[:, 0], panels)):
+        metric = headline_metric(direction)
+        f = d[(d["task"] == task) & (d["direction"] == direction) & (d["scoring"] == "dense") & (d["eval_langs"] == "trained")]
+        f = _method_sorted(_with_ci(f, metric))
+        f["lang"] = f["lang"].map(lambda l: "average" if l == "all" else _short(l))
+        order = sorted(set(f["lang"]) - {"average"}) + ["average"]
+        plots.plot_retrieval(f, metric, hue="method", ax=ax, colors=METHOD_COLORS, order=order)
+        ax.set_title(f"{eval_label(task, direction)}, dense scoring{tag}", loc="left")
+        ax.set_ylabel(METRIC_NAMES[metric].replace("R@", "Recall@"))
+        if k == 0:
+            _legend_above(ax, f["method"].nunique(), 1.12)
+        else:
+            ax.get_legend().remove()
+        ax.axvspan(len(order) - 1.5, len(order) - 0.5, color="0.92", zorder=-1, linewidth=0)
+    return plots.save_figure(fig, figures_dir / f"{question}_by_language", formats=("pdf", "png"))
+
+
+def _average(d, figures_dir, question, title, tag) -> list[Path]:
+    """Language-averaged headline metric per evaluation and method, dense and MaxSim."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    f = d[d["lang"] == "all"]
+    f = f[f["metric"] == f["direction"].map(headline_metric)]
+    if f.empty:
+        return []
+    cols = headline_columns(f)
+    names = {}
+    for i, (t, el, di, sc) in enumerate(cols):
+        label = _SHORT_LABELS.get((t, di), eval_label(t, di)) + (" unseen" if el == "unseen" else "")
+        names[f"{i:02d}"] = f"{label}\n{METRIC_NAMES[headline_metric(di)]} {'MaxSim' if sc == 'maxsim' else sc}"
+    f = f.copy()
+    key = {c: f"{i:02d}" for i, c in enumerate(cols)}
+    # plot_retrieval groups by "lang": a sortable key per evaluation, relabelled below
+    f["lang"] = [key[c] for c in zip(f["task"], f["eval_langs"], f["direction"], f["scoring"])]
+    f["score"] = f["value"]
+    f["score_ci"] = [[lo, hi] for lo, hi in zip(f["ci_lo"], f["ci_hi"])]
+    f = _method_sorted(f)
+    fig, ax = plt.subplots(figsize=(plots.TEXT_WIDTH, 2.4))
+    plots.plot_retrieval(f, "score", hue="method", ax=ax, colors=METHOD_COLORS, order=list(names))
+    ax.set_xticklabels(list(names.values()), rotation=0)
+    ax.set_ylabel("score (avg. over languages)")
+    ax.set_title(f"{title}{tag}", loc="left", pad=18)
+    _legend_above(ax, f["method"].nunique(), 1.0)
+    return plots.save_figure(fig, figures_dir / f"{question}_average", formats=("pdf", "png"))
+
+
+def _scaling(d, figures_dir, question, name, tag) -> list[Path]:
+    """Recall@1 against the number of training languages, per task and language kind."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    written = []
+    f = _method_sorted(_with_ci(d[d["lang"] == "all"], "recall@1"))
+    tasks = list(dict.fromkeys(t for t, _, _, _ in headline_columns(f)))
+    for i, task in enumerate(tasks):
+        for which, label in (("trained", "seen"), ("unseen", "unseen")):
+            g = f[(f["eval_langs"] == which) & (f["task"] == task) & (f["scoring"] == "dense")]
+            if g.empty:
+                continue
+            directions = list(dict.fromkeys(di for t, el, di, sc in headline_columns(g)))
+            directions.sort(key=lambda di: (di.startswith("en->"), di))  # L->en first
+            fig, axes = plt.subplots(1, len(directions), figsize=(plots.TEXT_WIDTH, 2.5), squeeze=False, sharey=True)
+            for k, (ax, direction) in enumerate(zip(axes[0], directions)):
+                plots.plot_scaling(g[g["direction"] == direction], "recall@1", ax=ax, colors=METHOD_COLORS)
+                ax.set_title(eval_label(task, direction), loc="left")
+                if k < len(directions) - 1:
+                    ax.get_legend().remove()
+                if k > 0:
+                    ax.set_ylabel("")
+            per_lang = d[(d["eval_langs"] == which) & (d["lang"] != "all") & (d["task"] == task)]
+            n_langs = per_lang.groupby("langset")["lang"].nunique().max()
+            what = ("the trained languages (average)" if which == "trained"
+                    else f"{n_langs} unseen languages (average)")
+            fig.suptitle(f"{name}: {TASK_NAMES.get(task, task)} Recall@1 on {what}{tag}", x=0.01, ha="left", fontsize=9)
+            stem = f"{question}_scaling_{label}" if i == 0 else f"{question}_scaling_{task}_{label}"
+            written += plots.save_figure(fig, figures_dir / stem, formats=("pdf", "png"))
+    return written

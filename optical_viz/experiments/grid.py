@@ -1,0 +1,278 @@
+"""The grid file (spec) and its expansion into runs.
+
+A grid file (``configs/grid-quick.yaml``) names, per research question, the distillation
+configs, the methods (losses; ``zero-shot`` = no training), the seeds and the evaluations.
+:class:`GridSpec` is its typed, strict form (the same layer as
+:class:`optical_viz.config.DistillConfig`: unknown keys are rejected with the closest key,
+choices come from their owners, tasks and languages are checked when the file is read);
+:func:`build_grid` is the product: one :class:`Run` per (question, language set, method, seed).
+"""
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+from pydantic.dataclasses import dataclass
+
+from optical_viz import paths
+from optical_viz.config import (
+    STRICT,
+    Bool,
+    DistillConfig,
+    Float,
+    Int,
+    Str,
+    choice,
+    deep_merge,
+    load_yaml,
+    parse,
+)
+from optical_viz.retrieval._scoring import SCORINGS
+from optical_viz.retrieval._tasks import FLORES_SPLITS, TASKS
+
+ZERO_SHOT = "zero-shot"
+# the training methods a question compares: no training, or a loss of optical_viz.losses (or a
+# sum); not to be confused with the solvers of transport.METHODS / alignment.METHODS
+TRAINING_METHODS = (ZERO_SHOT, "mse", "contrastive", "ot", "ot+contrastive")
+EVAL_LANGS = ("trained", "unseen")
+GRID_TASKS = tuple(t for t in TASKS if t != "clir")  # clir reads its own collection folder
+
+
+@dataclass(config=STRICT)
+class EvalSpec:
+    """One evaluation of every model of a question.
+
+    task: a retrieval task (``xquad-r``, ``xquad``, ``flores``, ``tatoeba``); scoring: ``dense`` or ``maxsim``.
+    langs: ``"trained"`` (the run's languages that the task has) or ``"unseen"`` (the
+        question's unseen languages). directions: a subset of the task's (None: all).
+    seeds: evaluate only runs with these seeds (None: all), e.g. MaxSim on seed 0 only.
+    max_queries / max_candidates: per (language, direction), a fixed random subset of the
+        queries and of the candidates (the gold candidates of the kept queries are always
+        kept); None keeps everything. The subsets depend only on the language and the sizes
+        (for FLORES both directions use the same sentences), so every model is scored on the
+        same queries (paired tests need that).
+    split: the FLORES split (``all`` = 1004 sentences).
+    label: the evaluation's name in file names and tables (default ``<task>.<scoring>``,
+        plus ``.unseen`` for unseen languages); needed when a task is evaluated twice.
+    """
+
+    task: choice(GRID_TASKS)
+    scoring: choice(SCORINGS) = "dense"
+    langs: choice(EVAL_LANGS) = "trained"
+    directions: Optional[List[Str]] = None
+    seeds: Optional[List[Int]] = None
+    max_queries: Optional[Int] = None
+    max_candidates: Optional[Int] = None
+    split: choice(FLORES_SPLITS) = "all"
+    label: Optional[Str] = None
+
+    def __post_init__(self) -> None:
+        for k in ("max_queries", "max_candidates"):
+            v = getattr(self, k)
+            if v is not None and v < 1:
+                raise ValueError(f"evaluation {k} must be >= 1 or null, got {v}")
+        if self.task != "flores" and self.split != "all":
+            raise ValueError(f"evaluation split {self.split!r} only applies to task flores, not {self.task}")
+
+    @property
+    def name(self) -> str:
+        """The evaluation's file suffix, e.g. ``xquad-r.dense`` or ``flores.dense.unseen``."""
+        if self.label:
+            return self.label
+        return f"{self.task}.{self.scoring}" + ("" if self.langs == "trained" else f".{self.langs}")
+
+
+@dataclass(config=STRICT)
+class ConfigEntry:
+    """A language set given as ``{"config": path, "max_languages": N}``."""
+
+    config: Str
+    max_languages: Optional[Int] = None
+
+
+@dataclass(config=STRICT)
+class QuestionSpec:
+    """One research question: its language sets, methods, seeds and evaluations.
+
+    configs: language-set label -> distill config (YAML, relative to the grid file), or
+        -> ``{"config": path, "max_languages": N}`` to keep the first N of its languages.
+    max_languages: keep the first N languages of each config (quick scale), else all.
+    overrides: DistillConfig fields set on every trained run (e.g. a shorter schedule);
+        nested sections merge (``{"eval": {"heldout_sentences": 8}}``).
+    unseen: a YAML file with ``unseen_languages``; max_unseen keeps the first N.
+    title: the question in words, for figure titles (default: its name).
+    """
+
+    name: Str
+    configs: Dict[str, Union[ConfigEntry, Str]]
+    methods: List[choice(TRAINING_METHODS)]
+    seeds: List[Int]
+    evaluations: List[EvalSpec] = dataclasses.field(default_factory=list)
+    max_languages: Optional[Int] = None
+    overrides: Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+    unseen: Optional[Str] = None
+    max_unseen: Optional[Int] = None
+    title: Optional[Str] = None
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError(f"{self.name}: methods [] not among {TRAINING_METHODS}")
+        if not self.seeds:
+            raise ValueError(f"{self.name}: at least one seed is required")
+        if not self.configs:
+            raise ValueError(f"{self.name}: no configs")
+        names = [e.name for e in self.evaluations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: evaluations with the same name {names}: give them a 'label'")
+        for e in self.evaluations:
+            if e.langs == "unseen" and not self.unseen:
+                raise ValueError(f"{self.name}: evaluation {e.name} needs an 'unseen' language file")
+
+
+def _config_entry(entry) -> tuple[str, int | None]:
+    """``path`` or ``ConfigEntry`` -> (path, max_languages or None)."""
+    if isinstance(entry, ConfigEntry):
+        return entry.config, entry.max_languages
+    return str(entry), None
+
+
+@dataclass(config=STRICT)
+class GridSpec:
+    """A whole grid (one scale). Load with :meth:`from_yaml`.
+
+    estimate: rough costs for the printed plan: ``seconds_per_step`` (one training step),
+        ``sentences_per_second`` (encoding), ``seconds_per_model`` (loading and saving).
+    prune: delete a run's student weights and checkpoints once all its evaluations are
+        written (keeps the quick grid small on disk; the results stay).
+    base_dir: the folder the config paths are relative to (the grid file's).
+    """
+
+    scale: Str
+    questions: List[QuestionSpec]
+    n_bootstrap: Int = 1000
+    prune: Bool = False
+    estimate: Dict[str, Float] = dataclasses.field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        if not self.questions:
+            raise ValueError("the grid has no questions")
+        for q in self.questions:
+            for path in [*(_config_entry(c)[0] for c in q.configs.values()), *([q.unseen] if q.unseen else [])]:
+                if not (self.base_dir / path).is_file():
+                    raise FileNotFoundError(f"{q.name}: config {self.base_dir / path} does not exist")
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Question -> its title (those that have one), for :func:`~optical_viz.experiments.make_figures`."""
+        return {q.name: q.title for q in self.questions if q.title}
+
+    def only(self, names: typing.Iterable[str]) -> "GridSpec":
+        """The same grid restricted to the questions ``names`` (e.g. to run RQ1 and RQ2 as two
+        processes on two cores: results go to the same folders, runs are disjoint)."""
+        names = list(names)
+        known = [q.name for q in self.questions]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown question(s) {unknown}; this grid has {known}")
+        return dataclasses.replace(self, questions=[q for q in self.questions if q.name in names])
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
+        path = Path(path)
+        doc = load_yaml(path, what="grid")
+        try:
+            return cls.from_dict(doc, base_dir=path.parent)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, doc: dict, base_dir: str | os.PathLike = ".") -> "GridSpec":
+        questions = doc.get("questions")
+        if isinstance(questions, dict):  # name -> question, as in the YAML file
+            doc = {**doc, "questions": [{"name": n, **(q or {})} for n, q in questions.items()]}
+        return parse(cls, {**doc, "base_dir": Path(base_dir)}, what="grid")
+
+
+def default_grid_path(scale: str) -> Path:
+    return paths.REPO_ROOT / "configs" / f"grid-{scale}.yaml"
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+@dataclasses.dataclass
+class Run:
+    """One model of the grid: trained with ``config`` (None for zero-shot), then evaluated.
+
+    languages: the trained languages (FLORES codes; for zero-shot those of its language set).
+    unseen: the question's unseen languages (empty when it has none).
+    """
+
+    question: str
+    langset: str
+    method: str
+    seed: int
+    languages: list[str]
+    config: DistillConfig | None
+    evaluations: list[EvalSpec]
+    unseen: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.question}-{self.langset}-{self.method}-s{self.seed}"
+
+    @property
+    def trained(self) -> bool:
+        return self.method != ZERO_SHOT
+
+    def result_path(self, results_dir: Path, ev: EvalSpec, suffix: str = ".json") -> Path:
+        return Path(results_dir) / self.question / f"{self.run_id}.{ev.name}{suffix}"
+
+
+def build_grid(spec: GridSpec, *, runs_dir: str | os.PathLike | None = None) -> list[Run]:
+    """The runs of ``spec``, in execution order (seed rank, question, language set, method).
+
+    runs_dir: where the run directories go (``config.output_dir`` = runs_dir / run_id).
+    Zero-shot has one run per language set (seed 0): it is deterministic.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else Path("runs") / spec.scale
+    runs: list[Run] = []
+    for q in spec.questions:
+        unseen: list[str] = []
+        if q.unseen:
+            unseen = list(load_yaml(spec.base_dir / q.unseen, what="language list").get("unseen_languages") or [])
+            unseen = unseen[: q.max_unseen]
+            if not unseen:
+                raise ValueError(f"{spec.base_dir / q.unseen} has no 'unseen_languages' list")
+        for label, entry in q.configs.items():
+            cfg_path, limit = _config_entry(entry)
+            base = DistillConfig.from_yaml(spec.base_dir / cfg_path)
+            langs = base.languages[: limit if limit is not None else q.max_languages]
+            overlap = sorted(set(langs) & set(unseen))
+            if overlap:
+                raise ValueError(f"{q.name} {label}: languages {overlap} are both trained and 'unseen'")
+            for seed in q.seeds:
+                for method in q.methods:
+                    if method == ZERO_SHOT and seed != q.seeds[0]:
+                        continue
+                    run = Run(q.name, str(label), method, seed if method != ZERO_SHOT else 0, langs, None,
+                              [e for e in q.evaluations if e.seeds is None or seed in e.seeds], unseen)
+                    if run.trained:
+                        d = deep_merge(base.to_dict(), q.overrides)
+                        d = deep_merge(d, {"languages": langs, "loss": {"name": method}, "seed": seed,
+                                           "output_dir": str(runs_dir / run.run_id)})
+                        try:
+                            run.config = DistillConfig.from_dict(d)
+                        except ValueError as exc:
+                            raise ValueError(f"{q.name} {label} ({cfg_path}) with the grid's overrides: {exc}") from None
+                    runs.append(run)
+    # seed-major: the first seed of every question and method comes first, so that an
+    # interrupted grid already compares all methods
+    seed_rank = {(q.name, s): i for q in spec.questions for i, s in enumerate(q.seeds)}
+    runs.sort(key=lambda r: seed_rank[(r.question, r.seed)])
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the grid has duplicate run ids: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return runs
