@@ -356,7 +356,7 @@ def free_token_flow(
                 warnings.filterwarnings("ignore", "sinkhorn", RuntimeWarning)
                 out = losses.ot_loss(x, y, mx, my, eps=eps, max_iter=1000, tol=1e-6, **TOY_OBJECTIVES[name])
             if step % record_every == 0 or step == steps:
-                rows.append(dict(objective=name, step=step, spread=mean_pairwise_cosine(x[0].detach()), loss=float(out.loss)))
+                rows.append(dict(objective=name, step=step, spread=mean_pairwise_cosine(x[0].detach()), loss=float(out.loss.detach())))
             if step == steps:
                 break
             opt.zero_grad()

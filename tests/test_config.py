@@ -69,14 +69,20 @@ def test_cross_field_checks_run_when_the_config_is_built():
         dataclasses.replace(cfg, steps=0)  # copies are validated too
 
 
-def test_bitext_sources_names_paths_and_file_pairs():
+def test_bitext_sources_names_paths_and_file_pairs(tmp_path):
+    tsv, yo, en = tmp_path / "my.tsv", tmp_path / "a.yo", tmp_path / "a.en"
+    for f in (tsv, yo, en):
+        f.write_text("x\ty\n" if f == tsv else "x\n")
     assert check_bitext_sources(["flores", "nllb_seed"]) == []
-    assert check_bitext_sources(["data/my.tsv", {"src": "a.yo", "tgt": "a.en"}]) == []
-    assert check_bitext_sources(["flores", "wikipedia"]) == ["bitext_sources: ['wikipedia'] not among "
-                                                            "['flores', 'mafand', 'nllb_seed', 'tatoeba']"]
+    assert check_bitext_sources([str(tsv), {"src": str(yo), "tgt": str(en)}]) == []
+    assert check_bitext_sources(["flores", "wikipedia"]) == [
+        "bitext_sources[1]: bitext source 'wikipedia' is not a file nor one of the named sources "
+        "['flores', 'mafand', 'nllb_seed', 'tatoeba']; give a TSV (src<TAB>tgt) or {src: FILE, tgt: FILE}"]
+    # a user's files must exist when the config is loaded, not at the first batch
+    assert check_bitext_sources([str(tmp_path / "missing.tsv")])[0].startswith("bitext_sources[0]: bitext source")
     assert check_bitext_sources([]) == ["bitext_sources: at least one source is required"]
-    cfg = DistillConfig.from_dict({**BASE, "bitext_sources": ["flores", {"src": "a.yo", "tgt": "a.en"}]})
-    assert cfg.bitext_sources[1] == {"src": "a.yo", "tgt": "a.en"}
+    cfg = DistillConfig.from_dict({**BASE, "bitext_sources": ["flores", {"src": str(yo), "tgt": str(en)}]})
+    assert cfg.bitext_sources[1] == {"src": str(yo), "tgt": str(en)}
     with pytest.raises(ValueError, match=r"bitext_sources\.0: expected a source name, a file path or a mapping"):
         DistillConfig.from_dict({**BASE, "bitext_sources": [3]})
 
