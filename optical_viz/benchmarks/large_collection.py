@@ -99,13 +99,25 @@ def _recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 def _in_child(fn, *a):
     """Run ``fn(*a)`` in a forked process (the collection is shared copy-on-write), so that
-    memory freed by one method does not hide the next one's peak."""
+    memory freed by one method does not hide the next one's peak. The child computes with one
+    thread (see ``target``), as the committed numbers were measured (OMP_NUM_THREADS=1)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
 
     def target():
+        # OpenMP is not fork-safe: a child that uses the thread pool of a parent that already
+        # ran parallel torch / faiss code hangs. One thread runs inline, without that pool.
+        import torch
+
+        torch.set_num_threads(1)
+        try:
+            from optical_viz.retrieval._scoring import import_faiss
+
+            import_faiss().omp_set_num_threads(1)
+        except ImportError:
+            pass
         child.send(fn(*a))
 
     p = ctx.Process(target=target)
@@ -187,6 +199,7 @@ def run(args) -> dict:
         "passages": args.passages, "dim": args.dim, "queries": args.queries, "k": args.k,
         "clusters": args.clusters, "noise": args.noise, "seed": args.seed,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
+        "child_threads": 1,
         "faiss_version": faiss.__version__, "torch_version": torch.__version__,
         "collection_mb": round(cand.nbytes / 2**20, 1), "generate_s": round(gen_s, 1),
         "former_score_block_mb": round(2048 * args.passages * 4 / 2**20, 1),
