@@ -19,6 +19,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# the command-line tests run `optical-viz` in subprocesses: they read $OPTICAL_VIZ_DATA, which
+# `make test` exports; a bare `pytest` beside ../shared gets the same data root
+if (SHARED / "data" / "README.md").is_file():
+    os.environ.setdefault("OPTICAL_VIZ_DATA", str(SHARED / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """`optical-viz align` on long texts: a capped picture and the truncated words named."""
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from optical_viz import cli
 
 
+@pytest.mark.slow  # ~15 s
 def test_long_text_gives_a_capped_heatmap_and_names_the_cut_words(tmp_path, data_root, default_model_dir, capsys):
     from optical_viz import data
 

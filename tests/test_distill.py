@@ -191,6 +191,7 @@ def test_near_uniform_plans_are_reported(tmp_path, data_root):
     assert sharp.metrics[1]["ot_plan_entropy"] < wide.metrics[1]["ot_plan_entropy"] - 0.05
 
 
+@pytest.mark.slow  # 5 short trainings, ~30 s
 @pytest.mark.parametrize(
     "ot",
     [
@@ -220,6 +221,7 @@ def test_every_ot_objective_trains_and_logs_its_convergence(tmp_path, data_root,
     assert DistillConfig.from_yaml(tmp_path / "run" / "config.yaml").loss.ot.objective == ot["objective"]
 
 
+@pytest.mark.slow  # a short training, ~7 s
 def test_unconverged_ot_problems_are_reported_once(tmp_path, data_root):
     with pytest.warns(RuntimeWarning, match=r"only \d+% of the OT problems converged .*max_iter=3") as record:
         run = distill(_tiny(tmp_path / "run", steps=2, loss={"ot": {"max_iter": 3, "eps": 0.005}}), root=data_root, progress=False)

@@ -105,6 +105,7 @@ def _tiny(out, **kw) -> DistillConfig:
     return DistillConfig.from_dict(base)
 
 
+@pytest.mark.slow  # 3 short trainings with two models, ~30 s
 @pytest.mark.filterwarnings("ignore:OT plans are nearly uniform")
 @pytest.mark.parametrize("loss", ["mse", "contrastive", "ot"])
 def test_minilm_teaches_the_multilingual_student(loss, minilm, default_model_dir, data_root, tmp_path):

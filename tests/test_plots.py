@@ -491,6 +491,7 @@ def _missing_glyphs(draw) -> list[str]:
     return sorted({str(w.message) for w in caught if "missing from font" in str(w.message)})
 
 
+@pytest.mark.slow  # ~13 s
 def test_plans_with_non_latin_tokens_have_every_glyph(tmp_path, data_root, default_model_dir):
     """Bug 7: Hindi, Chinese, Arabic, Amharic and Thai tokens (the model's own sub-words of a
     FLORES sentence) are drawn with real glyphs in PNG, PDF and SVG, not empty boxes."""
