@@ -676,14 +676,8 @@ def sinkhorn(
     # the solver's own check (row error with exact columns) decides convergence: recomputed
     # from the plan, float32 rounding alone can add ~1e-6
     converged = check.detach() <= tol
-    if not bool(converged.all()):
-        warnings.warn(
-            f"sinkhorn: {int((~converged).sum())}/{len(converged)} problems did not converge in {n_iter} "
-            f"iterations (eps={eps}, max marginal error {float(err.max()):.3g} > tol={tol}); "
-            "raise max_iter or eps, or set eps_scaling",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    _warn_unconverged("sinkhorn", converged, n_iter, f"eps={eps}, max marginal error {float(err.max()):.3g} > tol={tol}",
+                      "; raise max_iter or eps, or set eps_scaling")
     B = plan.shape[0]
     # (B, 1, T*S) @ (B, T*S, 1): <plan, cost> without a (B, T, S) temporary
     cost_out = torch.bmm(plan.reshape(B, 1, -1), p.cost.reshape(B, -1, 1)).view(B)  # (B,)
@@ -752,13 +746,7 @@ def sinkhorn_symmetric(
         log_plan = logK + u[:, :, None] + u[:, None, :]  # (B, T, T), -inf on padding
         plan = log_plan.exp()
     converged = err <= tol
-    if not bool(converged.all()):
-        warnings.warn(
-            f"sinkhorn_symmetric: {int((~converged).sum())}/{len(converged)} problems did not converge in "
-            f"{n_iter} iterations (eps={eps}, max marginal error {float(err.max()):.3g} > tol={tol})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    _warn_unconverged("sinkhorn_symmetric", converged, n_iter, f"eps={eps}, max marginal error {float(err.max()):.3g} > tol={tol}")
     cost_out = (plan * p.cost).sum(dim=(1, 2))  # (B,): gradient through the cost (and plan when unrolled)
     if grad == "none":
         cost_out = cost_out.detach()
@@ -788,6 +776,18 @@ def entropic_kl(plan: Tensor, a: Tensor, b: Tensor, log_plan: Tensor | None = No
     logb = b.clamp_min(torch.finfo(b.dtype).tiny).log()
     ratio = torch.where(pos, logP - loga[:, :, None] - logb[:, None, :], 0.0)  # (B, T, S)
     return (plan * ratio).sum(dim=(1, 2)) - plan.sum(dim=(1, 2)) + 1.0
+
+
+def _warn_unconverged(solver: str, converged: Tensor, n_iter: int, detail: str, advice: str = "") -> None:
+    """One RuntimeWarning (never NaN) for the problems of a batch that missed their tolerance,
+    attributed to the caller of the solver."""
+    if not bool(converged.all()):
+        warnings.warn(
+            f"{solver}: {int((~converged).sum())}/{len(converged)} problems did not converge in {n_iter} "
+            f"iterations ({detail}){advice}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _marginal_error(plan: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -837,13 +837,7 @@ def sinkhorn_unbalanced(
         )
         plan = (logK + u[:, :, None] + v[:, None, :]).exp()
     converged = err <= tol
-    if not bool(converged.all()):
-        warnings.warn(
-            f"sinkhorn_unbalanced: {int((~converged).sum())}/{len(converged)} problems did not converge in "
-            f"{max_iter} iterations (potential change {float(err.max()):.3g} > tol={tol})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    _warn_unconverged("sinkhorn_unbalanced", converged, max_iter, f"potential change {float(err.max()):.3g} > tol={tol}")
     plan_c = plan if track else plan.detach()
     cost_out = (plan_c * p.cost).sum(dim=(1, 2))
     if grad == "none":
