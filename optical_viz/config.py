@@ -209,6 +209,9 @@ class DistillConfig:
         (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
         num_threads: torch CPU threads during the run (None: torch's default; 1 is much
         faster when other processes compete for the cores).
+    snapshots: steps (each in [1, steps)) at which the student is also written as a model
+        directory ``RUN/student-step-N/``, as the final ``RUN/student/`` (e.g. ``[50, 200]``
+        for learning curves of the retrieval scores).
     """
 
     languages: typing.List[Str] = dataclasses.field(default_factory=list)
@@ -239,6 +242,7 @@ class DistillConfig:
     log_every: Int = 1
     checkpoint_every: Int = 100
     keep_checkpoints: Int = 2
+    snapshots: typing.List[Int] = dataclasses.field(default_factory=list)
 
     # --- YAML
 
@@ -328,6 +332,9 @@ class DistillConfig:
         check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         check(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        outside = [s for s in self.snapshots if not 1 <= s < self.steps]
+        check(not outside, f"snapshots: steps {outside} are not in [1, steps={self.steps}) (the final student is always written)")
+        check(len(set(self.snapshots)) == len(self.snapshots), f"snapshots: duplicates in {self.snapshots}")
         bad = [t for t in self.loss.terms if t not in LOSSES]
         check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")
         extra = sorted(set(self.loss.weights) - set(self.loss.terms))

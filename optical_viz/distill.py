@@ -20,6 +20,8 @@ Run directory (other modules rely on it)::
     RUN/.lock                 while a run writes: its pid (see optical_viz.rundir.RunLock)
     RUN/student/              the final student model directory, with
                               optical_viz_training.json {"languages", "bitext_sources", ...}
+    RUN/student-step-N/       the student after step N, for each N in ``config.snapshots``
+                              (the same files as RUN/student/; written atomically, once)
 
 Resuming (``resume=True``) restores the model, optimizer, scheduler, the torch / numpy /
 python RNG states and the sampler position from the last checkpoint, so that the metrics
@@ -736,6 +738,10 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
             rec.update(trainer.heldout_cosine())
         if main and e.every and (trainer.step % e.every == 0 or last):
             rec["eval"] = trainer.evaluate()
+        snapshot = run_dir / f"student-step-{trainer.step}"
+        # a resumed run that recomputes step N has the same weights: an existing snapshot stays
+        if main and trainer.step in config.snapshots and not snapshot.exists():
+            _save_student(trainer, config, snapshot)
         if trainer.step % config.log_every == 0 or last or "heldout_cosine" in rec or "eval" in rec:
             log(rec)
         if trainer.step % config.checkpoint_every == 0 or trainer.step == stop:

@@ -69,6 +69,20 @@ def test_cross_field_checks_run_when_the_config_is_built():
         dataclasses.replace(cfg, steps=0)  # copies are validated too
 
 
+@pytest.mark.parametrize("snapshots,match", [
+    ([0], r"snapshots: steps \[0\] are not in \[1, steps=10\)"),
+    ([5, 10], r"snapshots: steps \[10\] are not in \[1, steps=10\)"),
+    ([3, 3], r"snapshots: duplicates in \[3, 3\]"),
+    (["5"], r"snapshots\.0: expected an integer, got '5'"),
+])
+def test_snapshot_steps_are_inside_the_run(snapshots, match):
+    with pytest.raises(ValueError, match=match) as info:
+        DistillConfig.from_dict({**BASE, "steps": 10, "snapshots": snapshots})
+    assert "\n" not in str(info.value)
+    assert DistillConfig.from_dict({**BASE, "steps": 10, "snapshots": [1, 9]}).snapshots == [1, 9]
+    assert DistillConfig.from_dict(BASE).snapshots == []
+
+
 def test_bitext_sources_names_paths_and_file_pairs(tmp_path):
     tsv, yo, en = tmp_path / "my.tsv", tmp_path / "a.yo", tmp_path / "a.en"
     for f in (tsv, yo, en):

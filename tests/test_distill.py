@@ -335,6 +335,46 @@ def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_roo
     assert not latest_checkpoint(out) is None
 
 
+def test_snapshots_are_model_directories_written_once(tmp_path, data_root, encoder):
+    """snapshots [2]: RUN/student-step-2/ loads with load_encoder and embeds as the step-2
+    checkpoint's weights do; a run resumed past step 2 leaves it alone."""
+    import torch
+    from safetensors.torch import load_file
+
+    from optical_viz import data
+    from optical_viz.encoder import load_encoder
+
+    out = tmp_path / "run"
+    cfg = _tiny(out, steps=4, snapshots=[2], dropout=0.0)
+    first = distill(cfg, root=data_root, progress=False, max_steps=3)
+    snap = out / "student-step-2"
+    assert first.student_dir is None and (snap / "model.safetensors").is_file() and (snap / "modules.json").is_file()
+    assert json.loads((snap / "optical_viz_training.json").read_text())["steps"] == 2
+    texts = data.load_flores("yor_Latn", split="dev", root=data_root).texts[:4]
+    got = load_encoder(snap).embed_sentences(texts)  # (4, H)
+    initial = encoder.embed_sentences(texts)  # the default model, the run's starting point
+    # the initial model with the step-2 checkpoint's trained tensors (restored afterwards:
+    # the encoder fixture is shared)
+    params = dict(encoder.model.named_parameters())
+    trained = load_file(str(out / "checkpoints" / "step-2" / "student.safetensors"))
+    saved = {name: params[name].detach().clone() for name in trained}
+    try:
+        with torch.no_grad():
+            for name, t in trained.items():
+                params[name].copy_(t)
+        expected = encoder.embed_sentences(texts)
+    finally:
+        with torch.no_grad():
+            for name, t in saved.items():
+                params[name].copy_(t)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert not np.allclose(got, initial, atol=1e-4)  # it trained
+    written = (snap / "model.safetensors").stat().st_mtime_ns
+    done = distill(cfg, resume=True, root=data_root, progress=False)  # from checkpoint step-3
+    assert done.steps == 4 and (snap / "model.safetensors").stat().st_mtime_ns == written
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("student")) == ["student", "student-step-2"]
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, data_root, default_model_dir):
     """An uninterrupted tiny run (dropout on, so that the RNG state matters)."""
