@@ -213,23 +213,34 @@ def test_aggregate_and_paired_test_against_numpy(tmp_path):
 
 
 def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys, data_root):
-    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--data-root", str(data_root)]) == 0
+    grid = ["reproduce", "--grid", str(GRID_FULL), "--out", str(tmp_path), "--dry-run", "--data-root", str(data_root)]
+    assert main(grid) == 0
     out = capsys.readouterr().out
     assert "rq1-xquad11-ot-s2" in out and "rq2-n50-contrastive-s0" in out and "estimated" in out
     assert "25 runs (20 trained, 5 zero-shot)" in out and not any(tmp_path.iterdir())
-    # one question only (RQ1 and RQ2 in two processes, as `make reproduce` does)
-    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--question", "rq2",
-                 "--data-root", str(data_root)]) == 0
+    # one question only
+    assert main([*grid, "--question", "rq2"]) == 0
     out = capsys.readouterr().out
     assert "rq2-n50-contrastive-s0" in out and "rq1-" not in out and "13 runs (8 trained, 5 zero-shot)" not in out
     assert "12 runs (8 trained, 4 zero-shot)" in out
-    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--question", "rq3"]) != 0
+    assert main([*grid, "--question", "rq3"]) != 0
     assert "unknown question(s) ['rq3']; this grid has ['rq1', 'rq2']" in capsys.readouterr().err
+    # the protocol (--scale full): the first stage's runs, and the stage after it cannot start yet
+    assert main(["reproduce", "--scale", "full", "--out", str(tmp_path), "--dry-run", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "stage rq1-dev (shard 0/1)" in out and "17 runs (17 trained, 0 zero-shot)" in out
+    assert "rq1-xquad-ot-published-lr0.0001-s0" in out and "rq1-xquad-contrastive-t0.2-lr0.0002-s0" in out
+    assert "stage rq1-dev2 cannot start yet" in out and not any(tmp_path.iterdir())
+    assert main(["reproduce", "--scale", "full", "--dry-run", "--stage", "rq1-dev", "--shard", "1/2", "--out",
+                 str(tmp_path)]) == 0
+    assert "stage rq1-dev (shard 1/2)" in capsys.readouterr().out
+    assert main(["reproduce", "--scale", "full", "--dry-run", "--shard", "2", "--out", str(tmp_path)]) != 0
+    assert "--shard must look like 0/2, got '2'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_reproduce_quick_end_to_end(tmp_path, capsys, data_root, default_model_dir):
-    args = ["reproduce", "--scale", "quick", "--out", str(tmp_path), "--quiet", "--data-root", str(data_root)]
+    args = ["reproduce", "--grid", str(GRID_QUICK), "--out", str(tmp_path), "--quiet", "--data-root", str(data_root)]
     assert main(args) == 0
     first = capsys.readouterr().out
     results, figures = tmp_path / "results" / "quick", tmp_path / "figures" / "quick"

@@ -309,3 +309,18 @@ def test_xtreme_tatoeba_language_list(data_root):
     resolved = resolve_task_languages("tatoeba", langs, root=data_root)
     assert len(langs) == 36 and len(set(resolved)) == 36
     assert {"zho_Hans", "swh_Latn", "jav_Latn", "kat_Geor"} <= set(resolved)
+
+
+@pytest.mark.parametrize("task", ["xquad-r", "xquad"])
+def test_select_queries_keeps_the_named_questions_and_their_gold(data_root, task):
+    from optical_viz.retrieval import select_queries
+
+    p = build_problems(task, ["deu_Latn"], root=data_root)[0]
+    assert p.query_ids is not None and len(set(p.query_ids)) == len(p.query_ids)
+    ids = set(p.query_ids[::7])
+    s = select_queries(p, ids)
+    assert set(s.query_ids) == ids and s.candidates == p.candidates  # candidates stay the full pool
+    by_id = dict(zip(p.query_ids, zip(p.queries, p.relevant)))
+    assert all(by_id[q] == (text, rel) for q, text, rel in zip(s.query_ids, s.queries, s.relevant))
+    with pytest.raises(ValueError, match="none of its"):
+        select_queries(p, {"no-such-id"})

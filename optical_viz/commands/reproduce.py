@@ -1,12 +1,14 @@
-"""`optical-viz reproduce --scale quick|full`: the RQ1 / RQ2 grid, results and figures.
+"""`optical-viz reproduce`: the pre-registered RQ1 / RQ2 protocol (or any grid file), results and figures.
 
-    optical-viz reproduce --scale quick                 # minutes; what the tests run
-    optical-viz reproduce --scale full --dry-run        # list the runs and the estimate
-    optical-viz reproduce --scale full                  # ~2.5 h on 2 CPU cores (make reproduce)
-    optical-viz reproduce --scale quick --out /tmp/q    # runs/, results/, figures/ under /tmp/q
-    optical-viz reproduce --scale full --question rq1   # only RQ1 (run rq2 in a second process)
+    optical-viz reproduce --scale quick                          # minutes; what the tests run
+    optical-viz reproduce --scale full --dry-run                 # the runs of every stage that can start
+    optical-viz reproduce --scale full --stage rq1-dev --shard 0/2   # one stage, half of its runs (make reproduce)
+    optical-viz reproduce --scale quick --out /tmp/q             # runs/, results/, figures/ under /tmp/q
+    optical-viz reproduce --grid tests/grids/three.yaml          # a grid file of your own questions
 
-Runs whose result files exist are skipped, interrupted trainings resume; see
+``--scale`` runs results/full/protocol.yaml (quick: configs/protocol-quick.yaml) stage by
+stage: tuning on dev, selection into tuning.csv, then the test set (refused until tuning is
+finished). Runs whose result files exist are skipped, interrupted trainings resume; see
 :mod:`optical_viz.experiments` for the layout of the outputs.
 """
 from __future__ import annotations
@@ -15,18 +17,25 @@ from pathlib import Path
 
 from optical_viz.commands import add_data_root
 
+STAGES = ("rq1-dev", "rq1-dev2", "rq2-dev", "rq1-test", "rq2-test")  # optical_viz.experiments.stages.STAGES (no import: --help stays fast)
+
 
 def register(sub) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="run the RQ1 / RQ2 experiment grid (skipping finished runs), write results/ and figures/",
-        description="Train and evaluate the grid of configs/grid-<scale>.yaml, then write one JSON per run "
-        "and evaluation, summary CSVs, the RQ1 table and the paper figures (PDF and PNG).",
+        help="run the pre-registered RQ1 / RQ2 protocol (or a grid file), skipping finished runs; write results/ and figures/",
+        description="Tune on dev, then evaluate on test, as results/full/protocol.yaml says (configs/protocol-quick.yaml "
+        "at --scale quick); or train and evaluate the questions of a --grid file. Writes one JSON per run and "
+        "evaluation, tuning.csv, summary CSVs, tables and figures (PDF and PNG).",
     )
     p.add_argument("--scale", choices=("quick", "full"), default="quick",
-                   help="quick: minutes, a smoke test of the pipeline; full: the paper grid (~2.5 h on 2 cores)")
+                   help="quick: minutes, a smoke test of every stage; full: the protocol (~4 h on 2 cores)")
+    p.add_argument("--stage", action="append", default=None, choices=STAGES, metavar="STAGE",
+                   help=f"run only this stage (repeatable; in order: {', '.join(STAGES)}; default: all)")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="this process runs part I of N of each stage (e.g. 0/2 and 1/2 on two cores; default 0/1)")
     p.add_argument("--grid", type=Path, default=None, metavar="YAML",
-                   help="grid file (default: configs/grid-<scale>.yaml)")
+                   help="a grid file of questions instead of the protocol (its own scale; see configs/grid-quick.yaml)")
     p.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                    help="root of runs/<scale>, results/<scale> and figures/<scale> (default: the current folder)")
     p.add_argument("--runs", type=Path, default=None, metavar="DIR", help="run directories (default: OUT/runs/<scale>)")
@@ -34,8 +43,7 @@ def register(sub) -> None:
     p.add_argument("--figures", type=Path, default=None, metavar="DIR", help="figures (default: OUT/figures/<scale>)")
     add_data_root(p)
     p.add_argument("--question", action="append", default=None, metavar="NAME",
-                   help="run only this question of the grid (repeatable; e.g. rq1 here and rq2 in a second "
-                   "process: the runs are disjoint, summaries and figures cover every result already written)")
+                   help="with --grid: run only this question (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, what is left, estimate) and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -48,10 +56,10 @@ def _run(args) -> int:
         os.environ["TQDM_DISABLE"] = "1"  # also the encoder's and trainer's bars
 
     from optical_viz import experiments
-    grid = args.grid or experiments.default_grid_path(args.scale)
-    spec = experiments.GridSpec.from_yaml(grid)
-    if spec.scale != args.scale:
-        raise ValueError(f"{grid} is a {spec.scale!r} grid, but --scale is {args.scale!r}")
+
+    if args.grid is None:
+        return _run_protocol(args)
+    spec = experiments.GridSpec.from_yaml(args.grid)
     if args.question:
         spec = spec.only(args.question)
     out = args.out
@@ -63,6 +71,30 @@ def _run(args) -> int:
         root=args.data_root,
         dry_run=args.dry_run,
         progress=not args.quiet,
+    )
+    if result.failed:
+        print(f"optical-viz reproduce: {len(result.failed)} run(s) failed: {', '.join(result.failed)}")
+        return 1
+    return 0
+
+
+def _run_protocol(args) -> int:
+    from optical_viz.experiments import stages
+
+    try:
+        i, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like 0/2, got {args.shard!r}") from None
+    if args.question:
+        raise ValueError("--question selects questions of a --grid file; the protocol runs by --stage")
+    p = stages.load_stage_protocol(args.scale)
+    out = args.out
+    result = stages.reproduce_protocol(
+        p, stages=args.stage, shard=(i, n),
+        runs_dir=args.runs or out / "runs" / p.scale,
+        results_dir=args.results or out / "results" / p.scale,
+        figures_dir=args.figures or out / "figures" / p.scale,
+        root=args.data_root, dry_run=args.dry_run, progress=not args.quiet,
     )
     if result.failed:
         print(f"optical-viz reproduce: {len(result.failed)} run(s) failed: {', '.join(result.failed)}")

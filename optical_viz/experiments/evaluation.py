@@ -58,6 +58,7 @@ def evaluate_model(
         ev.task, **models, langs=langs, split=ev.split if ev.task == "flores" else None, scoring=ev.scoring,
         root=root, batch_size=batch_size, cache=teacher_cache, n_bootstrap=n_bootstrap, seed=0,
         progress=progress, directions=ev.directions, max_queries=ev.max_queries, max_candidates=ev.max_candidates,
+        query_ids=ev.query_ids,
     )
     return Evaluation(report, dict(report.sizes))
 
@@ -66,8 +67,10 @@ def eval_langs(run: Run, ev: EvalSpec, root=None) -> list[str]:
     """Task-coded languages of ``ev`` for ``run`` (trained languages the task has, or unseen)."""
     from optical_viz import retrieval
 
-    wanted = run.unseen if ev.langs == "unseen" else run.languages
-    have = set(retrieval.task_languages(ev.task, root=root))
+    wanted = {"unseen": run.unseen, "english": ["eng_Latn"]}.get(ev.langs, run.languages)
+    if ev.include_english and "eng_Latn" not in wanted:
+        wanted = [*wanted, "eng_Latn"]
+    have = retrieval.task_languages(ev.task, root=root)
     langs = [code for code in wanted if code in have]
     if not langs:
         raise ValueError(f"{run.run_id}: {ev.task} has none of the languages {wanted}")

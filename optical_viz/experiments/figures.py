@@ -24,6 +24,11 @@ METHOD_COLORS = {
     "contrastive": "#0072B2",
     "ot": "#D55E00",
     "ot+contrastive": "#CC79A7",
+    # the protocol's test arms (results/full/protocol.yaml: test.*.arms)
+    "contrastive_best": "#0072B2",
+    "ot_published": "#E6A07A",
+    "ot_best": "#D55E00",
+    "ot_best+contrastive": "#CC79A7",
 }
 TASK_NAMES = {"xquad-r": "XQuAD-R", "xquad": "XQuAD", "flores": "FLORES", "tatoeba": "Tatoeba"}
 # the average bars' group labels (two lines under each group)

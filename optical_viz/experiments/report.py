@@ -158,7 +158,9 @@ def paired_tests(results_dir: str | os.PathLike, question: str = "rq1", a: str =
 
 # ----------------------------------------------------------------------------- tables
 
-METHOD_ORDER = {m: i for i, m in enumerate(TRAINING_METHODS)}
+# the protocol's test arms (results/full/protocol.yaml: test.*.arms) after the grid's methods
+PROTOCOL_ARMS = ("contrastive_best", "ot_published", "ot_best", "ot_best+contrastive")
+METHOD_ORDER = {m: i for i, m in enumerate((*TRAINING_METHODS, *PROTOCOL_ARMS))}
 EVAL_LABELS = {
     ("xquad-r", "xx->en"): "XQuAD-R L\u2192en",
     ("xquad-r", "xx->pool"): "XQuAD-R L\u2192pool",

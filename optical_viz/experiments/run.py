@@ -146,6 +146,9 @@ def run_grid(
 ) -> list[dict]:
     """Train and evaluate whatever is missing; returns one timing record per run touched.
 
+    spec: the grid's options (``scale``, ``n_bootstrap``, ``prune``, ``precision``); the
+    runs need not come from its questions (the protocol stages build their own).
+
     keep_going: a run that fails (e.g. a config changed under an interrupted run) is logged
     and recorded (``"error"`` in its record) and the grid goes on; False re-raises.
 
@@ -165,7 +168,7 @@ def run_grid(
         return []
     code = code_version()
     machine = _machine()
-    teacher = load_encoder()
+    teacher = load_encoder(precision=spec.precision)
     teacher_cache = EmbeddingCache()  # on disk: the teacher's embeddings are shared by all runs
     records = []
     bar = tqdm(todo, desc=f"reproduce {spec.scale}", unit="run", disable=not progress, file=sys.stdout)
@@ -173,12 +176,10 @@ def run_grid(
         bar.set_postfix_str(run.run_id)
         rec = {"run_id": run.run_id, "train_s": None, "eval_s": {}}
         try:
-            student, student_dir = teacher, None
             if run.trained:
                 run_dir = Path(run.config.output_dir)
-                student_dir = run_dir / "student"
                 timing_file = run_dir / "grid_timing.json"
-                if not (student_dir / "config.json").is_file():
+                if not (run_dir / "student" / "config.json").is_file():
                     resume = (run_dir / "config.yaml").is_file()
                     log(f"{'resuming' if resume else 'training'} {run.run_id} ({run.config.loss.name}, "
                         f"{len(run.languages)} languages, {run.config.steps} steps)")
@@ -187,12 +188,19 @@ def run_grid(
                     prior = json.loads(timing_file.read_text()).get("train_s", 0.0) if timing_file.is_file() else 0.0
                     atomic_write(timing_file, json.dumps({"train_s": prior + time.perf_counter() - t0}))
                 rec["train_s"] = json.loads(timing_file.read_text())["train_s"] if timing_file.is_file() else None
-                student = load_encoder(student_dir)
-            student_cache = EmbeddingCache(":memory:") if run.trained else teacher_cache
+            students = {}  # model directory -> (Encoder, its in-memory cache), loaded once per run
             for ev in run.evaluations:
                 out = run.result_path(results_dir, ev)
                 if out.is_file():
                     continue
+                if run.trained:
+                    student_dir = _student_dir(run, ev)
+                    if student_dir not in students:
+                        students[student_dir] = (load_encoder(student_dir, precision=spec.precision),
+                                                 EmbeddingCache(":memory:"))
+                    student, student_cache = students[student_dir]
+                else:
+                    student, student_cache = teacher, teacher_cache
                 langs = eval_langs(run, ev, root)
                 t0 = time.perf_counter()
                 result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
@@ -204,6 +212,7 @@ def run_grid(
                     "question": run.question,
                     "run_id": run.run_id,
                     "method": run.method,
+                    "variant": run.variant,
                     "langset": run.langset,
                     "n_languages": len(run.languages),
                     "seed": run.seed,
@@ -211,8 +220,9 @@ def run_grid(
                     "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
                     "subsets": {f"{l}|{d}": list(v) for (l, d), v in result.subsets.items()},
                     "config": run.config.to_dict() if run.config is not None else None,
-                    "student": str(student_dir) if student_dir else "default model (zero-shot)",
+                    "student": str(student_dir) if run.trained else "default model (zero-shot)",
                     "teacher": "default model",
+                    "precision": spec.precision,
                     "code": code,
                     "machine": machine,
                     "timings": {"train_s": rec["train_s"], "eval_s": round(eval_s, 2)},
@@ -224,9 +234,11 @@ def run_grid(
                 atomic_write(out.with_suffix(".npz"), lambda f: np.savez_compressed(f, **arrays))
                 atomic_write(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
                 log(f"  {run.run_id} {ev.name}: {_headline(result.report.frame)} ({eval_s:.0f} s)")
-            if spec.prune and run.trained:
-                for sub in ("student", "checkpoints"):
-                    shutil.rmtree(Path(run.config.output_dir) / sub, ignore_errors=True)
+            if run.trained:  # snapshots are only for this run's evaluations; prune drops the rest
+                drop = [*Path(run.config.output_dir).glob("student-step-*")]
+                drop += [Path(run.config.output_dir) / sub for sub in ("student", "checkpoints")] if spec.prune else []
+                for path in drop:
+                    shutil.rmtree(path, ignore_errors=True)
         except Exception as exc:  # one broken run must not stop a grid of hours
             if not keep_going:
                 raise
@@ -235,6 +247,21 @@ def run_grid(
         records.append(rec)
     bar.close()
     return records
+
+
+def _student_dir(run: Run, ev: EvalSpec) -> Path:
+    """The model directory ``ev`` scores: the final student, or its snapshot at ``ev.at_step``."""
+    run_dir = Path(run.config.output_dir)
+    if ev.at_step is None or ev.at_step == run.config.steps:
+        return run_dir / "student"
+    if ev.at_step not in run.config.snapshots:
+        raise ValueError(f"{run.run_id}: evaluation {ev.name} scores step {ev.at_step}, which is not among the "
+                         f"config's snapshots {run.config.snapshots}")
+    path = run_dir / f"student-step-{ev.at_step}"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{run.run_id}: snapshot {path} is missing (pruned?); delete {run_dir / 'student'} "
+                                "to train the run again")
+    return path
 
 
 def _headline(frame) -> str:
@@ -288,25 +315,8 @@ def reproduce(
         warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
         records = run_grid(spec, runs, results_dir, root=root, progress=progress, log=log)
     failed = [r["run_id"] for r in records if "error" in r]
-    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
-    summary = collect(results_dir)
-    if summary.empty:
-        raise ValueError(f"no result files under {results_dir}")
-    summary_csv = results_dir / "summary.csv"
-    atomic_write(summary_csv, summary.to_csv(index=False, float_format="%.6g"))
-    methods = aggregate(results_dir, n_bootstrap=spec.n_bootstrap)
-    atomic_write(results_dir / "summary_methods.csv", methods.to_csv(index=False, float_format="%.6g"))
-    tests = {}
-    for q in methods["question"].unique():  # every question that has results, whatever its name
-        tests[q] = paired_tests(results_dir, question=q)
-        if not tests[q].empty:
-            atomic_write(results_dir / f"{q}_paired_tests.csv", tests[q].to_csv(index=False, float_format="%.6g"))
-        table = question_table(methods, q, spec.scale)
-        if table:
-            atomic_write(results_dir / f"{q}_table.md", table)
-    atomic_write(results_dir / "findings.md", findings(methods, tests, spec.scale))
-    atomic_write(results_dir / "timings.json", json.dumps(_timings(results_dir), indent=1) + "\n")
-    figures = make_figures(methods, figures_dir, spec.scale, titles=spec.titles)
+    summary_csv, figures = write_reports(results_dir, figures_dir, spec.scale, n_bootstrap=spec.n_bootstrap,
+                                         titles=spec.titles)
     seconds = time.perf_counter() - start
     log(f"{len(records)} runs touched ({len(st.to_train)} trained, {len(st.to_evaluate)} evaluations, "
         f"{len(st.done)} skipped) in {seconds / 60:.1f} min; results in {results_dir}, figures in {figures_dir}")
@@ -315,6 +325,31 @@ def reproduce(
             log(f"FAILED {r['run_id']}: {r['error']}")
     return ReproduceResult(runs, len(st.to_train), len(st.to_evaluate), len(st.done), records, failed, summary_csv,
                            figures, seconds)
+
+
+def write_reports(results_dir, figures_dir, scale: str, *, n_bootstrap: int = 1000,
+                  titles: dict | None = None) -> tuple[Path, list[Path]]:
+    """Summaries, paired tests, tables, findings, timings and figures, rebuilt from every
+    result file under ``results_dir/<question>/`` -> (summary.csv, figure files)."""
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    summary = collect(results_dir)
+    if summary.empty:
+        raise ValueError(f"no result files under {results_dir}")
+    summary_csv = results_dir / "summary.csv"
+    atomic_write(summary_csv, summary.to_csv(index=False, float_format="%.6g"))
+    methods = aggregate(results_dir, n_bootstrap=n_bootstrap)
+    atomic_write(results_dir / "summary_methods.csv", methods.to_csv(index=False, float_format="%.6g"))
+    tests = {}
+    for q in methods["question"].unique():  # every question that has results, whatever its name
+        tests[q] = paired_tests(results_dir, question=q)
+        if not tests[q].empty:
+            atomic_write(results_dir / f"{q}_paired_tests.csv", tests[q].to_csv(index=False, float_format="%.6g"))
+        table = question_table(methods, q, scale)
+        if table:
+            atomic_write(results_dir / f"{q}_table.md", table)
+    atomic_write(results_dir / "findings.md", findings(methods, tests, scale))
+    atomic_write(results_dir / "timings.json", json.dumps(_timings(results_dir), indent=1) + "\n")
+    return summary_csv, make_figures(methods, figures_dir, scale, titles=titles or {})
 
 
 def _timings(results_dir: Path) -> dict:

@@ -35,7 +35,7 @@ from optical_viz.retrieval._scoring import (
     maxsim_scores,
     top_k,
 )
-from optical_viz.retrieval._subset import subset_problem
+from optical_viz.retrieval._subset import select_queries, subset_problem
 from optical_viz.retrieval._tasks import (
     TASKS,
     CLIRCollection,
@@ -52,7 +52,7 @@ __all__ = [
     "evaluate", "compare", "RetrievalReport", "pad_tokens",
     "Interval", "PairedTest", "QueryMetrics", "Relevance", "bootstrap_ci", "paired_test",
     "query_metrics", "relevant_ranks", "metrics_from_ranks",
-    "SCORINGS", "TokenEmbeddings", "dense_scores", "maxsim_scores", "top_k", "subset_problem",
+    "SCORINGS", "TokenEmbeddings", "dense_scores", "maxsim_scores", "top_k", "subset_problem", "select_queries",
     "INDEXES", "TopK", "DenseSearch", "dense_search", "exact_top_k", "faiss_search", "FaissIndex",
     "RUN_DEPTH", "write_run", "write_qrels", "read_run", "read_qrels", "trec_query_ids",
     "TASKS", "CLIRCollection", "RetrievalProblem", "build_problems", "default_flores_split",

@@ -27,7 +27,7 @@ from optical_viz.retrieval._scoring import (
     FaissIndex,
     maxsim_scores,
 )
-from optical_viz.retrieval._subset import subset_problem
+from optical_viz.retrieval._subset import select_queries, subset_problem
 from optical_viz.retrieval._tasks import (
     RetrievalProblem,
     build_problems,
@@ -112,6 +112,7 @@ def evaluate(
     max_queries: int | None = None,
     max_candidates: int | None = None,
     student_cache=None,
+    query_ids=None,
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -142,6 +143,9 @@ def evaluate(
     max_queries / max_candidates: per (language, direction), a fixed random subset of the
         queries and candidates (gold candidates of the kept queries stay; see
         :func:`optical_viz.retrieval.subset_problem`); None keeps everything.
+    query_ids: keep only the queries with these ids (XQuAD / XQuAD-R question ids, CLIR qids),
+        e.g. the dev split of a protocol; candidates stay the full pools. Applied before
+        ``max_queries``.
     student_cache: the student's own EmbeddingCache (e.g. in memory for a model that is
         scored once); None: the student shares ``cache`` with the teacher.
     """
@@ -169,6 +173,8 @@ def evaluate(
         problems = [p for p in problems if p.direction in directions]
         if not problems:
             raise ValueError(f"{task} has no direction among {list(directions)}")
+    if query_ids is not None:
+        problems = [select_queries(p, query_ids) for p in problems]
     if max_queries is not None or max_candidates is not None:
         problems = [subset_problem(p, max_queries, max_candidates) for p in problems]
 

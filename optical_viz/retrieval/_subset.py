@@ -9,9 +9,28 @@ sentences, encoded once.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from optical_viz.retrieval._tasks import RetrievalProblem
+
+
+def select_queries(problem: RetrievalProblem, query_ids) -> RetrievalProblem:
+    """A copy of ``problem`` with only the queries whose id is in ``query_ids`` (candidates
+    unchanged), e.g. the dev questions of a by-article split. The problem must carry
+    ``query_ids`` (XQuAD, XQuAD-R, CLIR); ValueError if none of its queries is selected."""
+    if problem.query_ids is None:
+        raise ValueError(f"{problem.lang} {problem.direction}: this task's queries have no ids to select by")
+    wanted = set(query_ids)
+    keep = [i for i, q in enumerate(problem.query_ids) if q in wanted]
+    if not keep:
+        raise ValueError(f"{problem.lang} {problem.direction}: none of its {len(problem.query_ids)} queries is in the "
+                         f"{len(wanted)} selected ids")
+    return dataclasses.replace(
+        problem, queries=[problem.queries[i] for i in keep], relevant=[problem.relevant[i] for i in keep],
+        query_ids=[problem.query_ids[i] for i in keep],
+    )
 
 
 def subset_problem(

@@ -26,8 +26,8 @@ class RetrievalProblem:
     kind: ``"qa"`` (question -> passage: e5 prefixes "query: " / "passage: ") or
     ``"bitext"`` (symmetric: "query: " on both sides).
     query_is_english: decides, in the asymmetric setting, which side the student encodes.
-    query_ids / candidate_ids: ids as in the collection (CLIR qids and pids, XQuAD-R question
-        ids), for TREC files; None -> ``q<i>`` / ``d<i>`` by position (stable for built-in sets).
+    query_ids / candidate_ids: ids as in the collection (CLIR qids and pids, XQuAD and XQuAD-R
+        question ids), for TREC files; None -> ``q<i>`` / ``d<i>`` by position (stable for built-in sets).
     """
 
     lang: str
@@ -164,6 +164,7 @@ def _xquad(langs, root):
             RetrievalProblem(
                 lang, "xx->en", [q.text for q in x.questions], list(en.paragraphs),
                 [[q.paragraph] for q in x.questions], kind="qa", query_is_english=lang == ENGLISH,
+                query_ids=[q.id for q in x.questions],
             )
         )
     return problems

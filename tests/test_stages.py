@@ -1,0 +1,128 @@
+"""The protocol's stages (optical_viz.experiments.stages): settings, selection, the refusal
+rule and sharding, on the committed protocols; `reproduce --scale quick` end to end (slow)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from optical_viz.cli import main
+from optical_viz.experiments import stages as S
+
+
+@pytest.fixture(scope="module")
+def full():
+    return S.load_stage_protocol("full")
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return S.load_stage_protocol("quick")
+
+
+def test_dev_settings_follow_the_protocol_budgets(full):
+    settings = S.dev_settings(full, "rq1")
+    by = {m: [s for s in settings if s.method == m] for m in ("ot", "contrastive", "mse")}
+    t = full.doc["tuning"]["rq1"]
+    # stage 1 of OT: its variants; the stage-2 lr makes up the budget
+    assert len(by["ot"]) + len(t["ot"]["stage2_lr"]) == t["ot"]["budget"] == 8
+    assert len(by["contrastive"]) == t["contrastive"]["budget"] == 8
+    assert len(by["mse"]) == t["mse"]["budget"] == 2
+    assert len({s.run_key for s in settings}) == len(settings)  # every configuration its own run
+    pub = next(s for s in by["ot"] if s.variant == "published").p
+    assert (pub["objective"], pub["eps"], pub["marginals"], pub["layer"], pub["lr"]) == ("entropic", 0.02, "uniform", -1, 1e-4)
+    mid = next(s for s in by["ot"] if s.variant == "middle_layer_sentence").p
+    assert (mid["loss"], mid["layer"], mid["weights"]) == ("ot+mse", 6, "scale_probe")
+
+
+def _table(settings, scores, question="rq1", steps=200):
+    return pd.DataFrame([{"question": question, "method": s.method, "variant": s.run_key, f"dev_r1@{steps}": v}
+                         for s, v in zip(settings, scores)])
+
+
+def test_selection_takes_the_best_and_breaks_ties_by_listed_order(full):
+    ots = [s for s in S.dev_settings(full, "rq1") if s.method == "ot"]
+    # the third is best by 0.05 point only: a tie, which goes to the one listed first (the 2nd)
+    scores = [50.0, 60.0, 60.05, 40.0, 41.0, 42.0, 43.0]
+    best = S.ranked(_table(ots, scores), ots, "rq1", 200)
+    assert [s.variant for s, _ in best[:3]] == [ots[1].variant, ots[2].variant, ots[0].variant]
+    # a clear winner wins wherever it is listed
+    scores[6] = 61.0
+    assert S.ranked(_table(ots, scores), ots, "rq1", 200)[0][0] == ots[6]
+
+
+def test_winners_appear_only_when_their_stage_is_finished(full):
+    settings = S.dev_settings(full, "rq1")
+    ots = [s for s in settings if s.method == "ot"]
+    table = _table(ots[:-1], range(len(ots) - 1))
+    assert "ot-stage1" not in S.winners(full, table)  # one OT variant not scored yet
+    table = _table(settings, [float(i) for i in range(len(settings))])
+    won = S.winners(full, table)
+    assert won["ot-stage1"] == ots[-1] and won["mse"].p["lr"] == 2e-4
+    assert "ot" not in won  # the stage-2 run is missing
+    stage2 = S.dev_settings(full, "rq1-dev2", won)
+    assert [s.p["lr"] for s in stage2] == [2e-4] and stage2[0].variant == ots[-1].variant
+    table = pd.concat([table, _table(stage2, [0.0])])
+    won = S.winners(full, table)
+    assert won["ot"] == ots[-1]  # stage 2 lost
+    assert [s.run_key for s in S.rq2_candidates(full, table, "ot")] == [ots[-1].run_key, ots[-2].run_key]
+
+
+def test_test_stage_is_refused_until_tuning_is_finished(quick, tmp_path, data_root):
+    with pytest.raises(ValueError, match="refused: tuning of 'mse' is not finished"):
+        S.stage_runs(quick, "rq1-test", tmp_path / "runs", tmp_path / "results", root=data_root)
+    with pytest.raises(ValueError, match="needs the OT stage-1 winner"):
+        S.stage_runs(quick, "rq1-dev2", tmp_path / "runs", tmp_path / "results", root=data_root)
+
+
+def test_dev_runs_score_dev_questions_at_every_checkpoint(full, tmp_path, data_root):
+    runs = S.stage_runs(full, "rq1-dev", tmp_path / "runs", tmp_path / "results", root=data_root, probe=False)
+    assert len(runs) == 7 + 8 + 2
+    r = runs[0]
+    assert r.config.steps == 200 and r.config.snapshots == [50, 100] and r.config.seed == 0
+    assert [ev.at_step for ev in r.evaluations] == [50, 100, None]
+    dev_ids = set(r.evaluations[0].query_ids)
+    assert len(dev_ids) == full.doc["splits"]["rq1"]["questions_per_language"]["dev"] == 441
+    test_ids = set(S.rq1_question_ids(full, "test", root=data_root))
+    assert len(test_ids) == 749 and not dev_ids & test_ids
+    # every run of the stage trains the same data on the same schedule: only the loss and lr differ
+    keys = {(tuple(x.config.languages), x.config.batch_size, x.config.max_length, x.config.warmup_steps) for x in runs}
+    assert len(keys) == 1
+    assert len({x.config.output_dir for x in runs}) == len(runs)
+
+
+def test_shards_split_runs_and_keep_a_training_directory_together(full, tmp_path, data_root):
+    runs = S.stage_runs(full, "rq1-dev", tmp_path / "runs", tmp_path / "results", root=data_root, probe=False)
+    a, b = S.shard_runs(runs, (0, 2)), S.shard_runs(runs, (1, 2))
+    assert sorted(r.run_id for r in a + b) == sorted(r.run_id for r in runs) and not {r.run_id for r in a} & {r.run_id for r in b}
+    with pytest.raises(ValueError, match="shard must be i/n"):
+        S.shard_runs(runs, (2, 2))
+
+
+@pytest.mark.slow
+def test_reproduce_quick_runs_every_stage(tmp_path, capsys, data_root, default_model_dir):
+    args = ["reproduce", "--scale", "quick", "--out", str(tmp_path), "--quiet", "--data-root", str(data_root)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    results = tmp_path / "results" / "quick"
+    tuning = pd.read_csv(results / "tuning.csv")
+    # every dev configuration: 3 OT (2 variants + stage 2), 3 contrastive, 1 MSE on RQ1; 1 + 1 on RQ2
+    assert sorted(tuning.groupby("question").size().items()) == [("rq1", 7), ("rq2", 2)]
+    assert set(tuning["steps"]) == {4} and tuning[["dev_r1@2", "dev_r1@4"]].notna().all().all()
+    mid = tuning[tuning["variant"].str.contains("middle_layer")].iloc[0]
+    assert set(json.loads(mid["term_weights"])) == {"ot", "mse"}  # the scale probe weighed both terms
+    # the test stage ran every arm on the test questions only
+    docs = [json.loads(p.read_text()) for p in (results / "rq1").glob("*.json")]
+    arms = {d["method"] for d in docs}
+    assert arms == set(S.load_stage_protocol("quick").doc["test"]["rq1"]["arms"])
+    test_ids = set(S.rq1_question_ids(S.load_stage_protocol("quick"), "test", root=data_root))
+    assert all(set(d["evaluation"]["query_ids"]) <= test_ids for d in docs)
+    assert {d["precision"] for d in docs} == {"bf16"}
+    rq2 = {json.loads(p.read_text())["method"] for p in (results / "rq2").glob("*.json")}
+    assert rq2 == {"zero-shot", "contrastive_best", "ot_best", "ot_published"}
+    assert (results / "summary.csv").is_file()
+    # a second invocation trains and scores nothing
+    assert main(args) == 0
+    assert "to do: 0 trainings, 0 evaluations" in capsys.readouterr().out
+    assert "stage rq2-test" in out
