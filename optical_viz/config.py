@@ -170,10 +170,11 @@ class EvalConfig:
 
     every: run ``optical_viz.retrieval.evaluate`` every N steps and at the end (0: never).
     task, langs, split: passed to ``retrieval.evaluate``; langs None -> the trained languages.
-    heldout_every: the cheap built-in signal (mean cosine between student(low-resource) and
-        teacher(English) sentence embeddings of FLORES dev pairs of the trained languages) is
-        measured at step 0, at the end and every N steps (0: only start and end).
-    heldout_sentences: FLORES dev sentences per language for that signal (at most 99).
+    heldout_every: the cheap built-in signal (student(low-resource) against teacher(English)
+        sentence embeddings of FLORES dev pairs of the trained languages: mean cosine of the
+        pairs, the gap to non-matching pairs and recall@1 among them) is measured at step 0,
+        at the end and every N steps (0: only start and end).
+    heldout_sentences: FLORES dev sentences per language for that signal (2 to 99).
     """
 
     every: Int = 0
@@ -347,7 +348,8 @@ class DistillConfig:
             errors.append(f"loss.ot: {exc}")
         check(self.loss.contrastive.temperature > 0, f"loss.contrastive.temperature must be > 0, got {self.loss.contrastive.temperature}")
         check(self.eval.every >= 0 and self.eval.heldout_every >= 0, "eval.every and eval.heldout_every must be >= 0")
-        check(1 <= self.eval.heldout_sentences <= 99, f"eval.heldout_sentences must be in [1, 99], got {self.eval.heldout_sentences}")
+        check(2 <= self.eval.heldout_sentences <= 99,  # the translation gap needs a non-matching pair
+              f"eval.heldout_sentences must be in [2, 99], got {self.eval.heldout_sentences}")
         # as retrieval.evaluate, which would otherwise reject it at the first evaluation
         check(self.eval.every == 0 or self.eval.task == "flores" or self.eval.split in (None, "all"),
               f"eval.split: {self.eval.split!r} only applies to task flores (eval.task is {self.eval.task!r}); set it to null")

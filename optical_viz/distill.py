@@ -12,8 +12,15 @@ in one :class:`DistillConfig`, saved as ``RUN/config.yaml`` next to its results.
 Run directory (other modules rely on it)::
 
     RUN/config.yaml           the resolved configuration
-    RUN/metrics.jsonl         one JSON object per line: step, loss terms, lr, examples/s,
-                              held-out cosine ("heldout_cosine"), evaluation rows ("eval")
+    RUN/metrics.jsonl         one JSON object per line: "step", loss terms ("loss", "loss_ot",
+                              ...), "lr", "examples_per_s", "step_time_s", OT diagnostics
+                              ("ot_converged", "ot_plan_entropy", "ot_plan_cost", "ot_eps"),
+                              evaluation rows ("eval"), and at step 0, every
+                              eval.heldout_every steps and at the end the held-out signal on
+                              FLORES dev (HeldoutScores): "heldout_cosine" (translation
+                              pairs), "translation_gap" (pairs minus non-matching pairs),
+                              "dev_recall@1" (L->en among the held-out English sentences),
+                              each averaged over languages, with "<key>_by_lang" dicts
     RUN/checkpoints/step-N/   student.safetensors (trainable tensors), optimizer.pt,
                               scheduler.pt, rng.pt, trainer_state.json, SHA256SUMS;
                               written atomically (a directory renamed into place)
@@ -53,6 +60,8 @@ __all__ = [
     "DistillConfig",
     "DistillResult",
     "BitextSampler",
+    "HeldoutScores",
+    "heldout_scores",
     "distill",
     "load_training_data",
 ]
@@ -207,6 +216,56 @@ class BitextSampler:
             batch.append((c.lang, c.src[idx], c.tgt[idx]))
         self.step += 1
         return batch
+
+
+# ----------------------------------------------------------------------------- held-out signal
+
+# metrics.jsonl key -> HeldoutScores attribute (each also logged per language as KEY_by_lang)
+HELDOUT_KEYS = {"heldout_cosine": "cosine", "translation_gap": "translation_gap", "dev_recall@1": "recall_at_1"}
+
+
+@dataclass
+class HeldoutScores:
+    """How well n student sentences find their n English translations (one language).
+
+    cosine: mean cosine of the n translation pairs (row i with row i).
+    random_cosine: mean cosine of the n (n - 1) non-matching pairs (row i with row j != i).
+    translation_gap: ``cosine - random_cosine``; a student that moves every sentence towards
+        one point raises ``cosine`` but not the gap.
+    recall_at_1: share of the n sentences whose translation is the most similar of the n
+        English sentences (ties go to the lower index, as in :mod:`optical_viz.retrieval`).
+    """
+
+    cosine: float
+    random_cosine: float
+    translation_gap: float
+    recall_at_1: float
+
+
+def heldout_scores(student, teacher) -> HeldoutScores:
+    """Scores of the similarity matrix between aligned sentence embeddings.
+
+    student: (n, H) float tensor, L2-normalised embeddings of n sentences of one language.
+    teacher: (n, H) float tensor, L2-normalised embeddings of their English translations
+        (row i translates student row i); n >= 2.
+
+    >>> import torch
+    >>> heldout_scores(torch.eye(3), torch.eye(3))
+    HeldoutScores(cosine=1.0, random_cosine=0.0, translation_gap=1.0, recall_at_1=1.0)
+    """
+    from optical_viz.retrieval import Relevance, relevant_ranks
+
+    if student.ndim != 2 or tuple(student.shape) != tuple(teacher.shape) or student.shape[0] < 2:
+        raise ValueError(
+            f"student and teacher must both be (n, H) with n >= 2, got {tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+    sim = (student.float() @ teacher.float().T).cpu()  # (n, n): student i vs English j
+    n = sim.shape[0]
+    pos = sim.diagonal().sum() / n
+    neg = (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+    ranks = relevant_ranks(sim, Relevance.from_lists(list(range(n)), n))  # (n,) 1-based rank of each translation
+    return HeldoutScores(cosine=float(pos), random_cosine=float(neg), translation_gap=float(pos - neg),
+                         recall_at_1=float((ranks == 1).double().mean()))
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -485,8 +544,11 @@ class _Trainer:
 
     # --- evaluation
 
-    def heldout_cosine(self) -> dict:
-        """Mean cosine of student(lang) vs teacher(English) embeddings of FLORES dev pairs."""
+    def heldout_metrics(self) -> dict:
+        """The held-out signal on the first ``eval.heldout_sentences`` FLORES dev pairs of each
+        trained language, student(lang) against teacher(English), and its mean over languages:
+        ``heldout_cosine``, ``translation_gap`` and ``dev_recall@1`` (see :func:`heldout_scores`),
+        each with a ``*_by_lang`` dict."""
         from optical_viz import data
 
         n = self.cfg.eval.heldout_sentences
@@ -499,11 +561,15 @@ class _Trainer:
         try:
             for c in self.sampler.corpora:
                 texts = data.load_flores(c.lang, split="dev", root=self.root).texts[:n]
-                s = self.student.embed_sentences(texts)  # (n, H)
-                per_lang[c.lang] = float((s * self._heldout_en).sum(-1).mean())
+                per_lang[c.lang] = heldout_scores(self.student.embed_sentences(texts), self._heldout_en)  # (n, H) each
         finally:
             self.student.model.train(was_training)
-        return {"heldout_cosine": float(np.mean(list(per_lang.values()))), "heldout_cosine_by_lang": per_lang}
+        out = {}
+        for key, attr in HELDOUT_KEYS.items():
+            by_lang = {lang: getattr(sc, attr) for lang, sc in per_lang.items()}
+            out[key] = float(np.mean(list(by_lang.values())))
+            out[f"{key}_by_lang"] = by_lang
+        return out
 
     def evaluate(self) -> list[dict]:
         from optical_viz import retrieval
@@ -723,7 +789,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
                 f.write(json.dumps(rec) + "\n")
 
     if trainer.step == 0 and not trainer.metrics and main:
-        log({"step": 0, **trainer.heldout_cosine()})
+        log({"step": 0, **trainer.heldout_metrics()})
     stop = min(config.steps, max_steps) if max_steps is not None else config.steps
     from tqdm.auto import tqdm
 
@@ -735,7 +801,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
         last = trainer.step == config.steps
         if main and (e.heldout_every and trainer.step % e.heldout_every == 0 or last):
-            rec.update(trainer.heldout_cosine())
+            rec.update(trainer.heldout_metrics())
         if main and e.every and (trainer.step % e.every == 0 or last):
             rec["eval"] = trainer.evaluate()
         snapshot = run_dir / f"student-step-{trainer.step}"

@@ -23,7 +23,7 @@ from optical_viz.distill import BitextSampler, Corpus, DistillConfig, distill, l
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 RQ2 = ["rq2-5", "rq2-10", "rq2-20", "rq2-50"]
-LOSS_KEYS = ("loss", "loss_ot", "loss_contrastive", "loss_mse", "heldout_cosine")
+LOSS_KEYS = ("loss", "loss_ot", "loss_contrastive", "loss_mse", "heldout_cosine", "translation_gap", "dev_recall@1")
 
 
 # ----------------------------------------------------------------------------- config
@@ -119,6 +119,52 @@ def test_sampler_language_probabilities():
     s = BitextSampler(_corpora(), 8, 1, "proportional", 1.0)
     langs = [l for _ in range(500) for l, _, _ in s.next_batch()]
     assert abs(langs.count("bbb_Latn") / len(langs) - 30 / 37) < 0.02
+
+
+# ----------------------------------------------------------------------------- held-out signal
+
+
+def test_heldout_scores_of_hand_made_embeddings():
+    import torch
+
+    from optical_viz.distill import heldout_scores
+
+    eye = heldout_scores(torch.eye(4), torch.eye(4))  # each sentence is its translation, orthogonal to the rest
+    assert (eye.cosine, eye.random_cosine, eye.translation_gap, eye.recall_at_1) == (1.0, 0.0, 1.0, 1.0)
+    # a collapsed student (every sentence the same vector): pairs no closer than non-pairs;
+    # all ties, which go to the lowest index: only sentence 0 is found
+    teacher = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    same = heldout_scores(teacher[:1].expand(5, 8), teacher[:1].expand(5, 8))
+    assert same.translation_gap == pytest.approx(0.0, abs=1e-6) and same.recall_at_1 == pytest.approx(1 / 5)
+    # noisy translations in 3 dimensions against a brute-force reference (loops over the n x n cosines)
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(6, 3, generator=g), dim=-1)
+    s = torch.nn.functional.normalize(teacher + torch.randn(6, 3, generator=g), dim=-1)
+    sim = [[float(s[i] @ teacher[j]) for j in range(6)] for i in range(6)]
+    pos = sum(sim[i][i] for i in range(6)) / 6
+    neg = sum(sim[i][j] for i in range(6) for j in range(6) if i != j) / 30
+    hits = sum(max(range(6), key=lambda j: sim[i][j]) == i for i in range(6)) / 6
+    got = heldout_scores(s, teacher)
+    assert got.cosine == pytest.approx(pos, rel=1e-5) and got.random_cosine == pytest.approx(neg, rel=1e-5)
+    assert got.translation_gap == pytest.approx(pos - neg, rel=1e-5) and got.recall_at_1 == hits
+    assert 0 < hits < 1  # the case is not trivial
+    with pytest.raises(ValueError, match=r"\(n, H\) with n >= 2, got \(6, 3\) and \(4, 3\)"):
+        heldout_scores(s, teacher[:4])
+    with pytest.raises(ValueError, match=r"n >= 2, got \(1, 3\)"):
+        heldout_scores(s[:1], teacher[:1])
+
+
+def test_heldout_scores_of_the_default_model(data_root, encoder):
+    """Before training (student = teacher = the default model) Yoruba FLORES dev sentences are
+    closer to their translations than to other sentences, and mostly find them."""
+    from optical_viz import data
+    from optical_viz.distill import heldout_scores
+
+    yo = data.load_flores("yor_Latn", split="dev", root=data_root).texts[:24]
+    en = data.load_flores("eng_Latn", split="dev", root=data_root).texts[:24]
+    got = heldout_scores(encoder.embed_sentences(yo), encoder.embed_sentences(en))
+    assert 0.02 < got.translation_gap < got.cosine and 0 < got.random_cosine  # e5's cosines are all high
+    assert 0.5 < got.recall_at_1 <= 1
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -315,6 +361,9 @@ def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_roo
     assert m[8]["eval"] == [{"lang": "yor_Latn", "direction": "xx->en", "n": 99, "recall@1": 0.5}]
     before, after = m[0]["heldout_cosine"], m[-1]["heldout_cosine"]
     assert after > before + 0.01, (before, after)
+    for r in (m[0], m[-1]):  # one language: the means are its values
+        assert r["translation_gap"] == r["translation_gap_by_lang"]["yor_Latn"] > 0
+        assert 0 < r["dev_recall@1"] == r["dev_recall@1_by_lang"]["yor_Latn"] <= 1
     losses = [r["loss_ot"] for r in m[1:]]
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.01, losses
     assert m[1]["lr"] == pytest.approx(3e-4 / 3) and m[3]["lr"] == pytest.approx(3e-4)  # warm-up
@@ -332,6 +381,11 @@ def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_roo
     en = data.load_flores("eng_Latn", split="dev", root=data_root).texts[:24]
     cos = (student.embed_sentences(yo, prefix="query: ") * teacher.embed_sentences(en)).sum(-1).mean()
     assert float(cos) == pytest.approx(after, abs=1e-5)
+    from optical_viz.distill import heldout_scores
+
+    final = heldout_scores(student.embed_sentences(yo, prefix="query: "), teacher.embed_sentences(en))
+    assert final.translation_gap == pytest.approx(m[-1]["translation_gap"], abs=1e-5)
+    assert final.recall_at_1 == m[-1]["dev_recall@1"]
     assert not latest_checkpoint(out) is None
 
 
