@@ -61,13 +61,18 @@ demo: setup
 lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# RQ1 and RQ2 as two single-threaded processes (faster than one on 2 cores), then one pass that
-# finds every run done and writes the summaries, tables and figures over both
+# The pre-registered protocol (results/full/protocol.yaml), stage by stage, each stage as two
+# single-threaded processes (faster than one on 2 cores): tuning on dev, then the test set.
+# Finished runs and evaluations are skipped, so an interrupted `make reproduce` resumes.
+STAGES := rq1-dev rq1-dev2 rq2-dev rq1-test rq2-test
 reproduce: setup
-	mkdir -p runs; OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --question rq1 --quiet > runs/reproduce-rq1.log 2>&1 & \
-	rq1=$$!; OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --question rq2 --quiet; rq2=$$?; \
-	wait $$rq1 || { echo "rq1 failed, see runs/reproduce-rq1.log"; exit 1; }; [ $$rq2 = 0 ]
-	$(BIN)/optical-viz reproduce --scale full
+	mkdir -p runs
+	for stage in $(STAGES); do \
+	  OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --stage $$stage --shard 1/2 --quiet > runs/reproduce-$$stage-1.log 2>&1 & pid=$$!; \
+	  OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --scale full --stage $$stage --shard 0/2 --quiet || exit 1; \
+	  wait $$pid || { echo "stage $$stage, shard 1/2 failed: see runs/reproduce-$$stage-1.log"; exit 1; }; \
+	done
+	$(BIN)/optical-viz reproduce --scale full --stage rq2-test --quiet   # finds every run done; rebuilds the reports
 
 bench: setup
 	$(BIN)/optical-viz bench transport --json benchmarks/transport.json

@@ -201,8 +201,10 @@ def validate_protocol(p: Mapping) -> None:
     every test arm names a known method; Holm contrasts name test arms; the stated compute
     estimate equals :func:`estimate` and fits the wall limit in the expected case.
     """
-    quick = isinstance(p, Mapping) and p.get("scale") == "quick"  # configs/protocol-quick.yaml: CI size
-    sections = ("splits", "metrics", "training", "methods", "tuning", "test", "statistics") + (() if quick else ("budget",))
+    scale = p.get("scale", "full") if isinstance(p, Mapping) else "full"
+    quick = scale == "quick"  # configs/protocol-quick.yaml: CI size, no minimums
+    cpu_budget = scale == "full"  # configs/gpu/protocol.yaml has no CPU compute budget
+    sections = ("splits", "metrics", "training", "methods", "tuning", "test", "statistics") + (("budget",) if cpu_budget else ())
     for key in sections:
         _check(isinstance(p, Mapping) and key in p, f"missing section {key!r}")
 
@@ -286,7 +288,7 @@ def validate_protocol(p: Mapping) -> None:
             _check(a in arms and b in arms, f"statistics.contrasts.{q}: [{a}, {b}] names an arm not in test.{q}.arms")
 
     # budget
-    if quick:
+    if not cpu_budget:
         return
     est = estimate(p)
     stated = p["budget"]["estimate_wall_s"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -126,3 +127,34 @@ def test_reproduce_quick_runs_every_stage(tmp_path, capsys, data_root, default_m
     assert main(args) == 0
     assert "to do: 0 trainings, 0 evaluations" in capsys.readouterr().out
     assert "stage rq2-test" in out
+
+
+def test_gpu_protocol_is_the_full_one_at_gpu_scale(full):
+    gpu = S.load_stage_protocol("gpu")
+    t = gpu.doc["training"]
+    assert (t["steps"], t["batch_size"], t["max_length"]) == (3000, 128, 128) and 3000 <= t["steps"] <= 5000
+    assert gpu.doc["test"]["rq1"]["seeds"] == gpu.doc["test"]["rq2"]["seeds"] == [0, 1, 2, 3, 4]
+    for key in ("splits", "methods", "statistics"):
+        assert gpu.doc[key] == full.doc[key], key
+    assert gpu.doc["tuning"]["rq1"] == full.doc["tuning"]["rq1"]  # the same configurations are tried
+    assert [s.run_key for s in S.dev_settings(gpu, "rq1")] == [s.run_key for s in S.dev_settings(full, "rq1")]
+
+
+@pytest.mark.slow  # ~1-2 min on one CPU thread: two steps of batch 128 x 128
+def test_gpu_protocol_first_dev_run_takes_two_steps_on_cpu(tmp_path, data_root, default_model_dir):
+    """The GPU smoke test, here on the CPU: the first dev configuration of configs/gpu/protocol.yaml,
+    its batch and length as they are, for 2 steps instead of 3000."""
+    import dataclasses
+
+    from optical_viz.distill import distill
+
+    gpu = S.load_stage_protocol("gpu")
+    run = S.stage_runs(gpu, "rq1-dev", tmp_path / "runs", tmp_path / "results", root=data_root, probe=False)[0]
+    cfg = run.config
+    assert (cfg.batch_size, cfg.max_length, cfg.steps, cfg.precision) == (128, 128, 3000, "bf16")
+    cfg = dataclasses.replace(cfg, steps=2, warmup_steps=1, snapshots=[1], device="cpu", checkpoint_every=2)
+    result = distill(cfg, root=data_root, progress=False)
+    steps = [r for r in result.metrics if r["step"] >= 1 and "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(np.isfinite(r["loss"]) for r in steps)
+    assert (result.run_dir / "student-step-1" / "config.json").is_file() and result.student_dir.is_dir()
+    print(f"gpu-scale step on CPU: {[round(r['step_time_s'], 1) for r in steps]} s")

@@ -38,7 +38,11 @@ from optical_viz.experiments.grid import EvalSpec, Run
 from optical_viz.rundir import atomic_write
 
 STAGES = ("rq1-dev", "rq1-dev2", "rq2-dev", "rq1-test", "rq2-test")
-PROTOCOLS = {"full": protocol_mod.PROTOCOL_PATH, "quick": paths.REPO_ROOT / "configs" / "protocol-quick.yaml"}
+PROTOCOLS = {
+    "full": protocol_mod.PROTOCOL_PATH,  # the pre-registered one (CPU scale)
+    "quick": paths.REPO_ROOT / "configs" / "protocol-quick.yaml",  # CI size
+    "gpu": paths.REPO_ROOT / "configs" / "gpu" / "protocol.yaml",  # one GPU: 3000 steps, batch 128, 5 seeds
+}
 RQ1_LANGSET = "xquad"
 MAXSIM_SEED = 2026  # budget.cuts: the fixed MaxSim subset of the test questions  # the language set of configs/rq1.yaml in run ids
 # the hyperparameters a configuration may set, in tuning.csv's column order
