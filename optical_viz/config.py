@@ -213,6 +213,10 @@ class DistillConfig:
     snapshots: steps (each in [1, steps)) at which the student is also written as a model
         directory ``RUN/student-step-N/``, as the final ``RUN/student/`` (e.g. ``[50, 200]``
         for learning curves of the retrieval scores).
+    teacher_cache_mb: memory (MiB, on the training device, per process) for the frozen
+        teacher's hidden states of English sentences already seen, so that a sentence met
+        again (FLORES train is multi-parallel: every language has the same English side) is
+        not forwarded again; 0 disables. The results are the same either way.
     """
 
     languages: typing.List[Str] = dataclasses.field(default_factory=list)
@@ -244,6 +248,7 @@ class DistillConfig:
     checkpoint_every: Int = 100
     keep_checkpoints: Int = 2
     snapshots: typing.List[Int] = dataclasses.field(default_factory=list)
+    teacher_cache_mb: Int = 512
 
     # --- YAML
 
@@ -336,6 +341,7 @@ class DistillConfig:
         outside = [s for s in self.snapshots if not 1 <= s < self.steps]
         check(not outside, f"snapshots: steps {outside} are not in [1, steps={self.steps}) (the final student is always written)")
         check(len(set(self.snapshots)) == len(self.snapshots), f"snapshots: duplicates in {self.snapshots}")
+        check(self.teacher_cache_mb >= 0, f"teacher_cache_mb must be >= 0 (0: no cache), got {self.teacher_cache_mb}")
         bad = [t for t in self.loss.terms if t not in LOSSES]
         check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")
         extra = sorted(set(self.loss.weights) - set(self.loss.terms))

@@ -15,6 +15,8 @@ Run directory (other modules rely on it)::
     RUN/metrics.jsonl         one JSON object per line: "step", loss terms ("loss", "loss_ot",
                               ...), "lr", "examples_per_s", "step_time_s", OT diagnostics
                               ("ot_converged", "ot_plan_entropy", "ot_plan_cost", "ot_eps"),
+                              "teacher_cache_hit" (share of the batch's English sentences whose
+                              teacher states were cached; absent with teacher_cache_mb 0),
                               evaluation rows ("eval"), and at step 0, every
                               eval.heldout_every steps and at the end the held-out signal on
                               FLORES dev (HeldoutScores): "heldout_cosine" (translation
@@ -371,6 +373,60 @@ def _tokenize(enc, texts: list[str], max_length: int, device):
     return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
+class TeacherCache:
+    """The frozen teacher's hidden states per English sentence, in memory, bounded in bytes.
+
+    An entry is ``(L, K, H)``: the sentence's L real tokens (padding trimmed), the K hidden
+    layers the loss reads (in ``layers`` order), as the teacher computed them (its dtype and
+    device). Entries are valid for one tokenization and one set of layers (``signature``):
+    :meth:`check` empties the cache when that changes. Least recently used entries go first
+    when ``max_bytes`` would be exceeded; an entry larger than the bound is not kept. Each
+    process of a multi-process run has its own cache (nothing is shared).
+    """
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict = OrderedDict()  # text -> (L, K, H) tensor
+        self.bytes = 0
+        self.signature = None
+        self.hits = 0
+        self.lookups = 0
+
+    def check(self, signature) -> None:
+        """Empty the cache unless its entries were made under ``signature`` (e.g. max_length, layers)."""
+        if signature != self.signature:
+            self.entries.clear()
+            self.bytes = 0
+            self.signature = signature
+
+    def get(self, text: str):
+        self.lookups += 1
+        entry = self.entries.get(text)
+        if entry is not None:
+            self.hits += 1
+            self.entries.move_to_end(text)
+        return entry
+
+    def put(self, text: str, entry) -> None:
+        size = entry.numel() * entry.element_size()
+        if size > self.max_bytes or text in self.entries:
+            return
+        while self.bytes + size > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+        self.entries[text] = entry
+        self.bytes += size
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups since the cache was made (0 before any lookup)."""
+        return self.hits / self.lookups if self.lookups else 0.0
+
+
 class _Ticker:
     """Adds the seconds since the previous call to ``timings[name]`` (no-op without timings)."""
 
@@ -421,12 +477,52 @@ class _Trainer:
         self._warned_convergence = False
         self.metrics: list[dict] = []
         self._heldout_en = None
+        self.teacher_cache = TeacherCache(config.teacher_cache_mb * 2**20) if config.teacher_cache_mb else None
+        self.last_cache_hit = None  # share of the last batch's English sentences served by the cache
 
     # --- one step
 
     def _hidden(self, model, ids, mask, layers: set[int]):
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         return {l: out.hidden_states[l] for l in layers}
+
+    def _teacher_hidden(self, texts: list[str], layers: set[int], tick):
+        """The teacher's hidden states of ``texts`` -> ({layer: (B, S, H)}, mask (B, S) long).
+
+        Without a cache: one forward of the padded batch. With one: a forward of the distinct
+        sentences it lacks only, then the batch re-assembled from the per-sentence entries
+        (right-padded with zeros; the mask says which tokens are real, as the tokenizer's does).
+        """
+        torch = self.torch
+        cache = self.teacher_cache
+        if cache is None:
+            ids, mask = _tokenize(self.teacher, texts, self.cfg.max_length, self.device)  # (B, S)
+            tick("tokenize")
+            with torch.no_grad(), self.acc.autocast():
+                hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (B, S, H)
+            return hidden, mask
+        order = sorted(layers)
+        cache.check((self.cfg.max_length, tuple(order), self.cfg.precision))
+        entries = {t: e for t in dict.fromkeys(texts) if (e := cache.get(t)) is not None}
+        misses = [t for t in dict.fromkeys(texts) if t not in entries]
+        self.last_cache_hit = sum(t in entries for t in texts) / len(texts)  # before this batch's misses are added
+        if misses:
+            ids, mask = _tokenize(self.teacher, misses, self.cfg.max_length, self.device)  # (M, S')
+            tick("tokenize")
+            with torch.no_grad(), self.acc.autocast():
+                hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (M, S', H)
+            stacked = torch.stack([hidden[l] for l in order], dim=2)  # (M, S', K, H)
+            for i, text in enumerate(misses):
+                entry = stacked[i][mask[i].bool()].clone()  # (L, K, H); a copy, not a view of the batch
+                entries[text] = entry
+                cache.put(text, entry)
+        else:
+            tick("tokenize")
+        rows = [entries[t] for t in texts]
+        lengths = torch.tensor([len(r) for r in rows], device=self.device)  # (B,)
+        padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, S, K, H), zeros past each length
+        mask = (torch.arange(padded.shape[1], device=self.device)[None, :] < lengths[:, None]).long()  # (B, S)
+        return {l: padded[:, :, k].contiguous() for k, l in enumerate(order)}, mask
 
     def compute_loss(self, pairs: list[tuple[str, str, str]], timings: dict | None = None):
         """Loss terms for a list of (lang, source, English) pairs -> (total, {name: value}).
@@ -436,7 +532,6 @@ class _Trainer:
         """
         from optical_viz import losses
 
-        torch = self.torch
         cfg = self.cfg.loss
         terms = cfg.terms
         tick = _Ticker(timings)
@@ -447,11 +542,8 @@ class _Trainer:
         # a single forward per backward)
         student_texts = src + tgt if "mse" in terms else src
         s_ids, s_mask = _tokenize(self.student, student_texts, self.cfg.max_length, self.device)  # (B or 2B, T)
-        t_ids, t_mask = _tokenize(self.teacher, tgt, self.cfg.max_length, self.device)  # (B, S)
         layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
-        tick("tokenize")
-        with torch.no_grad(), self.acc.autocast():
-            t_hidden = self._hidden(self.teacher.model, t_ids, t_mask, layers)  # layer -> (B, S, H)
+        t_hidden, t_mask = self._teacher_hidden(tgt, layers, tick)  # layer -> (B, S, H); (B, S)
         tick("teacher_forward")
         with self.acc.autocast():
             s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B or 2B, T, H)
@@ -520,6 +612,8 @@ class _Trainer:
         rec = {"step": self.step, "loss": float(values[0])}
         rec.update({f"loss_{k}": float(v) for k, v in zip(terms, values[1:])})
         rec.update({"lr": lr, "examples_per_s": len(batch) / elapsed, "step_time_s": elapsed})
+        if self.teacher_cache is not None:
+            rec["teacher_cache_hit"] = self.last_cache_hit  # this process's share of its English sentences
         if "ot" in terms:
             rec.update(self.last_ot)
             entropy, conv = self.last_ot["ot_plan_entropy"], self.last_ot["ot_converged"]

@@ -66,6 +66,8 @@ def test_cross_field_checks_run_when_the_config_is_built():
         DistillConfig.from_dict(deep_merge(BASE, {"loss": {"weights": {"mse": 2.0}}}))
     with pytest.raises(ValueError, match=r"eval\.heldout_sentences must be in \[2, 99\], got 1"):
         DistillConfig.from_dict(deep_merge(BASE, {"eval": {"heldout_sentences": 1}}))  # no non-matching pair
+    with pytest.raises(ValueError, match=r"teacher_cache_mb must be >= 0 \(0: no cache\), got -1"):
+        DistillConfig.from_dict({**BASE, "teacher_cache_mb": -1})
     cfg = DistillConfig.from_dict(BASE)
     with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
         dataclasses.replace(cfg, steps=0)  # copies are validated too
