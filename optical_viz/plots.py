@@ -57,6 +57,7 @@ __all__ = [
     "plot_retrieval",
     "plot_scaling",
     "plot_metric_comparison",
+    "plot_contrasts",
     "plot_eps_sweep",
     "plot_token_flow",
 ]
@@ -1077,6 +1078,52 @@ def plot_metric_comparison(
         if (vals < 0).any():
             ax.axhline(0, color="0.3", linewidth=0.5)
     return axes
+
+
+def plot_contrasts(
+    contrasts: pd.DataFrame,
+    *,
+    margin: float | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    unit: str = "R@1 points",
+) -> Axes:
+    """A forest plot of paired differences: one row per contrast, its estimate and interval.
+
+    Parameters
+    ----------
+    contrasts : DataFrame
+        Columns ``a``, ``b``, ``estimate``, ``lo``, ``hi`` and optionally ``p_holm`` and
+        ``equivalent`` (``optical_viz.experiments.statistics.contrast_table``'s frame).
+    margin : the equivalence margin: a grey band over [-margin, +margin].
+
+    Rows read top to bottom in the frame's order; a filled marker is a difference that Holm
+    rejects (``p_holm < 0.05``), an open one is not; "≡" marks a TOST-equivalent contrast.
+    """
+    need = {"a", "b", "estimate", "lo", "hi"}
+    if not need <= set(contrasts.columns):
+        raise ValueError(f"contrasts need columns {sorted(need)}, got {sorted(contrasts.columns)}")
+    if contrasts.empty:
+        raise ValueError("no contrasts to plot")
+    ax = _new_ax(ax, (COLUMN_WIDTH + 0.6, 0.35 * len(contrasts) + 0.7))
+    y = np.arange(len(contrasts))[::-1]
+    if margin is not None:
+        ax.axvspan(-margin, margin, color="0.9", zorder=0, label=f"\u00b1{margin:g} (equivalence)")
+    ax.axvline(0, color="0.3", linewidth=0.6)
+    for yi, (_, r) in zip(y, contrasts.iterrows()):
+        rejected = bool(r.get("p_holm", 1.0) < 0.05)
+        ax.plot([r["lo"], r["hi"]], [yi, yi], color=PALETTE[0], linewidth=1.2)
+        ax.plot(r["estimate"], yi, "o", color=PALETTE[0], markerfacecolor=PALETTE[0] if rejected else "white")
+        if bool(r.get("equivalent", False)):
+            ax.annotate("\u2261", (r["hi"], yi), xytext=(3, -3), textcoords="offset points")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['a']} \u2212 {r['b']}" for _, r in contrasts.iterrows()])
+    ax.set_xlabel(f"difference ({unit})")
+    ax.grid(True, axis="x")
+    ax.set_axisbelow(True)
+    if title:
+        ax.set_title(title, loc="left")
+    return ax
 
 
 def plot_eps_sweep(

@@ -179,3 +179,46 @@ def _scaling(d, figures_dir, question, name, tag) -> list[Path]:
             stem = f"{question}_scaling_{label}" if i == 0 else f"{question}_scaling_{task}_{label}"
             written += plots.save_figure(fig, figures_dir / stem, formats=("pdf", "png"))
     return written
+
+
+def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -> list[Path]:
+    """The protocol report's figures from :func:`~optical_viz.experiments.protocol_report`'s frames:
+    ``rq1_contrasts`` (forest plot of the Holm family, the +-1 point equivalence band) and
+    ``rq2_delta`` (Recall@1 minus zero-shot against the number of training languages, one panel
+    per group: trained, shared 5, unseen)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    figures_dir = Path(figures_dir)
+    tag = "" if scale == "full" else f" [{scale} scale]"
+    written: list[Path] = []
+    with plots.publication_style():
+        for q in ("rq1", "rq2"):
+            c = frames.get(f"{q}_contrasts")
+            if c is None or c.empty:
+                continue
+            ax = plots.plot_contrasts(c, margin=1.0, title=f"{q.upper()}: paired differences, test split{tag}")
+            written += plots.save_figure(ax.figure, figures_dir / f"{q}_contrasts", formats=("pdf", "png"))
+            plt.close(ax.figure)
+        s = frames.get("rq2_summary")
+        if s is not None and not s.empty and "delta_zero_shot" in s:
+            d = s.dropna(subset=["delta_zero_shot"]).rename(columns={
+                "arm": "method", "size": "n_languages", "delta_lo": "ci_lo", "delta_hi": "ci_hi"})
+            groups = [g for g in ("trained", "shared_5", "unseen") if (d["group"] == g).any()]
+            names = {"trained": "trained languages", "shared_5": "shared languages (in every size)", "unseen": "unseen languages"}
+            fig, axes = plt.subplots(1, len(groups), figsize=(plots.TEXT_WIDTH, 2.4), squeeze=False, sharey=True)
+            for k, (ax, g) in enumerate(zip(axes[0], groups)):
+                plots.plot_scaling(d[d["group"] == g], "delta_zero_shot", ax=ax, colors=METHOD_COLORS)
+                ax.axhline(0, color="0.3", linewidth=0.6)
+                ax.set_title(names[g], loc="left")
+                ax.set_ylabel("R@1 \u2212 zero-shot (points)" if k == 0 else "")
+                if k < len(groups) - 1 and ax.get_legend() is not None:
+                    ax.get_legend().remove()
+            fig.suptitle(f"RQ2: FLORES test, both directions{tag}", x=0.01, ha="left")
+            written += plots.save_figure(fig, figures_dir / "rq2_delta", formats=("pdf", "png"))
+            plt.close(fig)
+    return written

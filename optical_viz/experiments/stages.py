@@ -591,6 +591,8 @@ def reproduce_protocol(p: StageProtocol, *, runs_dir, results_dir, figures_dir, 
     if not dry_run and shard[0] == 0 and any(Path(results_dir).glob("rq*/*.json")):
         from optical_viz.experiments.run import write_reports
 
+        from optical_viz.experiments.protocol_report import write_protocol_reports
+
         summary, figures = write_reports(results_dir, figures_dir, p.scale, n_bootstrap=grid_options(p).n_bootstrap)
-        reports = [summary, *figures]
+        reports = [summary, *figures, *write_protocol_reports(p, results_dir, figures_dir)]
     return ProtocolResult(done, records, failed, stopped, reports)

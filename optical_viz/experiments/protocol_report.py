@@ -1,0 +1,193 @@
+"""The protocol's test-stage report: summaries, Holm families, equivalence and interaction.
+
+Reads the test result files (``<results>/<question>/<run>.<eval>.json`` and ``.npz``
+per-query values) and the protocol, and writes, with the intervals of
+:mod:`optical_viz.experiments.statistics` (hierarchical bootstrap over seeds, languages and
+queries; values in R@1 points)::
+
+    rq1_summary.csv       arm x metric: estimate, 95% interval, seeds, configurations tried, setting
+    rq1_contrasts.csv     the protocol's RQ1 contrasts: paired difference, p, Holm, TOST (+-1 point)
+    rq2_summary.csv       size x arm x group (trained, shared_5, unseen): R@1 and the delta to zero-shot
+    rq2_contrasts.csv     the RQ2 contrasts pooled over sizes, plus DiD(largest - reference) on shared_5
+    rq2_interaction.csv   method x size: difference in differences per size and group
+    figures: rq1_contrasts, rq2_delta (delta to zero-shot per size: trained / shared-5 / unseen)
+
+RQ2 scores a language by both directions (L->eng and eng->L queries pooled: equal numbers).
+A contrast pooled over sizes treats each (size, language) as one language unit.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optical_viz.experiments import statistics as st
+from optical_viz.rundir import atomic_write
+
+RQ1_METRICS = {  # name -> (evaluation label, metric): the primary first
+    "recall@1": ("xquad-r.test", "recall@1"),
+    "mrr@10": ("xquad-r.test", "mrr@10"),
+    "xquad_paragraphs_recall@1": ("xquad.test", "recall@1"),
+    "maxsim_recall@1": ("xquad-r.maxsim.test", "recall@1"),
+    "english_control_recall@1": ("xquad-r.test.english", "recall@1"),
+}
+
+
+def _docs(results_dir: Path, question: str) -> list[tuple[dict, Path]]:
+    return [(json.loads(p.read_text()), p) for p in sorted((results_dir / question).glob("*.json"))]
+
+
+def load_arms(results_dir, question: str, label: str, metric: str = "recall@1", *, langset: str | None = None,
+              langs=None, join_directions: bool = True) -> dict[str, dict]:
+    """Arm name -> ``{seed: {lang: per-query values in points}}`` of one evaluation.
+
+    langset: only runs of this language set (RQ2 ``n20``; zero-shot's ``all`` always
+    qualifies). langs: keep these languages (None: all). join_directions: one unit per
+    language with the queries of every direction concatenated (else ``lang:direction``).
+    """
+    arms: dict[str, dict] = {}
+    for doc, path in _docs(Path(results_dir), question):
+        if doc["evaluation"]["name"] != label:
+            continue
+        if langset is not None and doc["langset"] not in (langset, "all"):
+            continue
+        values = np.load(path.with_suffix(".npz"))
+        per: dict[str, list] = {}
+        for key in sorted(values.files):
+            lang, direction, m = key.split("|")
+            if m != metric or lang == "all" or (langs is not None and lang not in langs):
+                continue
+            per.setdefault(lang if join_directions else f"{lang}:{direction}", []).append(100.0 * values[key])
+        if per:
+            arms.setdefault(doc["method"], {})[int(doc["seed"])] = {k: np.concatenate(v) for k, v in per.items()}
+    return arms
+
+
+def _n_configs(results_dir: Path, question: str) -> dict[str, int]:
+    tuning = Path(results_dir) / "tuning.csv"
+    if not tuning.is_file():
+        return {}
+    t = pd.read_csv(tuning)
+    return t[t["question"] == question].groupby("method").size().to_dict()
+
+
+def _est_row(arm: dict, n: int, seed: int) -> dict:
+    e = st.hierarchical_bootstrap(arm, n=n, seed=seed)
+    return {"estimate": e.estimate, "lo": e.lo, "hi": e.hi, "seeds": len(arm)}
+
+
+def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
+    """``rq1_summary`` and ``rq1_contrasts`` frames (empty when no RQ1 test result exists)."""
+    from optical_viz.experiments.stages import winners, tuning_table
+
+    results_dir = Path(results_dir)
+    b = p.doc["statistics"]["bootstrap"]
+    n, seed = int(b["n"]), int(b["seed"])
+    configs = _n_configs(results_dir, "rq1")
+    won = winners(p, tuning_table(p, results_dir))
+    arms_spec = p.doc["test"]["rq1"]["arms"]
+    rows = []
+    primary = None
+    for name, (label, metric) in RQ1_METRICS.items():
+        arms = load_arms(results_dir, "rq1", label, metric)
+        if name == "recall@1":
+            primary = arms
+        for arm in [a for a in arms_spec if a in arms]:
+            spec = arms_spec[arm]
+            setting = won.get(spec["method"]) if spec.get("setting") == "best" else (
+                won["ot-published"] if spec.get("setting") == "published" else None)
+            rows.append({"arm": arm, "metric": name, **_est_row(arms[arm], n, seed),
+                         "configs_tried": configs.get(spec["method"], 0),
+                         "setting": setting.run_key if setting is not None else ""})
+    summary = pd.DataFrame(rows)
+    contrasts = pd.DataFrame()
+    if primary:
+        pairs = [tuple(c) for c in p.doc["statistics"]["contrasts"]["rq1"] if c[0] in primary and c[1] in primary]
+        if pairs:
+            contrasts = st.contrast_table(primary, pairs, n=n, seed=seed,
+                                          margin=float(p.doc["statistics"]["equivalence"]["margin"]),
+                                          alpha=float(p.doc["statistics"]["alpha"]))
+    return {"rq1_summary": summary, "rq1_contrasts": contrasts}
+
+
+def _rq2_groups(p, size: int) -> dict[str, list[str] | None]:
+    from optical_viz.experiments.stages import _base_config, _rq2_sizes
+
+    trained = _base_config(p, _rq2_sizes(p)[size], size).languages
+    shared = [lang for lang in p.doc["splits"]["rq2"]["shared_languages"] if lang in trained]
+    return {"trained": trained, "shared_5": shared, "unseen": None}
+
+
+def _rq2_arms(p, results_dir, size: int, group: str) -> dict[str, dict]:
+    langs = _rq2_groups(p, size)[group]
+    label = "flores.test.unseen" if group == "unseen" else "flores.test"
+    return load_arms(results_dir, "rq2", label, langset=f"n{size}", langs=langs)
+
+
+def _prefix(arm: dict, tag: str) -> dict:
+    return {s: {f"{tag}:{lang}": v for lang, v in per.items()} for s, per in arm.items()}
+
+
+def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
+    """``rq2_summary``, ``rq2_contrasts`` and ``rq2_interaction`` frames."""
+    results_dir = Path(results_dir)
+    b = p.doc["statistics"]["bootstrap"]
+    n, seed = int(b["n"]), int(b["seed"])
+    margin, alpha = float(p.doc["statistics"]["equivalence"]["margin"]), float(p.doc["statistics"]["alpha"])
+    sizes = [int(s) for s in p.doc["test"]["rq2"]["sizes"]]
+    groups = p.doc["test"]["rq2"]["groups"]
+    rows, pooled = [], {}
+    by = {(size, g): _rq2_arms(p, results_dir, size, g) for size in sizes for g in groups}
+    for (size, g), arms in by.items():
+        for arm, values in arms.items():
+            row = {"size": size, "group": g, "arm": arm, **_est_row(values, n, seed)}
+            if arm != "zero-shot" and "zero-shot" in arms:
+                d = st.paired_difference(values, arms["zero-shot"], n=n, seed=seed, margin=margin, alpha=alpha)
+                row |= {"delta_zero_shot": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi}
+            rows.append(row)
+            if g == "trained":  # the Holm family pools the sizes: (size, language) units
+                pooled.setdefault(arm, {})
+                for s, per in _prefix(values, f"n{size}").items():
+                    pooled[arm].setdefault(s, {}).update(per)
+    summary = pd.DataFrame(rows)
+    family: dict = {}
+    complete = {a: v for a, v in pooled.items() if all(a in by[(size, "trained")] for size in sizes)}
+    for a, bb in (tuple(c) for c in p.doc["statistics"]["contrasts"]["rq2"]):
+        if a in complete and bb in complete:
+            family[(a, bb)] = st.paired_difference(complete[a], complete[bb], n=n, seed=seed, margin=margin, alpha=alpha)
+    inter = p.doc["statistics"]["interaction"]["rq2"]
+    (ca, cb), ref = inter["contrast"], int(inter["reference_size"])
+    irows = []
+    for g in inter["groups"]:
+        for size in inter["sizes"]:
+            big, small = by.get((int(size), g), {}), by.get((ref, g), {})
+            if not all(k in big and k in small for k in (ca, cb)):
+                continue
+            c = st.difference_in_differences(big[ca], big[cb], small[ca], small[cb], n=n, seed=seed,
+                                             margin=margin, alpha=alpha)
+            irows.append({"group": g, "size": int(size), "reference_size": ref, "a": ca, "b": cb,
+                          "estimate": c.estimate, "lo": c.lo, "hi": c.hi, "p_value": c.p_value,
+                          "equivalent": c.equivalent})
+            if int(size) == int(inter["in_holm_family"]["size"]) and g == inter["in_holm_family"]["group"]:
+                family[(f"DiD {ca} - {cb}", f"n{size} - n{ref} ({g})")] = c
+    contrasts = st.family_table(family, alpha=alpha) if family else pd.DataFrame()
+    return {"rq2_summary": summary, "rq2_contrasts": contrasts, "rq2_interaction": pd.DataFrame(irows)}
+
+
+def write_protocol_reports(p, results_dir: str | os.PathLike, figures_dir: str | os.PathLike) -> list[Path]:
+    """Every frame as ``<results>/<name>.csv`` (non-empty ones) and the figures; the paths written."""
+    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
+    written = []
+    frames = {**rq1_report(p, results_dir), **rq2_report(p, results_dir)}
+    for name, frame in frames.items():
+        if not frame.empty:
+            path = results_dir / f"{name}.csv"
+            atomic_write(path, frame.to_csv(index=False, float_format="%.4f"))
+            written.append(path)
+    from optical_viz.experiments.figures import protocol_figures
+
+    written += protocol_figures(frames, figures_dir, p.scale)
+    return written

@@ -1,0 +1,93 @@
+"""The protocol's test-stage report (optical_viz.experiments.protocol_report) on synthetic result
+files laid out as the grid writes them: the arms' numbers, the Holm family, the figures."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from optical_viz.experiments import protocol_report as R
+from optical_viz.experiments import stages as S
+
+
+def _write(dir_, question, run_id, method, seed, label, langset, per_lang: dict[tuple[str, str], np.ndarray]):
+    dir_ = dir_ / question
+    dir_.mkdir(parents=True, exist_ok=True)
+    doc = {"run_id": run_id, "method": method, "seed": seed, "langset": langset, "evaluation": {"name": label}}
+    (dir_ / f"{run_id}.{label}.json").write_text(json.dumps(doc))
+    np.savez(dir_ / f"{run_id}.{label}.npz", **{f"{l}|{d}|recall@1": v for (l, d), v in per_lang.items()},
+             **{f"all|xx->en|recall@1": np.concatenate(list(per_lang.values()))})
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return S.load_stage_protocol("quick")
+
+
+def test_rq1_arms_and_contrasts_from_result_files(tmp_path, quick):
+    rng = np.random.default_rng(0)
+    langs = ["arb_Arab", "deu_Latn"]
+    hard = {l: rng.random(300) for l in langs}
+    # OT best finds 70% of queries, contrastive 50%, every other arm 50% too; zero-shot one seed
+    rate = {"ot_best": 0.7, "contrastive_best": 0.5, "ot_published": 0.5, "mse": 0.5, "ot_best+contrastive": 0.5,
+            "zero-shot": 0.4}
+    for arm, r in rate.items():
+        for seed in ([0] if arm == "zero-shot" else [0, 1]):
+            per = {(l, "xx->en"): (hard[l] < r).astype(np.float32) for l in langs}
+            _write(tmp_path, "rq1", f"rq1-xquad-{arm}-s{seed}", arm, seed, "xquad-r.test", "xquad", per)
+    arms = R.load_arms(tmp_path, "rq1", "xquad-r.test")
+    assert set(arms) == set(rate) and set(arms["ot_best"]) == {0, 1} and set(arms["zero-shot"]) == {0}
+    assert arms["ot_best"][0]["deu_Latn"].max() == 100.0  # points, not fractions
+
+    out = R.rq1_report(quick, tmp_path)
+    s = out["rq1_summary"].set_index("arm")
+    assert s.loc["ot_best", "estimate"] == pytest.approx(100 * np.mean([(hard[l] < 0.7).mean() for l in langs]))
+    assert s.loc["ot_best", "seeds"] == 2 and s.loc["zero-shot", "seeds"] == 1
+    c = out["rq1_contrasts"].set_index(["a", "b"])
+    assert len(c) == len(quick.doc["statistics"]["contrasts"]["rq1"])
+    assert c.loc[("ot_best", "contrastive_best"), "reject"] and c.loc[("ot_best", "contrastive_best"), "estimate"] > 15
+    # identical arms: no difference, and equivalent within +-1 point
+    same = c.loc[("ot_best+contrastive", "contrastive_best")]
+    assert same["estimate"] == 0 and same["equivalent"] and not same["reject"]
+
+    written = R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
+    names = {p.name for p in written}
+    assert {"rq1_summary.csv", "rq1_contrasts.csv", "rq1_contrasts.png", "rq1_contrasts.pdf"} <= names
+    assert pd.read_csv(tmp_path / "rq1_contrasts.csv")["p_holm"].between(0, 1).all()
+
+
+def test_rq2_delta_pools_directions_and_finds_the_interaction(tmp_path, quick):
+    """Size 1 and 2 of the quick protocol: OT beats contrastive by 10 points at size 2 only,
+    so DiD(2 - 1) on the shared language is ~10."""
+    rng = np.random.default_rng(1)
+    trained = {1: ["yor_Latn"], 2: ["yor_Latn", "hau_Latn"]}
+    unseen = ["ewe_Latn", "fon_Latn"]
+    hard = {l: rng.random(200) for l in trained[2] + unseen}
+    rate = {("ot_best", 1): 0.5, ("ot_best", 2): 0.6, ("contrastive_best", 1): 0.5, ("contrastive_best", 2): 0.5,
+            ("ot_published", 1): 0.5, ("ot_published", 2): 0.5}
+
+    def per(langs, r):
+        return {(l, d): (hard[l] < r).astype(np.float32) for l in langs for d in ("xx->en", "en->xx")}
+
+    for (arm, size), r in rate.items():
+        _write(tmp_path, "rq2", f"rq2-n{size}-{arm}-s0", arm, 0, "flores.test", f"n{size}", per(trained[size], r))
+        _write(tmp_path, "rq2", f"rq2-n{size}-{arm}-s0", arm, 0, "flores.test.unseen", f"n{size}", per(unseen, r))
+    _write(tmp_path, "rq2", "rq2-all-zero-shot-s0", "zero-shot", 0, "flores.test", "all", per(trained[2], 0.3))
+    _write(tmp_path, "rq2", "rq2-all-zero-shot-s0", "zero-shot", 0, "flores.test.unseen", "all", per(unseen, 0.3))
+
+    out = R.rq2_report(quick, tmp_path)
+    s = out["rq2_summary"].set_index(["size", "group", "arm"])
+    # the zero-shot model is scored on each size's own languages
+    zs1 = s.loc[(1, "trained", "zero-shot"), "estimate"]
+    assert zs1 == pytest.approx(100 * (hard["yor_Latn"] < 0.3).mean())
+    d = s.loc[(2, "shared_5", "ot_best"), "delta_zero_shot"]
+    assert d == pytest.approx(100 * ((hard["yor_Latn"] < 0.6).mean() - (hard["yor_Latn"] < 0.3).mean()))
+    i = out["rq2_interaction"].set_index("group")
+    assert i.loc["shared_5", "estimate"] == pytest.approx(100 * ((hard["yor_Latn"] < 0.6).mean() - (hard["yor_Latn"] < 0.5).mean()))
+    fam = out["rq2_contrasts"]
+    assert len(fam) == len(quick.doc["statistics"]["contrasts"]["rq2"]) + 1  # + the DiD of the Holm family
+    assert fam["a"].str.startswith("DiD").sum() == 1
+    written = R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
+    assert {"rq2_delta.png", "rq2_summary.csv", "rq2_interaction.csv"} <= {p.name for p in written}
