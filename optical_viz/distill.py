@@ -62,6 +62,11 @@ __all__ = [
     "DistillConfig",
     "DistillResult",
     "BitextSampler",
+    "Trainer",
+    "BatchStates",
+    "StepLoss",
+    "TeacherCache",
+    "build_trainer",
     "HeldoutScores",
     "heldout_scores",
     "distill",
@@ -450,7 +455,48 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-class _Trainer:
+@dataclass
+class BatchStates:
+    """The hidden states of one batch of B (lang, source, English) pairs, as the losses read them.
+
+    student: {layer: (B, T, H)} the student's states of the sources (float; bf16 under autocast).
+    student_mask: (B, T) bool, True on real tokens (padding False).
+    teacher: {layer: (B, S, H)} the frozen teacher's states of the English sides (no gradient).
+    teacher_mask: (B, S) bool.
+    student_weights, teacher_weights: (B, T), (B, S) float OT marginals over content tokens
+        (``loss.ot.marginals: content``), else None (uniform over real tokens).
+    english, english_mask: (B, T', H) last-layer student states of the English sides and
+        their (B, T') bool mask, for the MSE term; None without it.
+    The layers are -1 and, with an OT term, ``loss.ot.layer``.
+    """
+
+    student: dict
+    student_mask: object
+    teacher: dict
+    teacher_mask: object
+    student_weights: object = None
+    teacher_weights: object = None
+    english: object = None
+    english_mask: object = None
+
+
+@dataclass
+class StepLoss:
+    """The loss of a batch: ``total`` (0-d tensor, the weighted sum that is minimised) and
+    ``terms`` ({"ot" | "contrastive" | "mse": 0-d tensor}, unweighted)."""
+
+    total: object
+    terms: dict
+
+
+class Trainer:
+    """The training state of one distillation run: models, optimizer, schedule, sampler.
+
+    :func:`distill` drives it; :func:`build_trainer` makes one on the CPU for benchmarks and
+    experiments. ``train_step()`` takes one optimizer step on the next batch of ``sampler``;
+    ``compute_loss(pairs)`` = ``loss_from_states(batch_states(pairs))`` is its loss.
+    """
+
     def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator, root=None):
         import torch
 
@@ -524,14 +570,14 @@ class _Trainer:
         mask = (torch.arange(padded.shape[1], device=self.device)[None, :] < lengths[:, None]).long()  # (B, S)
         return {l: padded[:, :, k].contiguous() for k, l in enumerate(order)}, mask
 
-    def compute_loss(self, pairs: list[tuple[str, str, str]], timings: dict | None = None):
-        """Loss terms for a list of (lang, source, English) pairs -> (total, {name: value}).
+    def batch_states(self, pairs: list[tuple[str, str, str]], timings: dict | None = None) -> BatchStates:
+        """Tokenize a list of (lang, source, English) pairs and run the models -> :class:`BatchStates`.
 
-        timings: if given, seconds per phase are added to it (tokenize, teacher_forward,
-        student_forward, loss_forward), for the benchmark.
+        The teacher runs without gradients (its states may come from the cache, see
+        ``teacher_cache_mb``); the student's states carry gradients unless called under
+        ``torch.no_grad()``. timings: if given, seconds per phase are added to it (tokenize,
+        teacher_forward, student_forward).
         """
-        from optical_viz import losses
-
         cfg = self.cfg.loss
         terms = cfg.terms
         tick = _Ticker(timings)
@@ -543,31 +589,57 @@ class _Trainer:
         student_texts = src + tgt if "mse" in terms else src
         s_ids, s_mask = _tokenize(self.student, student_texts, self.cfg.max_length, self.device)  # (B or 2B, T)
         layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
+        sw = tw = None
+        content = "ot" in terms and cfg.ot.marginals == "content"  # no mass on <s>, </s>, prefix pieces
+        if content:
+            from optical_viz.losses import content_weights
+
+            s_content = self.student.content_mask(src, self.cfg.max_length).to(self.device)  # (B, T)
+            t_content = self.teacher.content_mask(tgt, self.cfg.max_length).to(self.device)  # (B, S)
+            sw = content_weights(s_mask[:B].bool(), s_content)  # (B, T)
         t_hidden, t_mask = self._teacher_hidden(tgt, layers, tick)  # layer -> (B, S, H); (B, S)
+        if content:
+            tw = content_weights(t_mask.bool(), t_content)  # (B, S)
         tick("teacher_forward")
         with self.acc.autocast():
             s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B or 2B, T, H)
+        e_hidden = e_mask = None
         if "mse" in terms:
-            e_hidden, e_mask = s_hidden[-1][B:], s_mask[B:]  # (B, T, H), (B, T): student(English)
+            e_hidden, e_mask = s_hidden[-1][B:], s_mask[B:].bool()  # (B, T, H), (B, T): student(English)
             s_hidden, s_mask = {l: h[:B] for l, h in s_hidden.items()}, s_mask[:B]
-        s_mask_b, t_mask_b = s_mask.bool(), t_mask.bool()
         tick("student_forward")
+        return BatchStates(student=s_hidden, student_mask=s_mask.bool(), teacher=t_hidden, teacher_mask=t_mask.bool(),
+                           student_weights=sw, teacher_weights=tw, english=e_hidden, english_mask=e_mask)
+
+    def ot_term(self, states: BatchStates):
+        """The configured OT loss (``loss.ot``) between the student's and the teacher's tokens
+        of ``states`` at layer ``loss.ot.layer`` -> :class:`optical_viz.losses.OTLoss`
+        (``.loss`` the scalar the trainer minimises, ``.plan``, ``.converged``, ...)."""
+        from optical_viz import losses
+
+        o = self.cfg.loss.ot
+        with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
+            warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
+            return losses.ot_loss(
+                states.student[o.layer].float(), states.teacher[o.layer].float(), states.student_mask, states.teacher_mask,
+                objective=o.objective, plan=o.plan, eps=o.eps, eps_mode=o.eps_mode, eps_scaling=o.eps_scaling,
+                metric=o.metric, student_weights=states.student_weights, teacher_weights=states.teacher_weights,
+                grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
+            )
+
+    def loss_from_states(self, states: BatchStates, timings: dict | None = None) -> StepLoss:
+        """The configured loss terms of a batch's hidden states and their weighted sum.
+
+        timings: if given, the seconds taken are added to ``timings["loss_forward"]``.
+        """
+        from optical_viz import losses
+
+        cfg = self.cfg.loss
+        terms = cfg.terms
+        tick = _Ticker(timings)
         out = {}
         if "ot" in terms:
-            o = cfg.ot
-            sw = tw = None
-            if o.marginals == "content":  # no mass on <s>, </s>, prefix pieces (word_ids None)
-                s_content = self.student.content_mask(src, self.cfg.max_length).to(self.device)  # (B, T)
-                t_content = self.teacher.content_mask(tgt, self.cfg.max_length).to(self.device)  # (B, S)
-                sw, tw = losses.content_weights(s_mask_b, s_content), losses.content_weights(t_mask_b, t_content)
-            with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
-                warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
-                res = losses.ot_loss(
-                    s_hidden[o.layer].float(), t_hidden[o.layer].float(), s_mask_b, t_mask_b,
-                    objective=o.objective, plan=o.plan, eps=o.eps, eps_mode=o.eps_mode, eps_scaling=o.eps_scaling,
-                    metric=o.metric, student_weights=sw, teacher_weights=tw,
-                    grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
-                )
+            res = self.ot_term(states)
             out["ot"] = res.loss
             self.last_ot = {
                 "ot_converged": float(res.converged.float().mean()),  # fraction of this process's pairs
@@ -576,17 +648,23 @@ class _Trainer:
                 "ot_eps": float(res.eps.mean()),  # eps in cost units (relative eps: changes with training)
             }
         if "contrastive" in terms or "mse" in terms:
-            s_sent = losses.mean_pool(s_hidden[-1].float(), s_mask_b)  # (B, H)
-            t_sent = losses.mean_pool(t_hidden[-1].float(), t_mask_b)  # (B, H)
+            s_sent = losses.mean_pool(states.student[-1].float(), states.student_mask)  # (B, H)
+            t_sent = losses.mean_pool(states.teacher[-1].float(), states.teacher_mask)  # (B, H)
         if "contrastive" in terms:
             c = cfg.contrastive
             out["contrastive"] = losses.contrastive_loss(s_sent, t_sent, temperature=c.temperature, margin=c.margin, symmetric=c.symmetric)
         if "mse" in terms:
-            e_sent = losses.mean_pool(e_hidden.float(), e_mask.bool())  # (B, H)
+            e_sent = losses.mean_pool(states.english.float(), states.english_mask)  # (B, H)
             out["mse"] = losses.mse_loss(s_sent, e_sent, t_sent)
         total = losses.combine(out, cfg.term_weights())
         tick("loss_forward")
-        return total, out
+        return StepLoss(total=total, terms=out)
+
+    def compute_loss(self, pairs: list[tuple[str, str, str]], timings: dict | None = None) -> StepLoss:
+        """The loss of a list of (lang, source, English) pairs: :meth:`batch_states`, then
+        :meth:`loss_from_states`. timings: if given, seconds per phase are added to it
+        (tokenize, teacher_forward, student_forward, loss_forward)."""
+        return self.loss_from_states(self.batch_states(pairs, timings), timings)
 
     def train_step(self, timings: dict | None = None) -> dict:
         """One optimizer step on the next global batch -> the metrics record."""
@@ -594,7 +672,8 @@ class _Trainer:
         t0 = time.perf_counter()
         batch = self.sampler.next_batch()
         local = batch[self.acc.process_index :: self.acc.num_processes]
-        total, terms = self.compute_loss(local, timings)
+        loss = self.compute_loss(local, timings)
+        total, terms = loss.total, loss.terms
         tick = _Ticker(timings)
         self.acc.backward(total)
         tick("backward")
@@ -804,10 +883,7 @@ def distill(
     """
     import torch
 
-    if isinstance(config, (str, os.PathLike)):
-        config = DistillConfig.from_yaml(config)
-    elif isinstance(config, dict):
-        config = DistillConfig.from_dict(config)
+    config = _as_config(config)
     if output_dir is not None:
         config = dataclasses.replace(config, output_dir=str(output_dir))
     config.validate()
@@ -836,31 +912,71 @@ def distill(
             torch.set_num_threads(threads)
 
 
-def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) -> DistillResult:
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+def _as_config(config) -> DistillConfig:
+    if isinstance(config, (str, os.PathLike)):
+        return DistillConfig.from_yaml(config)
+    if isinstance(config, dict):
+        return DistillConfig.from_dict(config)
+    return config
 
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+
+def _accelerator(config: DistillConfig, cpu: bool):
+    from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedDataParallelKwargs
 
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         # an earlier run in this process (a notebook) fixed the precision of accelerate's
         # singleton state; a single process may start afresh
         AcceleratorState._reset_state()
-    accelerator = Accelerator(
+    return Accelerator(
         cpu=cpu,
         mixed_precision="bf16" if config.precision == "bf16" else "no",
         # an OT loss on an inner layer leaves the layers above it without gradients
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=_leaves_layers_unused(config))],
     )
+
+
+def build_trainer(
+    config: DistillConfig | dict | str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    *,
+    corpora: list[Corpus] | None = None,
+) -> Trainer:
+    """A :class:`Trainer` ready to step, on the CPU, in this process: the models loaded
+    (teacher frozen, student trainable as configured), the RNGs seeded with ``config.seed``,
+    nothing written (its checkpoints would go to ``config.output_dir``). For benchmarks and
+    experiments on single steps; :func:`distill` runs whole trainings. ``config.num_threads``
+    is not applied (torch's thread count is the caller's).
+
+    config: a :class:`DistillConfig`, a mapping, or a YAML path. root: the data root.
+    corpora: the bitext to draw batches from (default: ``load_training_data(config, root)``).
+
+    >>> trainer = build_trainer("configs/quick.yaml")       # doctest: +SKIP
+    >>> rec = trainer.train_step()                           # doctest: +SKIP
+    >>> loss = trainer.compute_loss(trainer.sampler.next_batch()).total  # doctest: +SKIP
+    """
+    config = _as_config(config)
+    if corpora is None:
+        corpora = load_training_data(config, root=root)
+    accelerator = _accelerator(config, cpu=True)
+    _seed_everything(config.seed)
+    models = _load_models(config, accelerator.device)
+    return Trainer(config, Path(config.output_dir), corpora, models, accelerator, root=root)
+
+
+def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) -> DistillResult:
+    import torch
+
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
+    accelerator = _accelerator(config, cpu)
     # every process has checked the run directory (in distill) before the main one writes into it
     accelerator.wait_for_everyone()
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
-    trainer = _Trainer(config, run_dir, corpora, models, accelerator, root=root)
+    trainer = Trainer(config, run_dir, corpora, models, accelerator, root=root)
     main = accelerator.is_main_process
 
     metrics_path = run_dir / "metrics.jsonl"
@@ -933,14 +1049,14 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _save_student(trainer: _Trainer, config: DistillConfig, student_dir: Path) -> None:
+def _save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
     """Write the final student as a model directory (atomically) that load_encoder and
     sentence-transformers open."""
     with atomic_directory(student_dir) as tmp:
         _write_student(trainer, config, tmp)
 
 
-def _write_student(trainer: _Trainer, config: DistillConfig, tmp: Path) -> None:
+def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
     from optical_viz.convert import write_sentence_transformers_files
 
     model = trainer.acc.unwrap_model(trainer.model)

@@ -278,7 +278,7 @@ def test_unconverged_ot_problems_are_reported_once(tmp_path, data_root):
 def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
     from accelerate import Accelerator
 
-    from optical_viz.distill import _load_models, _Trainer, load_training_data
+    from optical_viz.distill import _load_models, Trainer, load_training_data
 
     cfg = _tiny(tmp_path / "run")
     assert [cfg.replace(loss=n).checkpointing() for n in ("ot", "contrastive", "mse", "ot+mse")] == [
@@ -290,7 +290,7 @@ def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
     corpora = load_training_data(cfg, root=data_root)
     flags = []
     for name in ("mse", "ot", "mse"):  # one model, trainers of several losses (as the benchmark does)
-        trainer = _Trainer(cfg.replace(loss=name), tmp_path, corpora, models, acc)
+        trainer = Trainer(cfg.replace(loss=name), tmp_path, corpora, models, acc)
         model = models.student.model
         new = hasattr(type(model), "is_activation_checkpointing")  # transformers >= 5
         flags.append(model.is_activation_checkpointing if new else model.is_gradient_checkpointing)
@@ -330,7 +330,7 @@ def test_teacher_cache_gives_the_loss_and_gradients_of_a_forward(tmp_path, data_
     of the teacher's forward of the padded batch."""
     from accelerate import Accelerator
 
-    from optical_viz.distill import _Trainer
+    from optical_viz.distill import Trainer
 
     cfg, corpora, models = teacher_cache_models
     yo, de = corpora
@@ -339,14 +339,15 @@ def test_teacher_cache_gives_the_loss_and_gradients_of_a_forward(tmp_path, data_
     acc = Accelerator(cpu=True)
 
     def step(trainer):
-        total, terms = trainer.compute_loss(pairs)
+        loss = trainer.compute_loss(pairs)
+        total, terms = loss.total, loss.terms
         total.backward()
         grads = {n: p.grad.clone() for n, p in models.student.model.named_parameters() if p.grad is not None}
         models.student.model.zero_grad(set_to_none=True)
         return total.item(), {t: v.item() for t, v in terms.items()}, grads
 
-    plain = step(_Trainer(cfg.replace(loss=loss, teacher_cache_mb=0), tmp_path, corpora, models, acc))
-    cached = _Trainer(cfg.replace(loss=loss), tmp_path, corpora, models, acc)
+    plain = step(Trainer(cfg.replace(loss=loss, teacher_cache_mb=0), tmp_path, corpora, models, acc))
+    cached = Trainer(cfg.replace(loss=loss), tmp_path, corpora, models, acc)
     for hit in (0.0, 1.0):
         got = step(cached)
         assert cached.last_cache_hit == hit
