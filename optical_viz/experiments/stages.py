@@ -199,7 +199,7 @@ def scale_probe_weights(config: DistillConfig, reference: str, batches: int, roo
     sums: dict[str, float] = {}
     with torch.no_grad():
         for _ in range(batches):
-            _, terms = trainer.compute_loss(trainer.sampler.next_batch())
+            terms = trainer.compute_loss(trainer.sampler.next_batch()).terms
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) / batches
     if reference not in sums:
