@@ -87,9 +87,11 @@ def test_the_cli_choices_are_their_owners_vocabulary():
     from optical_viz import alignment, retrieval
     from optical_viz.commands import align, evaluate
     from optical_viz.encoder import PRECISIONS
+    from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS
 
     assert evaluate.RETRIEVAL_TASKS == retrieval.TASKS
     assert evaluate.SCORINGS == retrieval.SCORINGS
+    assert evaluate.FLORES_TASK_SPLITS == FLORES_TASK_SPLITS
     assert evaluate.PRECISIONS == PRECISIONS
     names = ("METHODS", "EXTRACTIONS", "METHOD_DEFAULT", "EPS_DEFAULT", "LAYER_DEFAULT", "EXTRACTION_DEFAULT")
     assert {n: getattr(align, n) for n in names} == {n: getattr(alignment, n) for n in names}

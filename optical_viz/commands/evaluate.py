@@ -14,9 +14,11 @@ from pathlib import Path
 
 from optical_viz.commands import add_data_root, align
 
-# Copies of retrieval.TASKS / SCORINGS and encoder.PRECISIONS: importing those modules loads
-# torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py checks they agree.
+# Copies of retrieval.TASKS / SCORINGS / FLORES_TASK_SPLITS and encoder.PRECISIONS: importing
+# those modules loads torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py
+# checks they agree.
 RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
+FLORES_TASK_SPLITS = ("all", "train", "dev", "test", "dev+test")
 TASKS = (*RETRIEVAL_TASKS, "alignment")
 SCORINGS = ("dense", "maxsim")
 PRECISIONS = ("fp32", "bf16")
@@ -37,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None, help="teacher model ('default' or a directory): the English side")
     p.add_argument("--scoring", choices=SCORINGS, default="dense", help="sentence cosine or MaxSim")
     p.add_argument("--split", default=None,
-                   help="FLORES split (all, train, dev, test, dev+test); default: all, or dev+test for a "
+                   help=f"FLORES split ({', '.join(FLORES_TASK_SPLITS)}); default: all, or dev+test for a "
                         "model distilled on FLORES train bitext")
     p.add_argument("--layer", default=None,
                    help="hidden layer (default: -1 = last; for alignment a comma-separated list, "
