@@ -186,11 +186,7 @@ def _flores(langs, split, root):
         x = load_flores(lang, split=split, root=root)
         if list(x.ids) != list(eng.ids):
             raise ValueError(f"FLORES {lang} ({split}) is not aligned with eng_Latn by index_id")
-        gold = [[i] for i in range(len(x.texts))]
-        problems.append(RetrievalProblem(lang, "xx->en", list(x.texts), list(eng.texts), gold, kind="bitext"))
-        problems.append(
-            RetrievalProblem(lang, "en->xx", list(eng.texts), list(x.texts), gold, kind="bitext", query_is_english=True)
-        )
+        problems += _both_directions(lang, x.texts, eng.texts)
     return problems
 
 
@@ -202,12 +198,18 @@ def _tatoeba(langs, root):
         b = load_bitext(lang, source="tatoeba", split="test", root=root)
         if len(b.src) != len(b.tgt):
             raise ValueError(f"tatoeba {lang}: {len(b.src)} sentences but {len(b.tgt)} English ones")
-        gold = [[i] for i in range(len(b.src))]
-        problems.append(RetrievalProblem(lang, "xx->en", list(b.src), list(b.tgt), gold, kind="bitext"))
-        problems.append(
-            RetrievalProblem(lang, "en->xx", list(b.tgt), list(b.src), gold, kind="bitext", query_is_english=True)
-        )
+        problems += _both_directions(lang, b.src, b.tgt)
     return problems
+
+
+def _both_directions(lang: str, texts, english) -> list[RetrievalProblem]:
+    """The "xx->en" and "en->xx" problems of parallel sentences: ``texts[i]`` translates
+    ``english[i]`` (and is its only relevant candidate)."""
+    gold = [[i] for i in range(len(texts))]
+    return [
+        RetrievalProblem(lang, "xx->en", list(texts), list(english), gold, kind="bitext"),
+        RetrievalProblem(lang, "en->xx", list(english), list(texts), gold, kind="bitext", query_is_english=True),
+    ]
 
 
 # ---- CLIR: any collection from three TSV files -----------------------------------------
