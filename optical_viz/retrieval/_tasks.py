@@ -55,6 +55,13 @@ class RetrievalProblem:
         if len(self.relevant) != len(self.queries):
             raise ValueError(f"{len(self.queries)} queries but {len(self.relevant)} relevance lists")
 
+    def ids(self) -> tuple[list[str], list[str]]:
+        """(query ids, candidate ids): ``query_ids`` / ``candidate_ids``, else ``q<i>`` / ``d<i>``."""
+        return (
+            self.query_ids or [f"q{i}" for i in range(len(self.queries))],
+            self.candidate_ids or [f"d{i}" for i in range(len(self.candidates))],
+        )
+
 
 def task_languages(task: str, root=None) -> tuple[str, ...]:
     """All languages of a task, as canonical codes (``deu_Latn``, see ``optical_viz.data``)."""
