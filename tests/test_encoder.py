@@ -235,21 +235,16 @@ def test_any_transformers_directory_loads(tmp_path, default_model_dir):
     assert enc.embed_sentences(["x", "y z"]).shape == (2, 16)
 
 
-def test_student_directory_keeps_its_training_prefix(tmp_path):
+def test_student_directory_keeps_its_training_prefix(tiny_model_dir, tmp_path):
     """A distilled student (RUN/student with optical_viz_training.json) is named after its
     run and encodes with the prefix it was trained with, whatever its folder is called and
-    whatever its sentence-transformers prompt says. The model: a tiny BERT with MiniLM's
-    WordPiece tokenizer (loads in 0.1 s; the default model's tokenizer alone takes ~3 s)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+    whatever its sentence-transformers prompt says (on conftest's tiny model: it loads in
+    0.1 s, where the default model's tokenizer alone takes ~3 s)."""
     from optical_viz.convert import write_sentence_transformers_files
-    from optical_viz.encoder import TRAINING_INFO, minilm_model_dir
+    from optical_viz.encoder import TRAINING_INFO
 
     student = tmp_path / "run-ot" / "student"
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(student)
-    AutoTokenizer.from_pretrained(minilm_model_dir()).save_pretrained(student)
+    shutil.copytree(tiny_model_dir, student)
     assert load_encoder(student).prefix == ""  # a BERT directory: no prefix of its own
     (student / TRAINING_INFO).write_text('{"prefix": "query: ", "languages": ["yor_Latn"]}')
     enc = load_encoder(student)
