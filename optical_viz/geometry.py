@@ -209,7 +209,7 @@ def plan_entropy(plan: torch.Tensor, normalized: bool = True) -> torch.Tensor:
 
 def mutual_argmax_mass(plan: torch.Tensor) -> torch.Tensor:
     """Share of each plan's mass on mutual-argmax links (i, j): j = argmax_j P[i, :] and
-    i = argmax_i P[:, j] (the links ``extraction="mutual"`` would keep).
+    i = argmax_i P[:, j] (the links ``alignment.extract_links(plan, "inter")`` keeps).
 
     plan: (T, S) or (B, T, S), non-negative, zero on padding. Returns () or (B,) float in [0, 1].
     """

@@ -63,8 +63,9 @@ PLANS = ("sinkhorn", "emd")
 EPS_MODES = ("absolute", "relative")
 # token marginals: uniform over real tokens, or only content tokens (no <s>, </s>, prefix, padding)
 MARGINALS = ("content", "uniform")
-# gradient of the OT loss: plan held constant (envelope theorem) or through the solver
-GRAD_MODES = ("envelope", "unroll")
+# gradient of the OT loss: plan held constant (envelope theorem) or through the solver; the
+# solver's modes (transport.GRAD_MODES) but "none": a loss always has a gradient
+GRAD_MODES = tuple(m for m in transport.GRAD_MODES if m != "none")
 
 
 @dataclass

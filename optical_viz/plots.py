@@ -63,7 +63,8 @@ __all__ = [
 ]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common
-# colour-vision deficiencies and in greyscale print (black first for the reference).
+# colour-vision deficiencies and in greyscale print. Black comes last: language_colors keeps
+# it for English, the reference language.
 PALETTE: tuple[str, ...] = (
     "#0072B2",  # blue
     "#D55E00",  # vermillion

@@ -67,3 +67,41 @@ def encoder(default_model_dir):
     from optical_viz.encoder import load_encoder
 
     return load_encoder(default_model_dir)
+
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A model directory that loads and trains in a fraction of a second: BERT with 2 layers
+    of 16 dimensions and seeded random weights, MiniLM's WordPiece tokenizer. For tests of
+    the plumbing around a model (provenance, files, names), not of what it computes."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from optical_viz.encoder import minilm_model_dir
+
+    path = tmp_path_factory.mktemp("models") / "tiny-bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_model_dir()).save_pretrained(path)
+    return path
+
+def tiny_distill_config(out, **changes):
+    """A DistillConfig of a few CPU steps on Yoruba FLORES bitext, writing to ``out``: 4 steps
+    of batch 4 at 20 tokens, only the top layer trains, a checkpoint every 2 steps, 8 held-out
+    sentences; ``changes`` replace top-level keys. One torch thread: on a shared 2-core
+    machine two threads stall on every parallel op.
+
+    A plain function (tests import it: ``from conftest import tiny_distill_config``), since
+    the tests call it with different changes.
+    """
+    from optical_viz.distill import DistillConfig
+
+    base = dict(
+        languages=["yor_Latn"], bitext_sources=["flores"], steps=4, batch_size=4, max_length=20,
+        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1,
+        eval={"heldout_sentences": 8}, output_dir=str(out),
+    )
+    base.update(changes)
+    return DistillConfig.from_dict(base)

@@ -171,12 +171,14 @@ def test_constants_are_consistent():
     assert isinstance(LAYER_DEFAULT, int) and EPS_DEFAULT > 0
 
 
-def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys):
+def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys, monkeypatch):
     import argparse
 
+    from optical_viz import encoder as encoder_module
     from optical_viz.commands import align as cmd
 
-    assert cmd.METHODS == METHODS and cmd.EXTRACTIONS == EXTRACTIONS  # CLI choices in sync
+    # the session's encoder of the same directory (loading it again takes seconds)
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda path: encoder if path == str(default_model_dir) else None)
     parser = argparse.ArgumentParser()
     cmd.register(parser.add_subparsers(dest="command"))
     png = tmp_path / "plan.png"

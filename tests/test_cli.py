@@ -84,10 +84,47 @@ def test_distill_reads_bitext_from_data_root(tmp_path, capsys):
 
 def test_the_cli_choices_are_their_owners_vocabulary():
     """The parser keeps light copies (no torch import for --help); they must equal the owners'."""
-    from optical_viz import retrieval
-    from optical_viz.commands import evaluate
+    from optical_viz import alignment, retrieval
+    from optical_viz.commands import align, evaluate
     from optical_viz.encoder import PRECISIONS
+    from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS
 
     assert evaluate.RETRIEVAL_TASKS == retrieval.TASKS
     assert evaluate.SCORINGS == retrieval.SCORINGS
+    assert evaluate.FLORES_TASK_SPLITS == FLORES_TASK_SPLITS
     assert evaluate.PRECISIONS == PRECISIONS
+    names = ("METHODS", "EXTRACTIONS", "METHOD_DEFAULT", "EPS_DEFAULT", "LAYER_DEFAULT", "EXTRACTION_DEFAULT")
+    assert {n: getattr(align, n) for n in names} == {n: getattr(alignment, n) for n in names}
+
+
+def _every_help(parser, prefix=()):
+    """(command words, --help text) of ``parser`` and of each of its subcommands, recursively."""
+    import argparse
+
+    yield " ".join(prefix), parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_help(sub, (*prefix, name))
+
+
+def test_help_texts_show_values_not_constant_names():
+    """`alignment.EPS_DEFAULT` in a help text tells the user nothing: every --help shows values."""
+    import re
+
+    from optical_viz.cli import build_parser
+
+    constant = re.compile(r"\b[A-Za-z_]\w*\.[A-Z][A-Z0-9_]+\b")  # module.CONSTANT
+    helps = dict(_every_help(build_parser()))
+    assert {"align", "evaluate", "bench transport", "data fetch"} <= set(helps)  # the walk reached them
+    named = {cmd: constant.findall(text) for cmd, text in helps.items() if constant.search(text)}
+    assert named == {}
+
+
+def test_align_help_shows_the_alignment_defaults():
+    from optical_viz import alignment
+    from optical_viz.cli import build_parser
+
+    text = " ".join(dict(_every_help(build_parser()))["align"].split())  # argparse wraps lines
+    for value in (alignment.METHOD_DEFAULT, alignment.EPS_DEFAULT, alignment.LAYER_DEFAULT, alignment.EXTRACTION_DEFAULT):
+        assert f"(default: {value})" in text

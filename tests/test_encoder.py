@@ -235,20 +235,25 @@ def test_any_transformers_directory_loads(tmp_path, default_model_dir):
     assert enc.embed_sentences(["x", "y z"]).shape == (2, 16)
 
 
-def test_student_directory_keeps_its_training_prefix(default_model_dir, tmp_path):
+def test_student_directory_keeps_its_training_prefix(tiny_model_dir, tmp_path):
     """A distilled student (RUN/student with optical_viz_training.json) is named after its
-    run and encodes with the prefix it was trained with, whatever its folder is called."""
-    from optical_viz.encoder import TRAINING_INFO, load_encoder
+    run and encodes with the prefix it was trained with, whatever its folder is called and
+    whatever its sentence-transformers prompt says (on conftest's tiny model: it loads in
+    0.1 s, where the default model's tokenizer alone takes ~3 s)."""
+    from optical_viz.convert import write_sentence_transformers_files
+    from optical_viz.encoder import TRAINING_INFO
 
     student = tmp_path / "run-ot" / "student"
-    student.mkdir(parents=True)
-    for f in default_model_dir.iterdir():
-        (student / f.name).symlink_to(f)
+    shutil.copytree(tiny_model_dir, student)
+    assert load_encoder(student).prefix == ""  # a BERT directory: no prefix of its own
     (student / TRAINING_INFO).write_text('{"prefix": "query: ", "languages": ["yor_Latn"]}')
     enc = load_encoder(student)
     assert enc.prefix == "query: "
     assert enc.name == "run-ot/student"
-    (student / TRAINING_INFO).write_text('{"prefix": ""}')
+    write_sentence_transformers_files(student, hidden_size=16, prefix="query: ", max_length=64)
+    (student / TRAINING_INFO).unlink()
+    assert load_encoder(student).prefix == "query: "  # the prompt of its sentence-transformers files
+    (student / TRAINING_INFO).write_text('{"prefix": ""}')  # ... which the training prefix overrides
     assert load_encoder(student).prefix == ""
 
 

@@ -104,6 +104,11 @@ def test_plan_entropy_and_mutual_mass():
     plan = ot.sinkhorn(np.full(5, 1 / 5), np.full(6, 1 / 6), cost, reg=0.05)
     keep = sum(plan[i, j] for i in range(5) for j in [plan[i].argmax()] if plan[:, j].argmax() == i)
     assert mutual_argmax_mass(torch.from_numpy(plan)).item() == pytest.approx(keep / plan.sum(), abs=TOL)
+    # ... and the mass of the links alignment's "inter" extraction keeps (as its docstring says)
+    from optical_viz.alignment import extract_links
+
+    inter = sum(plan[i, j] for i, j in extract_links(torch.from_numpy(plan), "inter"))
+    assert mutual_argmax_mass(torch.from_numpy(plan)).item() == pytest.approx(inter / plan.sum(), abs=TOL)
     h = -(plan / plan.sum() * np.log(plan / plan.sum())).sum() / np.log(30)
     assert plan_entropy(torch.from_numpy(plan)).item() == pytest.approx(h, abs=1e-9)
     with pytest.raises(ValueError, match="negative"):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from optical_viz.distill import DistillConfig, distill
+from conftest import tiny_distill_config
+from optical_viz.distill import distill
 from optical_viz.encoder import load_encoder, minilm_model_dir, read_sentence_transformers_config
 
 # several scripts: Latin with diacritics, Cyrillic, Arabic, Devanagari, CJK, Ge'ez
@@ -95,14 +96,9 @@ def test_unusable_pooling_and_heads_are_named(minilm, tmp_path):
         load_encoder(dense, device="cpu")
 
 
-def _tiny(out, **kw) -> DistillConfig:
-    base = dict(
-        languages=["yor_Latn"], bitext_sources=["flores"], steps=2, batch_size=4, max_length=16,
-        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1,
-        eval={"heldout_sentences": 4}, output_dir=str(out),
-    )
-    base.update(kw)
-    return DistillConfig.from_dict(base)
+def _tiny(out, **kw):
+    """conftest's tiny run, shorter still: 2 steps at 16 tokens, 4 held-out sentences."""
+    return tiny_distill_config(out, steps=2, max_length=16, eval={"heldout_sentences": 4}, **kw)
 
 
 @pytest.mark.slow  # 3 short trainings with two models, ~30 s

@@ -179,6 +179,20 @@ def test_flores_split_defaults_to_dev_test_for_flores_trained_runs(data_root, me
     assert "map" not in r0 and json.loads(json.dumps(doc)) == doc
 
 
+
+def test_every_flores_task_split_is_a_split_selection_of_the_data():
+    """The FLORES task's splits are built on data.loaders.FLORES_SPLITS (the TSVs FLORES ships):
+    each one is a selection load_flores reads, and the task rejects others by name."""
+    from optical_viz.data import loaders
+    from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, build_problems
+
+    assert set(loaders.FLORES_SPLITS) < set(FLORES_TASK_SPLITS)
+    for split in FLORES_TASK_SPLITS:
+        assert set(loaders._split_names(split, loaders.FLORES_SPLITS)) <= set(loaders.FLORES_SPLITS)
+    with pytest.raises(ValueError, match="unknown FLORES split 'train\\+dev'; choose one of all, train, dev, test, dev\\+test"):
+        build_problems("flores", ["fra_Latn"], split="train+dev")
+
+
 def _write_clir(folder, queries, passages, qrels, name="queries.tsv"):
     folder.mkdir(exist_ok=True)
     (folder / name).write_text("qid\ttext\n" + "".join(f"{k}\t{v}\n" for k, v in queries.items()))

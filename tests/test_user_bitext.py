@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from conftest import tiny_distill_config
 from optical_viz.data import check_bitext_source, read_bitext_file
 from optical_viz.distill import DistillConfig, distill, load_training_data
 
@@ -75,15 +76,14 @@ def test_a_file_without_language_needs_a_single_language(tmp_path):
         load_training_data(cfg)
 
 
-def test_distill_on_your_own_bitext_records_its_sha256(data_root, tmp_path):
+def test_distill_on_your_own_bitext_records_its_sha256(data_root, tmp_path, tiny_model_dir):
     pairs = _flores_pairs(data_root)
     f = tmp_path / "my-yo-en.tsv"
     f.write_text("".join(f"{a}\t{b}\n" for a, b in pairs))
-    cfg = DistillConfig.from_dict(dict(
-        languages=["yor_Latn"], bitext_sources=[str(f)], steps=2, batch_size=4, max_length=16, warmup_steps=1,
-        lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1, loss={"name": "contrastive"},
-        eval={"heldout_sentences": 4}, output_dir=str(tmp_path / "run"),
-    ))
+    # the provenance is the point, not the model: a tiny teacher and student train in a second
+    cfg = tiny_distill_config(tmp_path / "run", bitext_sources=[str(f)], steps=2, max_length=16,
+                              eval={"heldout_sentences": 4}, loss={"name": "contrastive"},
+                              teacher=str(tiny_model_dir), student=str(tiny_model_dir))
     corpora = load_training_data(cfg, root=data_root)
     assert len(corpora[0].src) == len(set(pairs))
     result = distill(cfg, root=data_root, progress=False)

@@ -20,10 +20,11 @@ comparison. Run it with OMP_NUM_THREADS=1 for single-core numbers.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import numpy as np
+
+from optical_viz.benchmarks._memory import PeakRSS
 
 
 def add_arguments(parser) -> None:
@@ -38,35 +39,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRSS:
-    """Peak resident set size above the level at entry, sampled every 5 ms by a thread."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._sample, daemon=True)
-        self._t.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def extra_mb(self) -> float:
-        return round((self.peak - self.base) / 2**20, 1)
 
 
 def make_collection(n: int, dim: int, queries: int, clusters: int, noise: float, seed: int, latent: int = 48):
@@ -132,7 +104,7 @@ def _exact(C, Q, k):
 
     from optical_viz.retrieval import dense_search
 
-    with _PeakRSS() as mem:
+    with PeakRSS() as mem:
         t = time.perf_counter()
         top = dense_search(torch.from_numpy(Q), torch.from_numpy(C), k=k).top.indices.numpy()
         wall = time.perf_counter() - t
@@ -143,7 +115,7 @@ def _faiss(C, Q, k, hnsw):
     from optical_viz.retrieval._scoring import import_faiss
 
     faiss = import_faiss()
-    with _PeakRSS() as mem:
+    with PeakRSS() as mem:
         t = time.perf_counter()
         if hnsw is None:
             ix = faiss.IndexFlatIP(C.shape[1])

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
+
+from optical_viz.benchmarks._memory import PeakRSS
 
 LENGTHS = (8, 64)
 
@@ -86,39 +87,6 @@ def make_problem(batch: int, seed: int = 0, hidden: int = 32, lengths=LENGTHS, n
         unit = lambda v: v / v.norm(dim=-1, keepdim=True)  # noqa: E731
         return unit(x + base), unit(y + base), src_mask, tgt_mask
     return cost_matrix(x + base, y + base, "cosine", src_mask, tgt_mask), src_mask, tgt_mask
-
-
-class _PeakRSS:
-    """Peak resident memory above the level at entry, sampled every millisecond (Linux)."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
 
 
 def _solvers(eps: float, tol: float):
@@ -193,7 +161,7 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             plan = solvers[name](C, sm, tm)
             times.append(time.perf_counter() - t0)
-        with _PeakRSS() as mem:
+        with PeakRSS(interval=0.001) as mem:
             solvers[name](C, sm, tm)
         rows.append(
             {
@@ -203,7 +171,7 @@ def run(args) -> dict:
                 "seconds": statistics.median(times),
                 "repeats": repeats,
                 "max_abs_diff": float((plan.double() - ref).abs().max()),
-                "peak_mb": round(mem.mb, 1),
+                "peak_mb": mem.extra_mb,
             }
         )
     speedups = []

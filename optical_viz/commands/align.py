@@ -9,19 +9,25 @@ from pathlib import Path
 # the heatmap shows at most this many tokens per side (a 2,000-word text would otherwise give a
 # 21,000 px wide PNG whose labels nobody can read)
 MAX_HEATMAP_TOKENS = 120
-# keep in sync with optical_viz.alignment (not imported here: `--help` must stay fast)
+# Copies of optical_viz.alignment's vocabulary and defaults, for the choices and the help:
+# importing alignment loads torch (seconds), too slow for `optical-viz --help`;
+# tests/test_cli.py checks they agree.
 METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity")
 EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
+METHOD_DEFAULT = "sinkhorn"
+EPS_DEFAULT = 0.05
+LAYER_DEFAULT = 6
+EXTRACTION_DEFAULT = "threshold"
 
 
 def register(sub) -> None:
     p = sub.add_parser("align", help="align the words of two sentences with a transport plan")
     p.add_argument("src", help="source sentence (whitespace-separated words)")
     p.add_argument("tgt", help="target sentence")
-    p.add_argument("--method", choices=METHODS, default=None, help="plan solver (default: sinkhorn)")
-    p.add_argument("--eps", type=float, default=None, help="entropic regularisation (default: alignment.EPS_DEFAULT)")
-    p.add_argument("--layer", type=int, default=None, help="encoder layer (default: alignment.LAYER_DEFAULT)")
-    p.add_argument("--extraction", choices=EXTRACTIONS, default=None, help="hard-link rule (default: alignment.EXTRACTION_DEFAULT)")
+    p.add_argument("--method", choices=METHODS, default=None, help=f"plan solver (default: {METHOD_DEFAULT})")
+    p.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {EPS_DEFAULT})")
+    p.add_argument("--layer", type=int, default=None, help=f"encoder layer (default: {LAYER_DEFAULT})")
+    p.add_argument("--extraction", choices=EXTRACTIONS, default=None, help=f"hard-link rule (default: {EXTRACTION_DEFAULT})")
     p.add_argument("--model", default=None, help="model name or directory (default: the converted default model)")
     p.add_argument("--png", type=Path, default=None, help="save a heatmap of the plan to this file")
     p.set_defaults(func=_run)

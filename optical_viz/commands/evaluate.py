@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optical_viz.commands import add_data_root
+from optical_viz.commands import add_data_root, align
 
-# Copies of retrieval.TASKS / SCORINGS and encoder.PRECISIONS: importing those modules loads
-# torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py checks they agree.
+# Copies of retrieval.TASKS / SCORINGS / FLORES_TASK_SPLITS and encoder.PRECISIONS: importing
+# those modules loads torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py
+# checks they agree.
 RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
+FLORES_TASK_SPLITS = ("all", "train", "dev", "test", "dev+test")
 TASKS = (*RETRIEVAL_TASKS, "alignment")
 SCORINGS = ("dense", "maxsim")
 PRECISIONS = ("fp32", "bf16")
@@ -37,10 +39,11 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None, help="teacher model ('default' or a directory): the English side")
     p.add_argument("--scoring", choices=SCORINGS, default="dense", help="sentence cosine or MaxSim")
     p.add_argument("--split", default=None,
-                   help="FLORES split (all, train, dev, test, dev+test); default: all, or dev+test for a "
+                   help=f"FLORES split ({', '.join(FLORES_TASK_SPLITS)}); default: all, or dev+test for a "
                         "model distilled on FLORES train bitext")
     p.add_argument("--layer", default=None,
-                   help="hidden layer (-1 = last; for alignment a comma-separated list)")
+                   help="hidden layer (default: -1 = last; for alignment a comma-separated list, "
+                        f"default {align.LAYER_DEFAULT})")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast, ~2.7x faster on CPUs with AVX512-BF16, embeddings at cosine ~0.99999 "
@@ -58,11 +61,11 @@ def register(sub) -> None:
                    help="dense search: exact (streamed, the default) or a FAISS index (pip install faiss-cpu)")
     g = p.add_argument_group("alignment")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
-    g.add_argument("--method", default=None, help="transport method(s), comma-separated "
-                   "(choices: optical_viz.alignment.METHODS)")
-    g.add_argument("--extraction", default=None, help="how links are read off a plan, comma-separated "
-                   "(choices: optical_viz.alignment.EXTRACTIONS)")
-    g.add_argument("--eps", type=float, default=None, help="entropic regularisation")
+    g.add_argument("--method", default=None, help="transport method(s), comma-separated, from "
+                   f"{', '.join(align.METHODS)} (default: {align.METHOD_DEFAULT})")
+    g.add_argument("--extraction", default=None, help="how links are read off a plan, comma-separated, "
+                   f"from {', '.join(align.EXTRACTIONS)} (default: {align.EXTRACTION_DEFAULT})")
+    g.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {align.EPS_DEFAULT})")
     p.set_defaults(func=run)
 
 
@@ -162,7 +165,7 @@ def _alignment(args) -> int:
     from optical_viz import alignment as al
     from optical_viz.encoder import load_encoder
 
-    methods = _split(args.method) or [getattr(al, "METHOD_DEFAULT", al.METHODS[0])]
+    methods = _split(args.method) or [al.METHOD_DEFAULT]
     bad = [m for m in methods if m not in al.METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(al.METHODS)}")

@@ -60,14 +60,15 @@ __all__ = [
 
 PathLike = str | os.PathLike | None
 
+# the splits FLORES-200 ships, one TSV each (load_flores also takes "all" and "+" combinations)
+FLORES_SPLITS = ("train", "dev", "test")
 # bitext source -> (data set, its splits, default split)
 BITEXT_SOURCES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "flores": ("flores200", ("train", "dev", "test"), "train"),
+    "flores": ("flores200", FLORES_SPLITS, "train"),
     "nllb_seed": ("nllb_seed", ("train",), "train"),
     "mafand": ("mafand_mt", ("train", "dev", "test"), "train"),
     "tatoeba": ("tatoeba", ("test",), "test"),
 }
-FLORES_SPLITS = ("train", "dev", "test")
 _MAFAND_DIR = re.compile(r"^(en|fr)[-_]([a-z]{2,3})$")  # en-yor, en_luo (sic), fr-wol
 _TATOEBA_FILE = re.compile(r"^tatoeba\.([a-z]{3})-eng\.([a-z]{3})$")
 _GOLD_LINK = re.compile(r"^(\d+)([-p])(\d+)$")

@@ -40,7 +40,9 @@ def subset_problem(
 
     max_queries / max_candidates: the sizes kept (None, or at least the problem's size: all).
     The gold candidates of the kept queries are always kept; the rest of the candidate
-    budget is filled with random other candidates. Indices in ``relevant`` are remapped.
+    budget is filled with random other candidates. Indices in ``relevant`` are remapped; the
+    ids (``query_ids``, ``candidate_ids``, or the positions ``q<i>`` / ``d<i>``) are the whole
+    problem's.
     """
     for name, v in (("max_queries", max_queries), ("max_candidates", max_candidates)):
         if v is not None and v < 1:
@@ -58,9 +60,13 @@ def subset_problem(
         extra = max(0, max_candidates - len(gold))
         c_idx = np.sort(np.concatenate([gold, rng.choice(others, size=min(extra, len(others)), replace=False)]))
     remap = {int(c): i for i, c in enumerate(c_idx)}
+    # the ids of the whole problem (q<i> / d<i> are positions in it), so that a TREC run of the
+    # subset names the same queries and documents as one of the whole
+    qids, dids = problem.ids()
     return RetrievalProblem(
         problem.lang, problem.direction,
         [problem.queries[i] for i in q_idx], [problem.candidates[i] for i in c_idx],
         [[remap[c] for c in rel] for rel in relevant],
         kind=problem.kind, query_is_english=problem.query_is_english, with_map=problem.with_map,
+        query_ids=[qids[i] for i in q_idx], candidate_ids=[dids[i] for i in c_idx],
     )

@@ -12,11 +12,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from optical_viz.data import loaders
+from optical_viz.data.languages import ENGLISH
 from optical_viz.paths import TRAINING_INFO
 
 TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
-FLORES_SPLITS = ("all", "train", "dev", "test", "dev+test")
-ENGLISH = "eng_Latn"
+# the splits the FLORES task evaluates on: all of FLORES's (data.loaders.FLORES_SPLITS), one
+# of them, or dev and test (those held out from distillation on FLORES train bitext)
+FLORES_TASK_SPLITS = ("all", *loaders.FLORES_SPLITS, "dev+test")
+# the old name, still imported by optical_viz/config.py and optical_viz/experiments/grid.py:
+# remove once they import FLORES_TASK_SPLITS
+FLORES_SPLITS = FLORES_TASK_SPLITS
 
 
 @dataclass
@@ -48,6 +54,13 @@ class RetrievalProblem:
             raise ValueError(f"{self.lang} {self.direction}: the candidate set is empty")
         if len(self.relevant) != len(self.queries):
             raise ValueError(f"{len(self.queries)} queries but {len(self.relevant)} relevance lists")
+
+    def ids(self) -> tuple[list[str], list[str]]:
+        """(query ids, candidate ids): ``query_ids`` / ``candidate_ids``, else ``q<i>`` / ``d<i>``."""
+        return (
+            self.query_ids or [f"q{i}" for i in range(len(self.queries))],
+            self.candidate_ids or [f"d{i}" for i in range(len(self.candidates))],
+        )
 
 
 def task_languages(task: str, root=None) -> tuple[str, ...]:
@@ -173,19 +186,15 @@ def _xquad(langs, root):
 def _flores(langs, split, root):
     from optical_viz.data import load_flores
 
-    if split not in FLORES_SPLITS:
-        raise ValueError(f"unknown FLORES split {split!r}; choose one of {', '.join(FLORES_SPLITS)}")
+    if split not in FLORES_TASK_SPLITS:
+        raise ValueError(f"unknown FLORES split {split!r}; choose one of {', '.join(FLORES_TASK_SPLITS)}")
     eng = load_flores("eng_Latn", split=split, root=root)
     problems = []
     for lang in langs:
         x = load_flores(lang, split=split, root=root)
         if list(x.ids) != list(eng.ids):
             raise ValueError(f"FLORES {lang} ({split}) is not aligned with eng_Latn by index_id")
-        gold = [[i] for i in range(len(x.texts))]
-        problems.append(RetrievalProblem(lang, "xx->en", list(x.texts), list(eng.texts), gold, kind="bitext"))
-        problems.append(
-            RetrievalProblem(lang, "en->xx", list(eng.texts), list(x.texts), gold, kind="bitext", query_is_english=True)
-        )
+        problems += _both_directions(lang, x.texts, eng.texts)
     return problems
 
 
@@ -197,12 +206,18 @@ def _tatoeba(langs, root):
         b = load_bitext(lang, source="tatoeba", split="test", root=root)
         if len(b.src) != len(b.tgt):
             raise ValueError(f"tatoeba {lang}: {len(b.src)} sentences but {len(b.tgt)} English ones")
-        gold = [[i] for i in range(len(b.src))]
-        problems.append(RetrievalProblem(lang, "xx->en", list(b.src), list(b.tgt), gold, kind="bitext"))
-        problems.append(
-            RetrievalProblem(lang, "en->xx", list(b.tgt), list(b.src), gold, kind="bitext", query_is_english=True)
-        )
+        problems += _both_directions(lang, b.src, b.tgt)
     return problems
+
+
+def _both_directions(lang: str, texts, english) -> list[RetrievalProblem]:
+    """The "xx->en" and "en->xx" problems of parallel sentences: ``texts[i]`` translates
+    ``english[i]`` (and is its only relevant candidate)."""
+    gold = [[i] for i in range(len(texts))]
+    return [
+        RetrievalProblem(lang, "xx->en", list(texts), list(english), gold, kind="bitext"),
+        RetrievalProblem(lang, "en->xx", list(english), list(texts), gold, kind="bitext", query_is_english=True),
+    ]
 
 
 # ---- CLIR: any collection from three TSV files -----------------------------------------

@@ -28,8 +28,7 @@ RUN_DEPTH = 100  # candidates per query in a run file (the TREC convention)
 
 
 def _ids(problem) -> tuple[list[str], list[str]]:
-    q = problem.query_ids or [f"q{i}" for i in range(len(problem.queries))]
-    d = problem.candidate_ids or [f"d{i}" for i in range(len(problem.candidates))]
+    q, d = problem.ids()
     bad = [x for x in (*q[:1000], *d[:1000]) if not x or re.search(r"\s", x)]
     if bad:
         raise ValueError(f"TREC ids cannot be empty or hold whitespace; got {bad[0]!r} in {problem.lang} {problem.direction}")
