@@ -30,7 +30,7 @@ from pydantic.dataclasses import dataclass
 from optical_viz.data.loaders import FLORES_SPLITS as BITEXT_SPLITS
 from optical_viz.encoder import PRECISIONS
 from optical_viz.losses import EPS_MODES, GRAD_MODES, LOSSES, MARGINALS, OBJECTIVES, PLANS, check_ot_options
-from optical_viz.retrieval._tasks import FLORES_SPLITS, TASKS
+from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
 from optical_viz.transport import METRICS
 
 __all__ = [
@@ -180,7 +180,7 @@ class EvalConfig:
     every: Int = 0
     task: choice(TASKS) = "flores"
     langs: Optional[typing.List[Str]] = None
-    split: Optional[choice(FLORES_SPLITS)] = "dev"
+    split: Optional[choice(FLORES_TASK_SPLITS)] = "dev"
     heldout_every: Int = 0
     heldout_sentences: Int = 99
 

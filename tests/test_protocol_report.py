@@ -18,7 +18,7 @@ def _write(dir_, question, run_id, method, seed, label, langset, per_lang: dict[
     doc = {"run_id": run_id, "method": method, "seed": seed, "langset": langset, "evaluation": {"name": label}}
     (dir_ / f"{run_id}.{label}.json").write_text(json.dumps(doc))
     np.savez(dir_ / f"{run_id}.{label}.npz", **{f"{l}|{d}|recall@1": v for (l, d), v in per_lang.items()},
-             **{f"all|xx->en|recall@1": np.concatenate(list(per_lang.values()))})
+             **{"all|xx->en|recall@1": np.concatenate(list(per_lang.values()))})
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from optical_viz.config import (
 )
 from optical_viz.encoder import PRECISIONS
 from optical_viz.retrieval._scoring import SCORINGS
-from optical_viz.retrieval._tasks import FLORES_SPLITS, TASKS
+from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
 
 ZERO_SHOT = "zero-shot"
 # the training methods a question compares: no training, or a loss of optical_viz.losses (or a
@@ -70,7 +70,7 @@ class EvalSpec:
     seeds: Optional[List[Int]] = None
     max_queries: Optional[Int] = None
     max_candidates: Optional[Int] = None
-    split: choice(FLORES_SPLITS) = "all"
+    split: choice(FLORES_TASK_SPLITS) = "all"
     query_ids: Optional[List[Str]] = None
     include_english: Bool = False
     at_step: Optional[Int] = None

@@ -20,9 +20,6 @@ TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
 # the splits the FLORES task evaluates on: all of FLORES's (data.loaders.FLORES_SPLITS), one
 # of them, or dev and test (those held out from distillation on FLORES train bitext)
 FLORES_TASK_SPLITS = ("all", *loaders.FLORES_SPLITS, "dev+test")
-# the old name, still imported by optical_viz/config.py and optical_viz/experiments/grid.py:
-# remove once they import FLORES_TASK_SPLITS
-FLORES_SPLITS = FLORES_TASK_SPLITS
 
 
 @dataclass
