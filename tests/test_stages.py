@@ -110,7 +110,7 @@ def test_reproduce_quick_runs_every_stage(tmp_path, capsys, data_root, default_m
     tuning = pd.read_csv(results / "tuning.csv")
     # every dev configuration: 3 OT (2 variants + stage 2), 3 contrastive, 1 MSE on RQ1; 1 + 1 on RQ2
     assert sorted(tuning.groupby("question").size().items()) == [("rq1", 7), ("rq2", 2)]
-    assert set(tuning["steps"]) == {4} and tuning[["dev_r1@2", "dev_r1@4"]].notna().all().all()
+    assert set(tuning["steps"]) == {2} and tuning[["dev_r1@1", "dev_r1@2"]].notna().all().all()
     mid = tuning[tuning["variant"].str.contains("middle_layer")].iloc[0]
     assert set(json.loads(mid["term_weights"])) == {"ot", "mse"}  # the scale probe weighed both terms
     # the test stage ran every arm on the test questions only
@@ -127,6 +127,11 @@ def test_reproduce_quick_runs_every_stage(tmp_path, capsys, data_root, default_m
     assert main(args) == 0
     assert "to do: 0 trainings, 0 evaluations" in capsys.readouterr().out
     assert "stage rq2-test" in out
+    assert not list((tmp_path / "runs" / "quick").glob("*/student"))  # limits.prune: no weights kept
+    # every training directory was trained once: a test arm's seed-0 run that equals a dev
+    # configuration reused its student
+    trained = [line for line in out.splitlines() if line.startswith("training ")]
+    assert len(trained) == len([d for d in (tmp_path / "runs" / "quick").iterdir() if d.is_dir()])
 
 
 def test_gpu_protocol_is_the_full_one_at_gpu_scale(full):

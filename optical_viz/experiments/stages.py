@@ -510,8 +510,10 @@ class GridOptions:
 
 def grid_options(p: StageProtocol) -> GridOptions:
     return GridOptions(
+        # students are pruned after the last stage (reproduce_protocol), not per run: a test arm's
+        # seed-0 run is a dev run's student
         scale=p.scale, n_bootstrap=int(p.doc["statistics"]["bootstrap"]["n"]),
-        prune=bool(p.limits.get("prune", False)), precision=p.doc["metrics"]["precision"],
+        prune=False, precision=p.doc["metrics"]["precision"],
         estimate={"seconds_per_step": float(p.doc.get("budget", {}).get("seconds_per_step", {}).get("light", 1.0))},
     )
 
@@ -587,6 +589,11 @@ def reproduce_protocol(p: StageProtocol, *, runs_dir, results_dir, figures_dir, 
     for r in records:
         if "error" in r:
             log(f"FAILED {r['run_id']}: {r['error']}")
+    if not dry_run and p.limits.get("prune") and stopped is None and stages[-1] == STAGES[-1] and not failed:
+        import shutil
+
+        for student in Path(runs_dir).glob("*/student"):  # limits.prune (quick): keep no weights
+            shutil.rmtree(student, ignore_errors=True)
     reports: list[Path] = []
     if not dry_run and shard[0] == 0 and any(Path(results_dir).glob("rq*/*.json")):
         from optical_viz.experiments.run import write_reports
