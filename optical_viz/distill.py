@@ -9,6 +9,12 @@ in one :class:`DistillConfig`, saved as ``RUN/config.yaml`` next to its results.
 >>> run = distill(cfg)                       # doctest: +SKIP
 >>> run.student_dir                           # a model directory that load_encoder opens
 
+Single steps (benchmarks, experiments): ``trainer = build_trainer(cfg)`` gives a
+:class:`Trainer` on the CPU; ``trainer.train_step()`` takes an optimizer step,
+``trainer.compute_loss(pairs)`` returns a :class:`StepLoss`, and
+``trainer.loss_from_states(trainer.batch_states(pairs))`` splits it into the forwards and the
+losses (``trainer.ot_term`` is the configured OT loss alone).
+
 Run directory (other modules rely on it)::
 
     RUN/config.yaml           the resolved configuration
