@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from optical_viz.distill import BitextSampler, Corpus, DistillConfig, distill, latest_checkpoint, read_metrics
+from conftest import tiny_distill_config
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -170,16 +171,7 @@ def test_heldout_scores_of_the_default_model(data_root, encoder):
 # ----------------------------------------------------------------------------- bad input
 
 
-def _tiny(out, **kw) -> DistillConfig:
-    """A few steps of Yoruba FLORES bitext: batch 4, 20 tokens, only the top layer trains.
-    One torch thread: on a shared 2-core machine two threads stall on every parallel op."""
-    base = dict(
-        languages=["yor_Latn"], bitext_sources=["flores"], steps=4, batch_size=4, max_length=20,
-        warmup_steps=1, lr=1e-4, train_layers=1, checkpoint_every=2, device="cpu", num_threads=1,
-        eval={"heldout_sentences": 8}, output_dir=str(out),
-    )
-    base.update(kw)
-    return DistillConfig.from_dict(base)
+_tiny = tiny_distill_config  # tests/conftest.py: a few CPU steps on Yoruba FLORES bitext
 
 
 @pytest.mark.parametrize(
@@ -275,6 +267,7 @@ def test_unconverged_ot_problems_are_reported_once(tmp_path, data_root):
     assert all(r["ot_converged"] < 0.95 for r in run.metrics[1:])
 
 
+@pytest.mark.slow  # ~8 s: two models, MSE steps with and without checkpointing
 def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
     from accelerate import Accelerator
 
@@ -691,7 +684,9 @@ def _damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize(
     "name,how",
-    [("student.safetensors", "truncate"), ("optimizer.pt", "truncate"), ("trainer_state.json", "corrupt")],
+    [("student.safetensors", "truncate"),  # the other two: the same fall-back path, ~7 s each
+     pytest.param("optimizer.pt", "truncate", marks=pytest.mark.slow),
+     pytest.param("trainer_state.json", "corrupt", marks=pytest.mark.slow)],
 )
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, data_root, interrupted_run, name, how):
     """Bug 2 (and bug 4's trainer_state.json): a damaged step-4 is reported by file and step-2 used."""

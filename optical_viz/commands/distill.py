@@ -48,7 +48,9 @@ def _run(args) -> int:
     last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)
     print(f"run directory: {result.run_dir} ({result.steps} steps)")
     if last is not None:
-        print(f"held-out FLORES dev cosine (student vs teacher) at step {last['step']}: {last['heldout_cosine']:.4f}")
+        print(f"held-out FLORES dev at step {last['step']}: cosine (student vs teacher) {last['heldout_cosine']:.4f}, "
+              f"translation gap {last.get('translation_gap', float('nan')):.4f}, "
+              f"L->en R@1 {last.get('dev_recall@1', float('nan')):.3f}")
     if result.student_dir is not None:
         print(f"student model: {result.student_dir}")
     else:

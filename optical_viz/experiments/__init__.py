@@ -55,7 +55,7 @@ from optical_viz.experiments.grid import (
     build_grid,
     default_grid_path,
 )
-from optical_viz.experiments.report import METRICS, aggregate, collect, findings, paired_tests, question_table
+from optical_viz.experiments.report import RETRIEVAL_METRICS, aggregate, collect, findings, paired_tests, question_table
 from optical_viz.experiments.run import (
     GridStatus,
     ReproduceResult,
@@ -68,7 +68,7 @@ from optical_viz.experiments.run import (
 )
 
 __all__ = [
-    "TRAINING_METHODS", "ZERO_SHOT", "METRICS", "METHOD_COLORS",
+    "TRAINING_METHODS", "ZERO_SHOT", "RETRIEVAL_METRICS", "METHOD_COLORS",
     "EvalSpec", "QuestionSpec", "GridSpec", "Run", "build_grid", "default_grid_path",
     "Evaluation", "evaluate_model", "eval_langs",
     "code_version", "GridStatus", "status", "estimate_seconds", "format_plan", "run_grid",

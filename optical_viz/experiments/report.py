@@ -23,7 +23,7 @@ from optical_viz.experiments.grid import TRAINING_METHODS
 from optical_viz.retrieval._metrics import MRR_CUTOFF, RECALL_KS
 
 # the metrics of a result file, in table order (named as retrieval.query_metrics names them)
-METRICS = (*(f"recall@{k}" for k in RECALL_KS), f"mrr@{MRR_CUTOFF}", "map")
+RETRIEVAL_METRICS = (*(f"recall@{k}" for k in RECALL_KS), f"mrr@{MRR_CUTOFF}", "map")
 
 # ----------------------------------------------------------------------------- collecting
 
@@ -46,7 +46,7 @@ def collect(results_dir: str | os.PathLike):
         doc = json.loads(path.read_text())
         ev = doc["evaluation"]
         for r in doc["results"]:
-            for m in METRICS:
+            for m in RETRIEVAL_METRICS:
                 if m not in r:
                     continue
                 lo, hi = r.get(f"{m}_ci", [np.nan, np.nan])
@@ -94,7 +94,7 @@ def aggregate(results_dir: str | os.PathLike, n_bootstrap: int = 1000):
         keys = sorted(set.intersection(*[set(a) for _, a in by_seed.values()]))
         langs = [l for l in dict.fromkeys(k[0] for k in keys)]
         for direction in dict.fromkeys(k[1] for k in keys):
-            for metric in METRICS:
+            for metric in RETRIEVAL_METRICS:
                 per_lang = {}
                 for lang in langs:
                     if (lang, direction, metric) in keys:
@@ -242,7 +242,7 @@ def question_table(methods_frame, question: str, scale: str) -> str:
     task, langs = cols[0][0], cols[0][1]
     for t, el, direction, scoring in cols:
         if (t, el, scoring) == (task, langs, "dense"):
-            lines += _md_table(d, [(t, el, direction, scoring, m) for m in METRICS],
+            lines += _md_table(d, [(t, el, direction, scoring, m) for m in RETRIEVAL_METRICS],
                                f"**{name}, {eval_label(task, direction)}, dense, all metrics** {note}")
     return "\n".join(lines)
 
