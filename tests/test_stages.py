@@ -163,3 +163,22 @@ def test_gpu_protocol_first_dev_run_takes_two_steps_on_cpu(tmp_path, data_root, 
     assert [r["step"] for r in steps] == [1, 2] and all(np.isfinite(r["loss"]) for r in steps)
     assert (result.run_dir / "student-step-1" / "config.json").is_file() and result.student_dir.is_dir()
     print(f"gpu-scale step on CPU: {[round(r['step_time_s'], 1) for r in steps]} s")
+
+
+def test_alignment_evaluation_of_a_grid_run_writes_aer(tmp_path, quick, data_root, default_model_dir):
+    """The protocol's AER metric goes through the grid's run loop like any evaluation."""
+    from optical_viz.experiments import protocol_report as R
+    from optical_viz.experiments.run import run_grid
+
+    ev = next(e for e in S.test_evaluations(quick, "rq1", root=data_root) if e.task == "alignment")
+    assert (ev.name, ev.pair, ev.align_methods, ev.max_queries) == ("alignment.roen", "roen", ["similarity", "sinkhorn"], 20)
+    base = S._base_config(quick, "configs/rq1.yaml", None)
+    run = S.make_run(quick, "rq1", S.RQ1_LANGSET, base, None, 0, [ev], tmp_path / "runs", arm="zero-shot")
+    records = run_grid(S.grid_options(quick), [run], tmp_path / "results", root=data_root, progress=False,
+                       log=lambda *a: None)
+    assert "error" not in records[0]
+    doc = json.loads((tmp_path / "results" / "rq1" / "rq1-xquad-zero-shot-s0.alignment.roen.json").read_text())
+    rows = {r["method"]: r for r in doc["results"]}
+    assert set(rows) == {"similarity", "sinkhorn"} and all(0 < r["aer"] < 1 and r["n"] == 20 for r in rows.values())
+    summary = R.rq1_report(quick, tmp_path / "results")["rq1_summary"].set_index(["arm", "metric"])
+    assert summary.loc[("zero-shot", "aer_roen_sinkhorn"), "estimate"] == pytest.approx(100 * rows["sinkhorn"]["aer"])

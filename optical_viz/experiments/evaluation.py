@@ -75,3 +75,15 @@ def eval_langs(run: Run, ev: EvalSpec, root=None) -> list[str]:
     if not langs:
         raise ValueError(f"{run.run_id}: {ev.task} has none of the languages {wanted}")
     return langs
+
+
+def evaluate_alignment_model(ev: EvalSpec, student, root=None) -> dict:
+    """Word alignment (task ``alignment``) of one model: the student embeds both sides of the
+    gold pair ``ev.pair`` at ``ev.layer`` and each of ``ev.align_methods`` extracts links ->
+    ``{"task", "scoring", "split", "results": [{"pair", "method", "aer", "precision", "recall",
+    "f1", "n", ...}]}`` (corpus-level AER; no per-query values)."""
+    from optical_viz import alignment
+
+    out = alignment.evaluate_alignment(student, [ev.pair], ev.align_methods or [alignment.METHOD_DEFAULT],
+                                       [ev.layer], root=root, limit=ev.max_queries)
+    return {"task": ev.task, "scoring": None, "split": None, "results": out["results"]}

@@ -28,6 +28,7 @@ from optical_viz.config import (
     load_yaml,
     parse,
 )
+from optical_viz.alignment import METHODS as ALIGN_METHODS
 from optical_viz.encoder import PRECISIONS
 from optical_viz.retrieval._scoring import SCORINGS
 from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
@@ -37,7 +38,8 @@ ZERO_SHOT = "zero-shot"
 # sum); not to be confused with the solvers of transport.METHODS / alignment.METHODS
 TRAINING_METHODS = (ZERO_SHOT, "mse", "contrastive", "ot", "ot+contrastive")
 EVAL_LANGS = ("trained", "unseen", "english")
-GRID_TASKS = tuple(t for t in TASKS if t != "clir")  # clir reads its own collection folder
+ALIGNMENT = "alignment"  # word alignment of the student against a gold file (AER), not retrieval
+GRID_TASKS = (*(t for t in TASKS if t != "clir"), ALIGNMENT)  # clir reads its own collection folder
 
 
 @dataclass(config=STRICT)
@@ -59,6 +61,9 @@ class EvalSpec:
     include_english: also evaluate English queries (``langs: trained``), e.g. XQuAD en->en.
     at_step: score the run's snapshot at this training step (``RUN/student-step-N``, written
         because the run's config lists N in ``snapshots``) instead of the final student.
+    pair, align_methods, layer: task ``alignment`` only: the gold pair (``roen``), the plan
+        methods of :func:`optical_viz.alignment.evaluate_alignment` and the hidden layer;
+        the student aligns both sides (``max_queries`` limits the sentence pairs).
     label: the evaluation's name in file names and tables (default ``<task>.<scoring>``,
         plus ``.unseen`` for unseen languages); needed when a task is evaluated twice.
     """
@@ -74,6 +79,9 @@ class EvalSpec:
     query_ids: Optional[List[Str]] = None
     include_english: Bool = False
     at_step: Optional[Int] = None
+    pair: Optional[Str] = None
+    align_methods: Optional[List[choice(ALIGN_METHODS)]] = None
+    layer: Int = -1
     label: Optional[Str] = None
 
     def __post_init__(self) -> None:
@@ -83,6 +91,9 @@ class EvalSpec:
                 raise ValueError(f"evaluation {k} must be >= 1 or null, got {v}")
         if self.at_step is not None and self.at_step < 1:
             raise ValueError(f"evaluation at_step must be >= 1 or null, got {self.at_step}")
+        if (self.task == ALIGNMENT) != (self.pair is not None):
+            raise ValueError(f"evaluation pair is for task {ALIGNMENT} (and it needs one), got task {self.task} "
+                             f"with pair {self.pair!r}")
         if self.task != "flores" and self.split != "all":
             raise ValueError(f"evaluation split {self.split!r} only applies to task flores, not {self.task}")
 
@@ -91,6 +102,8 @@ class EvalSpec:
         """The evaluation's file suffix, e.g. ``xquad-r.dense`` or ``flores.dense.unseen``."""
         if self.label:
             return self.label
+        if self.task == ALIGNMENT:
+            return f"{ALIGNMENT}.{self.pair}" + (f"@{self.at_step}" if self.at_step is not None else "")
         name = f"{self.task}.{self.scoring}" + ("" if self.langs == "trained" else f".{self.langs}")
         return name + (f"@{self.at_step}" if self.at_step is not None else "")
 

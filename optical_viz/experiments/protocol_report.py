@@ -5,7 +5,8 @@ per-query values) and the protocol, and writes, with the intervals of
 :mod:`optical_viz.experiments.statistics` (hierarchical bootstrap over seeds, languages and
 queries; values in R@1 points)::
 
-    rq1_summary.csv       arm x metric: estimate, 95% interval, seeds, configurations tried, setting
+    rq1_summary.csv       arm x metric: estimate, 95% interval, seeds, configurations tried, setting;
+                          AER rows (percent, lower is better): mean over seeds, lo/hi = min/max seed
     rq1_contrasts.csv     the protocol's RQ1 contrasts: paired difference, p, Holm, TOST (+-1 point)
     rq2_summary.csv       size x arm x group (trained, shared_5, unseen): R@1 and the delta to zero-shot
     rq2_contrasts.csv     the RQ2 contrasts pooled over sizes, plus DiD(largest - reference) on shared_5
@@ -102,6 +103,7 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
             rows.append({"arm": arm, "metric": name, **_est_row(arms[arm], n, seed),
                          "configs_tried": configs.get(spec["method"], 0),
                          "setting": setting.run_key if setting is not None else ""})
+    rows += _aer_rows(results_dir, arms_spec)
     summary = pd.DataFrame(rows)
     contrasts = pd.DataFrame()
     if primary:
@@ -111,6 +113,24 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
                                           margin=float(p.doc["statistics"]["equivalence"]["margin"]),
                                           alpha=float(p.doc["statistics"]["alpha"]))
     return {"rq1_summary": summary, "rq1_contrasts": contrasts}
+
+
+def _aer_rows(results_dir: Path, arms_spec) -> list[dict]:
+    """Word-alignment AER of each arm's students (corpus-level, one value per seed): the mean
+    over seeds, and the lowest and highest seed as ``lo`` / ``hi`` (no bootstrap)."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for doc, _ in _docs(results_dir, "rq1"):
+        if doc["evaluation"].get("task") != "alignment":
+            continue
+        for r in doc["results"]:
+            values.setdefault((doc["method"], f"aer_{r['pair']}_{r['method']}", doc["seed"]), []).append(100 * r["aer"])
+    rows = []
+    for arm in arms_spec:
+        for metric in sorted({m for a, m, _ in values if a == arm}):
+            per_seed = [v[0] for (a, m, _), v in values.items() if a == arm and m == metric]
+            rows.append({"arm": arm, "metric": metric, "estimate": float(np.mean(per_seed)), "lo": min(per_seed),
+                         "hi": max(per_seed), "seeds": len(per_seed)})
+    return rows
 
 
 def _rq2_groups(p, size: int) -> dict[str, list[str] | None]:

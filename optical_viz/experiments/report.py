@@ -29,7 +29,10 @@ RETRIEVAL_METRICS = (*(f"recall@{k}" for k in RECALL_KS), f"mrr@{MRR_CUTOFF}", "
 
 
 def result_files(results_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(results_dir).glob("*/*.json") if not p.name.startswith("."))
+    """The retrieval result files under ``results_dir/<question>/`` (word-alignment results,
+    ``<run>.alignment.<pair>.json``, have no per-query values: see ``protocol_report``)."""
+    return sorted(p for p in Path(results_dir).glob("*/*.json")
+                  if not p.name.startswith(".") and ".alignment." not in p.name)
 
 
 def collect(results_dir: str | os.PathLike):

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from optical_viz import paths
-from optical_viz.experiments.evaluation import eval_langs, evaluate_model
+from optical_viz.experiments.evaluation import eval_langs, evaluate_alignment_model, evaluate_model
 from optical_viz.experiments.figures import make_figures
-from optical_viz.experiments.grid import EvalSpec, GridSpec, Run, build_grid
+from optical_viz.experiments.grid import ALIGNMENT, EvalSpec, GridSpec, Run, build_grid
 from optical_viz.experiments.report import aggregate, collect, findings, paired_tests, question_table, result_files
 from optical_viz.rundir import atomic_write
 
@@ -201,10 +201,19 @@ def run_grid(
                     student, student_cache = students[student_dir]
                 else:
                     student, student_cache = teacher, teacher_cache
-                langs = eval_langs(run, ev, root)
                 t0 = time.perf_counter()
-                result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
-                                        student_cache=student_cache, n_bootstrap=spec.n_bootstrap, root=root)
+                if ev.task == ALIGNMENT:  # corpus-level AER, no per-query values
+                    langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root), {}, {}
+                    headline = ", ".join(f"{r['method']} AER {r['aer']:.3f}" for r in measured["results"])
+                else:
+                    langs = eval_langs(run, ev, root)
+                    result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
+                                            student_cache=student_cache, n_bootstrap=spec.n_bootstrap, root=root)
+                    measured = {k: v for k, v in result.report.to_json().items() if k in ("task", "scoring", "split", "results")}
+                    subsets = result.subsets
+                    arrays = {f"{l}|{d}|{m}": v.astype(np.float32)
+                              for (l, d), qm in result.report.per_query.items() for m, v in qm.values.items()}
+                    headline = _headline(result.report.frame)
                 eval_s = time.perf_counter() - t0
                 rec["eval_s"][ev.name] = eval_s
                 doc = {
@@ -218,7 +227,7 @@ def run_grid(
                     "seed": run.seed,
                     "languages": run.languages,
                     "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
-                    "subsets": {f"{l}|{d}": list(v) for (l, d), v in result.subsets.items()},
+                    "subsets": {f"{l}|{d}": list(v) for (l, d), v in subsets.items()},
                     "config": run.config.to_dict() if run.config is not None else None,
                     "student": str(student_dir) if run.trained else "default model (zero-shot)",
                     "teacher": "default model",
@@ -227,13 +236,11 @@ def run_grid(
                     "machine": machine,
                     "timings": {"train_s": rec["train_s"], "eval_s": round(eval_s, 2)},
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    **{k: v for k, v in result.report.to_json().items() if k in ("task", "scoring", "split", "results")},
+                    **measured,
                 }
-                arrays = {f"{l}|{d}|{m}": v.astype(np.float32)
-                          for (l, d), qm in result.report.per_query.items() for m, v in qm.values.items()}
                 atomic_write(out.with_suffix(".npz"), lambda f: np.savez_compressed(f, **arrays))
                 atomic_write(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
-                log(f"  {run.run_id} {ev.name}: {_headline(result.report.frame)} ({eval_s:.0f} s)")
+                log(f"  {run.run_id} {ev.name}: {headline} ({eval_s:.0f} s)")
             if run.trained:  # snapshots are only for this run's evaluations; prune drops the rest
                 drop = [*Path(run.config.output_dir).glob("student-step-*")]
                 drop += [Path(run.config.output_dir) / sub for sub in ("student", "checkpoints")] if spec.prune else []

@@ -273,7 +273,10 @@ def test_evaluations(p: StageProtocol, question: str, root=None) -> list[EvalSpe
         test_ids = rq1_question_ids(p, "test", root=root)
         n_maxsim = next(m["max_queries"] for m in p.doc["metrics"]["secondary"] if m.get("scoring") == "maxsim")
         maxsim_ids = protocol_mod.maxsim_subset(test_ids, n_maxsim, seed=MAXSIM_SEED)
-        return [
+        aer = [EvalSpec(task="alignment", pair=m["pair"], align_methods=m["methods"], layer=m["layer"],
+                        max_queries=p.limits.get("max_queries"))
+               for m in p.doc["metrics"]["secondary"] if m.get("name") == "aer"]
+        return aer + [
             EvalSpec(task="xquad-r", directions=["xx->en"], query_ids=test_ids, label="xquad-r.test", **_cut(p)),
             EvalSpec(task="xquad-r", langs="english", directions=["xx->en"], query_ids=test_ids,
                      label="xquad-r.test.english", **_cut(p)),
