@@ -15,6 +15,11 @@ Single steps (benchmarks, experiments): ``trainer = build_trainer(cfg)`` gives a
 ``trainer.loss_from_states(trainer.batch_states(pairs))`` splits it into the forwards and the
 losses (``trainer.ot_term`` is the configured OT loss alone).
 
+The training bitext (:mod:`optical_viz.data.training`), the two models and the teacher cache
+(:mod:`optical_viz.models`), the held-out signal (:mod:`optical_viz.monitor`) and the checks of
+a run directory (:mod:`optical_viz.rundir`) live in their own modules; their public names are
+importable from here too.
+
 Run directory (other modules rely on it)::
 
     RUN/config.yaml           the resolved configuration
@@ -55,7 +60,7 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +77,8 @@ __all__ = [
     "BatchStates",
     "StepLoss",
     "TeacherCache",
+    "Corpus",
+    "latest_checkpoint",
     "build_trainer",
     "HeldoutScores",
     "heldout_scores",
@@ -80,8 +87,15 @@ __all__ = [
 ]
 
 from optical_viz.geometry import plan_entropy  # noqa: E402
-from optical_viz.paths import TRAINING_INFO  # noqa: E402
-from optical_viz.rundir import LOCK_NAME, RunLock, atomic_directory, atomic_write, read_metrics, usable_checkpoint  # noqa: E402,F401
+from optical_viz.rundir import (  # noqa: E402,F401
+    RunLock,
+    atomic_directory,
+    atomic_write,
+    latest_checkpoint,
+    list_checkpoints,
+    prepare_run_dir,
+    read_metrics,
+)
 
 # Normalised plan entropy above which the trainer warns that eps is too large for the costs
 NEAR_UNIFORM = 0.95
@@ -100,185 +114,11 @@ from optical_viz.config import (  # noqa: E402
 )
 
 
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class Corpus:
-    """The bitext of one language, all sources concatenated: src (language side), tgt (English)."""
-
-    lang: str
-    sources: list[str]
-    src: list[str]
-    tgt: list[str]
-    files: list[dict] = field(default_factory=list)  # provenance of user bitext files (sha256, counts)
-
-
-def load_training_data(config: DistillConfig, root=None) -> list[Corpus]:
-    """Load and check the bitext of every configured language (before any model is loaded).
-
-    Named sources give every language they have; a user file (see
-    :mod:`optical_viz.data.user_bitext`) gives its ``lang``, or the config's one language.
-    Raises ValueError for an unknown language, a language that no listed source has, a user
-    file without a language among several, a malformed file, or bitext that is empty or
-    whose sides differ in length.
-    """
-    from optical_viz import data
-    from optical_viz.data.user_bitext import bitext_source_language, is_named_source, read_bitext_file
-
-    langs = []
-    for code in config.languages:
-        try:
-            langs.append(data.resolve_language(code))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"unknown language {code!r}: {exc}") from None
-    named = [s for s in config.bitext_sources if is_named_source(s)]
-    available = {s: set(data.languages(s, root=root)) for s in named}
-    files = {}  # position in bitext_sources -> BitextFile
-    for i, entry in enumerate(config.bitext_sources):
-        if is_named_source(entry):
-            continue
-        lang = bitext_source_language(entry)
-        if lang is None:
-            if len(langs) != 1:
-                raise ValueError(
-                    f"bitext_sources[{i}] ({entry}) does not say its language and the config has {len(langs)}; "
-                    "write it as {path: FILE, lang: CODE}"
-                )
-            lang = langs[0]
-        if lang not in langs:
-            raise ValueError(f"bitext_sources[{i}] is {lang} bitext, but languages are {langs}")
-        files[i] = read_bitext_file(entry, lang)
-    corpora = []
-    for code, lang in zip(config.languages, langs):
-        sources = [s for s in named if lang in available[s]]
-        own = [f for f in files.values() if f.lang == lang]
-        if not sources and not own:
-            raise ValueError(
-                f"language {code!r} ({lang}) has no bitext in {config.bitext_sources}; "
-                + "; ".join(f"{s} has {len(available[s])} languages" for s in named)
-            )
-        src, tgt = [], []
-        for s in sources:
-            bt = data.load_bitext(lang, source=s, split=config.bitext_split, root=root)
-            if len(bt.src) != len(bt.tgt):
-                raise ValueError(f"bitext {lang}/{s}/{config.bitext_split}: {len(bt.src)} source lines but {len(bt.tgt)} English lines")
-            pairs = [(a, b) for a, b in zip(bt.src, bt.tgt) if a.strip() and b.strip()]
-            src += [a for a, _ in pairs]
-            tgt += [b for _, b in pairs]
-        for f in own:  # validated and deduplicated when read
-            src += f.src
-            tgt += f.tgt
-        if not src:
-            raise ValueError(f"bitext of {lang} in {sources} (split {config.bitext_split}) is empty")
-        corpora.append(Corpus(lang, sources + [" + ".join(f.files) for f in own], src, tgt,
-                              files=[f.provenance() for f in own]))
-    return corpora
-
-
-class BitextSampler:
-    """Deterministic batches across languages, resumable from a small state.
-
-    Step k draws each example's language with ``np.random.default_rng([seed, k])``; within
-    a language, examples come in epochs, each a permutation seeded by (seed, language,
-    epoch). The state is the step and the number of examples drawn per language, so a
-    restored sampler continues exactly where it stopped.
-    """
-
-    def __init__(self, corpora: list[Corpus], batch_size: int, seed: int, sampling: str, temperature: float):
-        self.corpora = corpora
-        self.batch_size = batch_size
-        self.seed = seed
-        sizes = np.array([len(c.src) for c in corpora], dtype=np.float64)
-        if sampling == "uniform":
-            p = np.ones_like(sizes)
-        elif sampling == "proportional":
-            p = sizes
-        else:
-            p = sizes ** (1.0 / temperature)
-        self.probs = p / p.sum()
-        self.step = 0
-        self.drawn = [0] * len(corpora)
-        self._perms: dict[tuple[int, int], np.ndarray] = {}
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "drawn": list(self.drawn)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.drawn = [int(d) for d in state["drawn"]]
-
-    def _perm(self, lang: int, epoch: int) -> np.ndarray:
-        key = (lang, epoch)
-        if key not in self._perms:
-            self._perms = {k: v for k, v in self._perms.items() if k[0] != lang}
-            rng = np.random.default_rng([self.seed, 7919, lang, epoch])
-            self._perms[key] = rng.permutation(len(self.corpora[lang].src))
-        return self._perms[key]
-
-    def next_batch(self) -> list[tuple[str, str, str]]:
-        """The next global batch: ``batch_size`` triples (language, source text, English text)."""
-        rng = np.random.default_rng([self.seed, self.step])
-        langs = rng.choice(len(self.corpora), size=self.batch_size, p=self.probs)
-        batch = []
-        for li in langs:
-            c = self.corpora[li]
-            n = self.drawn[li]
-            idx = self._perm(li, n // len(c.src))[n % len(c.src)]
-            self.drawn[li] += 1
-            batch.append((c.lang, c.src[idx], c.tgt[idx]))
-        self.step += 1
-        return batch
-
-
-# ----------------------------------------------------------------------------- held-out signal
-
-# metrics.jsonl key -> HeldoutScores attribute (each also logged per language as KEY_by_lang)
-HELDOUT_KEYS = {"heldout_cosine": "cosine", "translation_gap": "translation_gap", "dev_recall@1": "recall_at_1"}
-
-
-@dataclass
-class HeldoutScores:
-    """How well n student sentences find their n English translations (one language).
-
-    cosine: mean cosine of the n translation pairs (row i with row i).
-    random_cosine: mean cosine of the n (n - 1) non-matching pairs (row i with row j != i).
-    translation_gap: ``cosine - random_cosine``; a student that moves every sentence towards
-        one point raises ``cosine`` but not the gap.
-    recall_at_1: share of the n sentences whose translation is the most similar of the n
-        English sentences (ties go to the lower index, as in :mod:`optical_viz.retrieval`).
-    """
-
-    cosine: float
-    random_cosine: float
-    translation_gap: float
-    recall_at_1: float
-
-
-def heldout_scores(student, teacher) -> HeldoutScores:
-    """Scores of the similarity matrix between aligned sentence embeddings.
-
-    student: (n, H) float tensor, L2-normalised embeddings of n sentences of one language.
-    teacher: (n, H) float tensor, L2-normalised embeddings of their English translations
-        (row i translates student row i); n >= 2.
-
-    >>> import torch
-    >>> heldout_scores(torch.eye(3), torch.eye(3))
-    HeldoutScores(cosine=1.0, random_cosine=0.0, translation_gap=1.0, recall_at_1=1.0)
-    """
-    from optical_viz.retrieval import Relevance, relevant_ranks
-
-    if student.ndim != 2 or tuple(student.shape) != tuple(teacher.shape) or student.shape[0] < 2:
-        raise ValueError(
-            f"student and teacher must both be (n, H) with n >= 2, got {tuple(student.shape)} and {tuple(teacher.shape)}"
-        )
-    sim = (student.float() @ teacher.float().T).cpu()  # (n, n): student i vs English j
-    n = sim.shape[0]
-    pos = sim.diagonal().sum() / n
-    neg = (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
-    ranks = relevant_ranks(sim, Relevance.from_lists(list(range(n)), n))  # (n,) 1-based rank of each translation
-    return HeldoutScores(cosine=float(pos), random_cosine=float(neg), translation_gap=float(pos - neg),
-                         recall_at_1=float((ranks == 1).double().mean()))
+# ----------------------------------------------------------------------------- data, models, held-out signal
+# Each in its own module; re-exported here (tests, notebooks and benchmarks import them from here).
+from optical_viz.data.training import BitextSampler, Corpus, load_training_data  # noqa: E402
+from optical_viz.models import TeacherCache, _load_models, _Models, _save_student, _set_checkpointing, _tokenize  # noqa: E402
+from optical_viz.monitor import HELDOUT_KEYS, HeldoutScores, heldout_scores  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -292,150 +132,6 @@ class DistillResult:
     student_dir: Path | None
     steps: int
     metrics: list[dict]
-
-
-@dataclass
-class _Models:
-    teacher: object  # optical_viz.encoder.Encoder, frozen
-    student: object  # optical_viz.encoder.Encoder, trainable copy
-
-
-def _load_models(config: DistillConfig, device) -> _Models:
-    import torch
-
-    from optical_viz.encoder import load_encoder
-
-    def load(role: str, name):
-        try:
-            return load_encoder(name, device=device)
-        except OSError as exc:  # a missing directory or a hub id that is not cached
-            raise FileNotFoundError(f"{role} model {name!r} cannot be loaded: {exc}") from None
-        except ValueError as exc:  # no tokenizer, an unusable pooling, a device that is not there
-            raise ValueError(f"{role} model {name!r} cannot be used: {exc}") from None
-
-    for role in ("teacher", "student"):
-        name = getattr(config, role)
-        if name is not None and ("/" in name or os.sep in name or name.startswith(".")) and not Path(name).expanduser().exists():
-            raise FileNotFoundError(f"{role} model directory {name} does not exist")
-    teacher = load("teacher", config.teacher)
-    student = load("student", config.student if config.student is not None else config.teacher)
-    if teacher.hidden_size != student.hidden_size:
-        # every loss compares student and teacher vectors (tokens for OT, sentences otherwise)
-        raise ValueError(
-            f"teacher {teacher.name!r} has hidden size {teacher.hidden_size} but student {student.name!r} has "
-            f"{student.hidden_size}: loss {config.loss.name!r} compares their vectors directly; choose a student "
-            f"with hidden size {teacher.hidden_size}"
-        )
-    teacher.model.eval()
-    teacher.model.requires_grad_(False)
-    if config.dropout is not None:
-        for m in student.model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = config.dropout
-    student.model.train()
-    _select_trainable(student.model, config)
-    return _Models(teacher, student)
-
-
-def _set_checkpointing(model, on: bool) -> None:
-    """Turn activation (gradient) checkpointing of a transformers model on or off."""
-    new = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5
-    if on:
-        model.config.use_cache = False  # an encoder has no cache; avoids transformers' warning
-        kw = {"use_reentrant": False}  # works with a frozen embedding table
-        if new:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    elif new:
-        model.activation_checkpointing_disable()
-    else:
-        model.gradient_checkpointing_disable()
-
-
-def _select_trainable(model, config: DistillConfig) -> None:
-    """Freeze the word embeddings and/or the lower layers as configured."""
-    model.requires_grad_(True)
-    for name, p in model.named_parameters():
-        if name.endswith("word_embeddings.weight") and config.freeze_embeddings:
-            p.requires_grad_(False)
-        if "pooler" in name:  # not used by the losses (they read hidden states)
-            p.requires_grad_(False)
-    if config.train_layers is not None:
-        n_layers = model.config.num_hidden_layers
-        keep = {f"layer.{i}." for i in range(n_layers - config.train_layers, n_layers)}
-        for name, p in model.named_parameters():
-            if not any(k in name for k in keep):
-                p.requires_grad_(False)
-
-
-def _tokenize(enc, texts: list[str], max_length: int, device):
-    """``enc.prefix + text`` tokenized, truncated to ``max_length`` tokens (``</s>`` kept),
-    padded to the longest -> input_ids (B, T) long, attention_mask (B, T) long (1 on real tokens)."""
-    batch = enc.tokenizer(
-        [enc.prefix + t for t in texts],
-        add_special_tokens=True,
-        truncation=True,
-        max_length=min(max_length, enc.max_length),
-        padding=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
-
-
-class TeacherCache:
-    """The frozen teacher's hidden states per English sentence, in memory, bounded in bytes.
-
-    An entry is ``(L, K, H)``: the sentence's L real tokens (padding trimmed), the K hidden
-    layers the loss reads (in ``layers`` order), as the teacher computed them (its dtype and
-    device). Entries are valid for one tokenization and one set of layers (``signature``):
-    :meth:`check` empties the cache when that changes. Least recently used entries go first
-    when ``max_bytes`` would be exceeded; an entry larger than the bound is not kept. Each
-    process of a multi-process run has its own cache (nothing is shared).
-    """
-
-    def __init__(self, max_bytes: int):
-        from collections import OrderedDict
-
-        if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
-        self.max_bytes = max_bytes
-        self.entries: OrderedDict = OrderedDict()  # text -> (L, K, H) tensor
-        self.bytes = 0
-        self.signature = None
-        self.hits = 0
-        self.lookups = 0
-
-    def check(self, signature) -> None:
-        """Empty the cache unless its entries were made under ``signature`` (e.g. max_length, layers)."""
-        if signature != self.signature:
-            self.entries.clear()
-            self.bytes = 0
-            self.signature = signature
-
-    def get(self, text: str):
-        self.lookups += 1
-        entry = self.entries.get(text)
-        if entry is not None:
-            self.hits += 1
-            self.entries.move_to_end(text)
-        return entry
-
-    def put(self, text: str, entry) -> None:
-        size = entry.numel() * entry.element_size()
-        if size > self.max_bytes or text in self.entries:
-            return
-        while self.bytes + size > self.max_bytes:
-            _, old = self.entries.popitem(last=False)
-            self.bytes -= old.numel() * old.element_size()
-        self.entries[text] = entry
-        self.bytes += size
-
-    @property
-    def hit_rate(self) -> float:
-        """Hits over lookups since the cache was made (0 before any lookup)."""
-        return self.hits / self.lookups if self.lookups else 0.0
 
 
 class _Ticker:
@@ -774,7 +470,7 @@ class Trainer:
         # complete or absent; SHA256SUMS lets a resume catch a file truncated or edited later
         with atomic_directory(final, checksums=True) as tmp:
             self._write_checkpoint(tmp)
-        old = sorted(_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
+        old = sorted(list_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
         for p in old:
             shutil.rmtree(p, ignore_errors=True)
         return final
@@ -823,52 +519,6 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
 
 
-def _checkpoints(run_dir: Path) -> list[Path]:
-    root = run_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint directory with the highest step, or None."""
-    ckpts = _checkpoints(Path(run_dir))
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
-
-
-def _prepare_run_dir(config: DistillConfig, run_dir: Path, resume: bool) -> Path | None:
-    """Check the run directory; return the checkpoint to resume from (or None)."""
-    started = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
-    if resume and not started:  # killed before it wrote anything: nothing to resume, start it
-        return None
-    if resume:
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise FileNotFoundError(f"cannot resume: {saved} does not exist")
-        old = DistillConfig.from_yaml(saved).to_dict()
-        new = config.to_dict()
-        old.pop("output_dir"), new.pop("output_dir")
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            raise ValueError(f"cannot resume {run_dir}: the config differs from its config.yaml in {diff}")
-        found = usable_checkpoint(_checkpoints(run_dir))
-        if found.path is None and found.damaged:
-            detail = "; ".join(f"{p.name}: {', '.join(probs)}" for p, probs in found.damaged)
-            raise ValueError(
-                f"cannot resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}: {detail}; "
-                "start afresh with another --out (or delete the checkpoints/ folder to restart this one)"
-            )
-        if found.damaged:
-            warnings.warn(found.report(), RuntimeWarning, stacklevel=3)
-        return found.path
-    if started:
-        raise FileExistsError(
-            f"run directory {run_dir} already exists and is not empty: pass --resume to continue it, "
-            "or choose another output directory (--out)"
-        )
-    return None
-
-
 def distill(
     config: DistillConfig | dict | str | os.PathLike,
     *,
@@ -908,7 +558,7 @@ def distill(
     # other processes of an `accelerate launch` share it; RANK is set by the launcher)
     main = os.environ.get("RANK", "0") == "0"
     with RunLock(run_dir) if main else contextlib.nullcontext():
-        ckpt = _prepare_run_dir(config, run_dir, resume)
+        ckpt = prepare_run_dir(config, run_dir, resume)
         threads = torch.get_num_threads()
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
@@ -1053,36 +703,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
-    """Write the final student as a model directory (atomically) that load_encoder and
-    sentence-transformers open."""
-    with atomic_directory(student_dir) as tmp:
-        _write_student(trainer, config, tmp)
-
-
-def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
-    from optical_viz.convert import write_sentence_transformers_files
-
-    model = trainer.acc.unwrap_model(trainer.model)
-    model.save_pretrained(tmp, safe_serialization=True)
-    trainer.student.tokenizer.save_pretrained(tmp)
-    # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
-    # (mean pooling is what the losses trained, whatever the initial model pooled by)
-    write_sentence_transformers_files(
-        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length
-    )
-    info = {
-        "languages": [c.lang for c in trainer.sampler.corpora],
-        "bitext_sources": list(config.bitext_sources),
-        "bitext_files": [f for c in trainer.sampler.corpora for f in c.files],  # user files: sha256, counts
-        "bitext_split": config.bitext_split,
-        "loss": config.loss.name,
-        "steps": trainer.step,
-        "teacher": config.teacher,
-        "student_init": config.student if config.student is not None else config.teacher,
-        "seed": config.seed,
-        "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
-    }
-    (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")

@@ -16,6 +16,10 @@ the figures) goes through these few functions:
 - :func:`write_checksums` / :func:`verify_checksums` keep a ``SHA256SUMS`` file in a
   checkpoint directory (``sha256sum`` format, so ``sha256sum -c SHA256SUMS`` checks it
   too); :func:`usable_checkpoint` picks the newest checkpoint that verifies.
+- :func:`prepare_run_dir` checks a training run directory before a run (a non-empty one
+  is resumed only on request, and only with the same config) and returns the checkpoint to
+  resume from; :func:`list_checkpoints` / :func:`latest_checkpoint` find the
+  ``RUN/checkpoints/step-N`` directories.
 
 >>> with RunLock("runs/demo"):          # doctest: +SKIP
 ...     atomic_write("runs/demo/config.yaml", "steps: 10\\n")
@@ -47,6 +51,9 @@ __all__ = [
     "verify_checksums",
     "CheckpointCheck",
     "usable_checkpoint",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "prepare_run_dir",
 ]
 
 LOCK_NAME = ".lock"  # RUN/.lock: pid, host and start time of the process writing RUN
@@ -382,3 +389,58 @@ def usable_checkpoint(checkpoints: list[Path]) -> CheckpointCheck:
             return CheckpointCheck(path, damaged)
         damaged.append((path, problems))
     return CheckpointCheck(None, damaged)
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The ``RUN/checkpoints/step-N`` directories of a run, in no order."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint directory with the highest step, or None."""
+    ckpts = list_checkpoints(Path(run_dir))
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def prepare_run_dir(config, run_dir: Path, resume: bool) -> Path | None:
+    """Check a training run directory before a run; return the checkpoint to resume from (or None).
+
+    config: the run's configuration (a ``DistillConfig``: ``to_dict()`` and ``from_yaml``);
+    resuming requires it to equal ``RUN/config.yaml`` but for ``output_dir``. Without
+    ``resume``, a non-empty run directory is an error (FileExistsError).
+    """
+    started = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+    if resume and not started:  # killed before it wrote anything: nothing to resume, start it
+        return None
+    if resume:
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"cannot resume: {saved} does not exist")
+        old = type(config).from_yaml(saved).to_dict()
+        new = config.to_dict()
+        old.pop("output_dir"), new.pop("output_dir")
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise ValueError(f"cannot resume {run_dir}: the config differs from its config.yaml in {diff}")
+        found = usable_checkpoint(list_checkpoints(run_dir))
+        if found.path is None and found.damaged:
+            detail = "; ".join(f"{p.name}: {', '.join(probs)}" for p, probs in found.damaged)
+            raise ValueError(
+                f"cannot resume {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}: {detail}; "
+                "start afresh with another --out (or delete the checkpoints/ folder to restart this one)"
+            )
+        if found.damaged:
+            warnings.warn(found.report(), RuntimeWarning, stacklevel=3)
+        return found.path
+    if started:
+        raise FileExistsError(
+            f"run directory {run_dir} already exists and is not empty: pass --resume to continue it, "
+            "or choose another output directory (--out)"
+        )
+    return None
