@@ -3,12 +3,13 @@ finite differences and gradcheck for the gradients."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import ot
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
@@ -202,10 +203,14 @@ def test_divergence_matches_geomloss():
 
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**16), st.sampled_from(["cosine", "sqeuclidean"]))
+@example(3, 1, 320, "cosine")  # converges slowly: 5000 iterations left it at 1.2e-7 (the value is exact only once converged)
 def test_divergence_is_zero_on_itself_and_positive(t, s, seed, metric):
     x, y, mx, my = _batch([t], [s], h=4, seed=seed)
     eps = 0.2 if metric == "cosine" else 2.0
-    same = losses.ot_loss(x, x, mx, mx, objective="divergence", metric=metric, eps=eps, max_iter=5000, tol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        same = losses.ot_loss(x, x, mx, mx, objective="divergence", metric=metric, eps=eps, max_iter=200_000, tol=1e-12)
+    assert bool(same.converged.all())
     assert abs(same.loss.item()) < 1e-9
     other = losses.ot_loss(x, y, mx, my, objective="divergence", metric=metric, eps=eps, max_iter=5000, tol=1e-12)
     assert other.loss.item() >= -1e-9
