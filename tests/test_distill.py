@@ -454,6 +454,7 @@ def test_short_real_run_lowers_loss_and_raises_heldout_cosine(tmp_path, data_roo
     assert not latest_checkpoint(out) is None
 
 
+@pytest.mark.slow  # ~30 s: a run, its snapshot, an interruption and a resume
 def test_snapshots_are_model_directories_written_once(tmp_path, data_root, encoder):
     """snapshots [2]: RUN/student-step-2/ loads with load_encoder and embeds as the step-2
     checkpoint's weights do; a run resumed past step 2 leaves it alone."""
@@ -684,10 +685,9 @@ def _damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize(
     "name,how",
-    [("student.safetensors", "truncate"),  # the other two: the same fall-back path, ~7 s each
-     pytest.param("optimizer.pt", "truncate", marks=pytest.mark.slow),
-     pytest.param("trainer_state.json", "corrupt", marks=pytest.mark.slow)],
+    [("student.safetensors", "truncate"), ("optimizer.pt", "truncate"), ("trainer_state.json", "corrupt")],
 )
+@pytest.mark.slow  # ~30 s with the interrupted run it copies (make test-fast stays under 3 min)
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, data_root, interrupted_run, name, how):
     """Bug 2 (and bug 4's trainer_state.json): a damaged step-4 is reported by file and step-2 used."""
     import shutil
@@ -703,6 +703,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, data_roo
     assert _losses(read_metrics(out)) == _losses(expected)[:4]  # steps 0-3, as uninterrupted
 
 
+@pytest.mark.slow  # shares the interrupted run (~20 s) of the test above
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path, data_root, interrupted_run):
     import shutil
 
