@@ -1,7 +1,6 @@
 """`optical-viz demo` (what `make demo` runs): it says what it produced and cleans its scratch."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import nbformat
 

@@ -66,7 +66,7 @@ def maxsim_scores(
         )
     if not bool(queries.mask.any(1).all()) or not bool(candidates.mask.any(1).all()):
         raise ValueError("every text needs at least one real token (a mask row is all False)")
-    Q, H = queries.embeddings.shape[0], queries.embeddings.shape[-1]
+    Q = queries.embeddings.shape[0]
     D = candidates.embeddings.shape[0]
     q_tok = torch.nn.functional.normalize(queries.embeddings[queries.mask].float(), dim=-1)  # (Nq, H)
     d_tok = torch.nn.functional.normalize(candidates.embeddings[candidates.mask].float(), dim=-1)  # (Nd, H)
