@@ -381,11 +381,9 @@ def winners(p: StageProtocol, table: pd.DataFrame) -> dict[str, Setting]:
         done = ranked(table, listed, "rq1", steps)
         if len(done) == len(listed):
             out["ot-stage1" if method == "ot" else method] = done[0][0]
-    if "ot-stage1" in out:
-        listed = [s for s in stage1 if s.method == "ot"] + dev_settings(p, "rq1-dev2", out)
-        done = ranked(table, listed, "rq1", steps)
-        if len(done) == len(listed):
-            out["ot"] = done[0][0]
+    full = _rq1_ranking(p, table, "ot")
+    if full:
+        out["ot"] = full[0][0]
     for method in ("ot", "contrastive"):
         candidates = rq2_candidates(p, table, method)
         if candidates:
@@ -395,22 +393,24 @@ def winners(p: StageProtocol, table: pd.DataFrame) -> dict[str, Setting]:
     return out
 
 
-def rq2_candidates(p: StageProtocol, table: pd.DataFrame, method: str) -> list[Setting]:
-    """The best ``candidates_per_method`` RQ1-dev settings of ``method`` (empty until its
-    RQ1 tuning is finished)."""
+def _rq1_ranking(p: StageProtocol, table: pd.DataFrame, method: str) -> list[tuple[Setting, float]]:
+    """Every RQ1 dev configuration of ``method`` (OT: its stage-1 variants and the stage-2 runs
+    of their winner), best first; empty until all of them are scored."""
     steps = int(p.doc["tuning"]["steps"])
     listed = [s for s in dev_settings(p, "rq1") if s.method == method]
     if method == "ot":
-        w = {}
-        done1 = ranked(table, listed, "rq1", steps)
-        if len(done1) < len(listed):
+        stage1 = ranked(table, listed, "rq1", steps)
+        if len(stage1) < len(listed):
             return []
-        w["ot-stage1"] = done1[0][0]
-        listed += dev_settings(p, "rq1-dev2", w)
+        listed += dev_settings(p, "rq1-dev2", {"ot-stage1": stage1[0][0]})
     done = ranked(table, listed, "rq1", steps)
-    if len(done) < len(listed):
-        return []
-    return [s for s, _ in done[: int(p.doc["tuning"]["rq2"]["candidates_per_method"])]]
+    return done if len(done) == len(listed) else []
+
+
+def rq2_candidates(p: StageProtocol, table: pd.DataFrame, method: str) -> list[Setting]:
+    """The best ``candidates_per_method`` RQ1-dev settings of ``method`` (empty until its
+    RQ1 tuning is finished)."""
+    return [s for s, _ in _rq1_ranking(p, table, method)[: int(p.doc["tuning"]["rq2"]["candidates_per_method"])]]
 
 
 def _tuning_rows(table: pd.DataFrame) -> list[dict]:
