@@ -324,3 +324,31 @@ def test_a_third_question_reaches_tables_and_figures(tmp_path, data_root, defaul
     for stem in ("rq3_by_language", "rq3_average", "rq1_by_language", "rq1_average", "rq2_scaling_seen"):
         assert {f"{stem}.pdf", f"{stem}.png"} <= names, stem
         assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 5000
+
+
+def test_estimate_counts_the_queries_an_evaluation_encodes_and_heavy_steps(tmp_path):
+    """The printed plan's estimate: a question subset, a FLORES split and an mse term change
+    it (it used to charge every run light steps and every evaluation the whole task)."""
+    from types import SimpleNamespace
+
+    from conftest import tiny_distill_config
+
+    costs = {"seconds_per_step": 1.0, "seconds_per_step_heavy": 3.0, "seconds_per_model": 0.0,
+             "sentences_per_second": 1.0}
+    spec = SimpleNamespace(estimate=costs)
+
+    def seconds(loss="ot", **ev):
+        config = tiny_distill_config(tmp_path, steps=10, loss={"name": loss})
+        spec_ev = ex.EvalSpec(**ev)
+        run = ex.Run("q", "l", "ot", 0, ["yor_Latn", "hau_Latn"], config, [spec_ev])
+        train = ex.estimate_seconds(spec, ex.GridStatus([run], [], []))
+        evaluate = ex.estimate_seconds(spec, ex.GridStatus([], [(run, spec_ev)], []))
+        return train, evaluate
+
+    assert seconds("ot", task="xquad-r")[0] == 10.0 and seconds("ot+mse", task="xquad-r")[0] == 30.0
+    assert seconds(task="xquad-r")[1] == 2 * 1190
+    assert seconds(task="xquad-r", query_ids=[f"q{i}" for i in range(441)])[1] == 2 * 441
+    assert seconds(task="xquad-r", query_ids=["a", "b", "c"], max_queries=2, include_english=True)[1] == 3 * 2
+    assert seconds(task="flores", split="dev")[1] == 2 * 99 and seconds(task="flores")[1] == 2 * 1004
+    spec.estimate = {**costs, "sentences_per_second_flores": 2.0}
+    assert seconds(task="flores", split="test")[1] == 204 and seconds(task="xquad-r")[1] == 2 * 1190

@@ -166,8 +166,10 @@ def _config_entry(entry) -> tuple[str, int | None]:
 class GridSpec:
     """A whole grid (one scale). Load with :meth:`from_yaml`.
 
-    estimate: rough costs for the printed plan: ``seconds_per_step`` (one training step),
-        ``sentences_per_second`` (encoding), ``seconds_per_model`` (loading and saving).
+    estimate: rough costs for the printed plan: ``seconds_per_step`` (one training step;
+        ``seconds_per_step_heavy`` for a loss with an mse term), ``sentences_per_second``
+        (encoding; ``sentences_per_second_<task>`` for one task), ``seconds_per_model``
+        (loading and saving); see :func:`optical_viz.experiments.run.estimate_seconds`.
     prune: delete a run's student weights and checkpoints once all its evaluations are
         written (keeps the quick grid small on disk; the results stay).
     precision: of every model the grid evaluates (``bf16``: ~2.6x faster on CPUs with

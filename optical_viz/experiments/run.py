@@ -99,16 +99,39 @@ def status(runs: list[Run], results_dir: str | os.PathLike) -> GridStatus:
     return GridStatus(to_train, to_eval, done)
 
 
+# queries per language of each evaluation task, for the printed estimate (FLORES: by split)
+_QUERIES_PER_LANGUAGE = {"xquad-r": 1190, "xquad": 1190, "tatoeba": 1000, "alignment": 248}
+_FLORES_SPLIT_SENTENCES = {"all": 1004, "train": 701, "dev": 99, "test": 204, "dev+test": 303}
+
+
+def _queries(run: Run, ev: EvalSpec) -> int:
+    """How many query sentences an evaluation encodes (per language, times languages)."""
+    if ev.task == "flores":
+        per_lang = _FLORES_SPLIT_SENTENCES[ev.split]
+    else:
+        per_lang = len(ev.query_ids) if ev.query_ids is not None else _QUERIES_PER_LANGUAGE.get(ev.task, 1000)
+    if ev.max_queries is not None:
+        per_lang = min(per_lang, ev.max_queries)
+    n_langs = len(run.unseen if ev.langs == "unseen" else run.languages) + bool(ev.include_english)
+    return n_langs * per_lang
+
+
 def estimate_seconds(spec: GridSpec, st: GridStatus, root=None) -> float:
-    """A rough estimate of the remaining time from the grid's ``estimate`` costs."""
+    """A rough estimate of the remaining time from the grid's ``estimate`` costs.
+
+    Keys of ``spec.estimate``: ``seconds_per_step`` (``seconds_per_step_heavy`` for a loss
+    with an mse term), ``seconds_per_model``, ``sentences_per_second`` (encoding;
+    ``sentences_per_second_<task>`` for one task, e.g. ``sentences_per_second_flores``).
+    """
     e = {"seconds_per_step": 1.0, "sentences_per_second": 50.0, "seconds_per_model": 10.0, **spec.estimate}
-    total = sum(r.config.steps * e["seconds_per_step"] + e["seconds_per_model"] for r in st.to_train)
+    total = 0.0
+    for r in st.to_train:
+        heavy = "mse" in r.config.loss.name
+        step = e.get("seconds_per_step_heavy", e["seconds_per_step"]) if heavy else e["seconds_per_step"]
+        total += r.config.steps * step + e["seconds_per_model"]
     for run, ev in st.to_evaluate:
-        per_lang = {"xquad-r": 1190, "xquad": 1190, "flores": 1004}.get(ev.task, 1000)
-        if ev.max_queries is not None:
-            per_lang = min(per_lang, ev.max_queries)
-        n = len(run.unseen if ev.langs == "unseen" else run.languages) * per_lang
-        total += n / e["sentences_per_second"] * (3 if ev.scoring == "maxsim" else 1)
+        rate = e.get(f"sentences_per_second_{ev.task}", e["sentences_per_second"])
+        total += _queries(run, ev) / rate * (3 if ev.scoring == "maxsim" else 1)
     return total
 
 

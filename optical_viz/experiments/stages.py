@@ -517,8 +517,19 @@ def grid_options(p: StageProtocol) -> GridOptions:
         # seed-0 run is a dev run's student
         scale=p.scale, n_bootstrap=int(p.doc["statistics"]["bootstrap"]["n"]),
         prune=False, precision=p.doc["metrics"]["precision"],
-        estimate={"seconds_per_step": float(p.doc.get("budget", {}).get("seconds_per_step", {}).get("light", 1.0))},
+        estimate=_estimate_costs(p.doc.get("budget", {})),
     )
+
+
+def _estimate_costs(budget: dict) -> dict[str, float]:
+    """The protocol's budget numbers as the printed plan's ``estimate`` costs (per process)."""
+    steps, rates = budget.get("seconds_per_step", {}), budget.get("rates_per_s", {})
+    costs = {"seconds_per_step": steps.get("light"), "seconds_per_step_heavy": steps.get("heavy"),
+             "seconds_per_model": budget.get("overhead_per_run_s"),
+             "sentences_per_second_xquad-r": rates.get("xquad_r_dense"),
+             "sentences_per_second_xquad": rates.get("xquad_r_dense"),
+             "sentences_per_second_flores": rates.get("flores")}
+    return {k: float(v) for k, v in costs.items() if v is not None}
 
 
 def shard_runs(runs: list[Run], shard: tuple[int, int]) -> list[Run]:
