@@ -1,4 +1,5 @@
-"""The distillation engine: config, sampler, bad input, a short real run, resume, 2 processes.
+"""The distillation engine: config, bad input, a short real run, resume, 2 processes (the
+sampler, the held-out signal and the teacher cache: test_data_training, test_monitor, test_models).
 
 CPU time is scarce: every run here freezes the embedding table, uses batches of 4-8,
 short max lengths and a handful of steps.
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from optical_viz.distill import BitextSampler, Corpus, DistillConfig, distill, latest_checkpoint, read_metrics
+from optical_viz.distill import DistillConfig, distill, latest_checkpoint, read_metrics
 from conftest import tiny_distill_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,89 +84,6 @@ def test_unknown_keys_and_bad_values_are_named():
         DistillConfig.from_dict({**base, "sampling": "random"})
     cfg = DistillConfig.from_dict({**base, "lr": "1e-4"})  # YAML 1.1 reads 1e-4 as a string
     assert cfg.lr == 1e-4
-
-
-# ----------------------------------------------------------------------------- sampler
-
-
-def _corpora():
-    return [Corpus("aaa_Latn", ["x"], [f"a{i}" for i in range(7)], [f"A{i}" for i in range(7)]),
-            Corpus("bbb_Latn", ["x"], [f"b{i}" for i in range(30)], [f"B{i}" for i in range(30)])]
-
-
-def test_sampler_is_deterministic_resumable_and_covers_epochs():
-    s = BitextSampler(_corpora(), batch_size=6, seed=3, sampling="uniform", temperature=1.0)
-    batches = [s.next_batch() for _ in range(20)]
-    s2 = BitextSampler(_corpora(), batch_size=6, seed=3, sampling="uniform", temperature=1.0)
-    for _ in range(8):
-        s2.next_batch()
-    state = json.loads(json.dumps(s2.state_dict()))
-    s3 = BitextSampler(_corpora(), batch_size=6, seed=3, sampling="uniform", temperature=1.0)
-    s3.load_state_dict(state)
-    assert [s3.next_batch() for _ in range(12)] == batches[8:]
-    # within an epoch a language's examples come without replacement
-    a = [src for b in batches for lang, src, _ in b if lang == "aaa_Latn"]
-    assert len(a) >= 14 and sorted(a[:7]) == sorted(f"a{i}" for i in range(7)) == sorted(a[7:14])
-    assert all(src[1:] == tgt[1:] for b in batches for _, src, tgt in b)  # pairs stay aligned
-
-
-def test_sampler_language_probabilities():
-    uni = BitextSampler(_corpora(), 4, 0, "uniform", 1.0).probs
-    prop = BitextSampler(_corpora(), 4, 0, "proportional", 1.0).probs
-    temp = BitextSampler(_corpora(), 4, 0, "temperature", 5.0).probs
-    np.testing.assert_allclose(uni, [0.5, 0.5])
-    np.testing.assert_allclose(prop, [7 / 37, 30 / 37])
-    ref = np.array([7, 30]) ** 0.2
-    np.testing.assert_allclose(temp, ref / ref.sum())
-    s = BitextSampler(_corpora(), 8, 1, "proportional", 1.0)
-    langs = [l for _ in range(500) for l, _, _ in s.next_batch()]
-    assert abs(langs.count("bbb_Latn") / len(langs) - 30 / 37) < 0.02
-
-
-# ----------------------------------------------------------------------------- held-out signal
-
-
-def test_heldout_scores_of_hand_made_embeddings():
-    import torch
-
-    from optical_viz.distill import heldout_scores
-
-    eye = heldout_scores(torch.eye(4), torch.eye(4))  # each sentence is its translation, orthogonal to the rest
-    assert (eye.cosine, eye.random_cosine, eye.translation_gap, eye.recall_at_1) == (1.0, 0.0, 1.0, 1.0)
-    # a collapsed student (every sentence the same vector): pairs no closer than non-pairs;
-    # all ties, which go to the lowest index: only sentence 0 is found
-    teacher = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
-    same = heldout_scores(teacher[:1].expand(5, 8), teacher[:1].expand(5, 8))
-    assert same.translation_gap == pytest.approx(0.0, abs=1e-6) and same.recall_at_1 == pytest.approx(1 / 5)
-    # noisy translations in 3 dimensions against a brute-force reference (loops over the n x n cosines)
-    g = torch.Generator().manual_seed(0)
-    teacher = torch.nn.functional.normalize(torch.randn(6, 3, generator=g), dim=-1)
-    s = torch.nn.functional.normalize(teacher + torch.randn(6, 3, generator=g), dim=-1)
-    sim = [[float(s[i] @ teacher[j]) for j in range(6)] for i in range(6)]
-    pos = sum(sim[i][i] for i in range(6)) / 6
-    neg = sum(sim[i][j] for i in range(6) for j in range(6) if i != j) / 30
-    hits = sum(max(range(6), key=lambda j: sim[i][j]) == i for i in range(6)) / 6
-    got = heldout_scores(s, teacher)
-    assert got.cosine == pytest.approx(pos, rel=1e-5) and got.random_cosine == pytest.approx(neg, rel=1e-5)
-    assert got.translation_gap == pytest.approx(pos - neg, rel=1e-5) and got.recall_at_1 == hits
-    assert 0 < hits < 1  # the case is not trivial
-    with pytest.raises(ValueError, match=r"\(n, H\) with n >= 2, got \(6, 3\) and \(4, 3\)"):
-        heldout_scores(s, teacher[:4])
-    with pytest.raises(ValueError, match=r"n >= 2, got \(1, 3\)"):
-        heldout_scores(s[:1], teacher[:1])
-
-
-def test_heldout_scores_of_the_default_model(data_root, encoder):
-    """Before training (student = teacher = the default model) Yoruba FLORES dev sentences are
-    closer to their translations than to other sentences, and mostly find them."""
-    from optical_viz import data
-    from optical_viz.distill import heldout_scores
-
-    yo = data.load_flores("yor_Latn", split="dev", root=data_root).texts[:24]
-    en = data.load_flores("eng_Latn", split="dev", root=data_root).texts[:24]
-    got = heldout_scores(encoder.embed_sentences(yo), encoder.embed_sentences(en))
-    assert 0.02 < got.translation_gap < got.cosine and 0 < got.random_cosine  # e5's cosines are all high
-    assert 0.5 < got.recall_at_1 <= 1
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -289,77 +207,6 @@ def test_mse_recomputes_activations_unless_told_otherwise(tmp_path, data_root):
         flags.append(model.is_activation_checkpointing if new else model.is_gradient_checkpointing)
         trainer.train_step()  # trains with the layers wrapped (non-reentrant, frozen embeddings)
     assert flags == [True, False, True]
-
-
-def test_teacher_cache_keeps_the_recent_entries_within_its_bound():
-    import torch
-
-    from optical_viz.distill import TeacherCache
-
-    entry = lambda n: torch.zeros(n, 1, 4)  # (L, K, H) float32: 16 bytes per token
-    cache = TeacherCache(max_bytes=100)
-    cache.check((20, (-1,), "fp32"))
-    cache.put("a", entry(2))
-    cache.put("b", entry(3))  # 80 bytes in all
-    assert cache.get("a") is not None  # "a" is now the most recent
-    cache.put("c", entry(1))  # 96 bytes: fits
-    cache.put("d", entry(2))  # over the bound: the least recent ("b") goes
-    assert list(cache.entries) == ["a", "c", "d"] and cache.bytes == 80
-    cache.put("huge", entry(7))  # larger than the whole bound: not kept, nothing evicted
-    assert "huge" not in cache.entries and cache.bytes == 80
-    assert cache.get("b") is None and (cache.hits, cache.lookups) == (1, 2) and cache.hit_rate == 0.5
-    cache.check((20, (-1,), "fp32"))  # same tokenization and layers: kept
-    assert len(cache.entries) == 3
-    cache.check((32, (-1,), "fp32"))  # another max_length: other token sequences
-    assert not cache.entries and cache.bytes == 0
-    with pytest.raises(ValueError, match="max_bytes must be >= 0, got -1"):
-        TeacherCache(-1)
-
-
-@pytest.mark.parametrize("loss", ["ot", "contrastive", "mse"])
-def test_teacher_cache_gives_the_loss_and_gradients_of_a_forward(tmp_path, data_root, teacher_cache_models, loss):
-    """A batch with an English sentence twice (two languages, FLORES is multi-parallel): the loss
-    and every gradient with the cache (first pass: all misses; second: all hits) equal those
-    of the teacher's forward of the padded batch."""
-    from accelerate import Accelerator
-
-    from optical_viz.distill import Trainer
-
-    cfg, corpora, models = teacher_cache_models
-    yo, de = corpora
-    k = de.tgt.index(yo.tgt[0])  # the German pair with the English of Yoruba pair 0
-    pairs = [(yo.lang, yo.src[i], yo.tgt[i]) for i in range(3)] + [(de.lang, de.src[k], de.tgt[k])]
-    acc = Accelerator(cpu=True)
-
-    def step(trainer):
-        loss = trainer.compute_loss(pairs)
-        total, terms = loss.total, loss.terms
-        total.backward()
-        grads = {n: p.grad.clone() for n, p in models.student.model.named_parameters() if p.grad is not None}
-        models.student.model.zero_grad(set_to_none=True)
-        return total.item(), {t: v.item() for t, v in terms.items()}, grads
-
-    plain = step(Trainer(cfg.replace(loss=loss, teacher_cache_mb=0), tmp_path, corpora, models, acc))
-    cached = Trainer(cfg.replace(loss=loss), tmp_path, corpora, models, acc)
-    for hit in (0.0, 1.0):
-        got = step(cached)
-        assert cached.last_cache_hit == hit
-        assert got[0] == pytest.approx(plain[0], rel=1e-5) and got[1] == pytest.approx(plain[1], rel=1e-5)
-        assert got[2].keys() == plain[2].keys() and len(got[2]) > 0
-        for name, g in got[2].items():
-            scale = float(plain[2][name].abs().max())
-            np.testing.assert_allclose(g.numpy(), plain[2][name].numpy(), rtol=1e-5, atol=1e-5 * scale, err_msg=name)
-    assert len(cached.teacher_cache.entries) == 3  # one entry per distinct English sentence
-
-
-@pytest.fixture(scope="module")
-def teacher_cache_models(data_root, default_model_dir):
-    from accelerate import Accelerator
-
-    from optical_viz.distill import _load_models, load_training_data
-
-    cfg = _tiny("/nonexistent", languages=["yor_Latn", "deu_Latn"], dropout=0.0)  # no dropout: forwards repeat exactly
-    return cfg, load_training_data(cfg, root=data_root), _load_models(cfg, Accelerator(cpu=True).device)
 
 
 @pytest.mark.slow  # ~30 s (make test-fast leaves it out)
