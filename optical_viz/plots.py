@@ -58,6 +58,7 @@ __all__ = [
     "plot_scaling",
     "plot_metric_comparison",
     "plot_contrasts",
+    "plot_estimates",
     "plot_eps_sweep",
     "plot_token_flow",
 ]
@@ -1120,6 +1121,49 @@ def plot_contrasts(
     ax.set_yticks(y)
     ax.set_yticklabels([f"{r['a']} \u2212 {r['b']}" for _, r in contrasts.iterrows()])
     ax.set_xlabel(f"difference ({unit})")
+    ax.grid(True, axis="x")
+    ax.set_axisbelow(True)
+    if title:
+        ax.set_title(title, loc="left")
+    return ax
+
+
+def plot_estimates(
+    estimates: pd.DataFrame,
+    *,
+    ax: Axes | None = None,
+    colors: Mapping[str, str] | None = None,
+    reference: str | None = None,
+    title: str | None = None,
+    unit: str = "R@1 (%)",
+) -> Axes:
+    """One row per arm: its estimate (dot) and interval (line), top to bottom in frame order.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        Columns ``arm``, ``estimate``, ``lo``, ``hi`` (a row of
+        ``optical_viz.experiments.protocol_report``'s ``rq1_summary`` per arm).
+    colors : arm -> colour (default: the palette in order).
+    reference : an arm drawn as a dashed vertical line at its estimate too (e.g. zero-shot),
+        so every other arm reads as above or below it.
+    """
+    need = {"arm", "estimate", "lo", "hi"}
+    if not need <= set(estimates.columns):
+        raise ValueError(f"estimates need columns {sorted(need)}, got {sorted(estimates.columns)}")
+    if estimates.empty:
+        raise ValueError("no estimates to plot")
+    ax = _new_ax(ax, (COLUMN_WIDTH, 0.3 * len(estimates) + 0.7))
+    y = np.arange(len(estimates))[::-1]
+    for k, (yi, (_, r)) in enumerate(zip(y, estimates.iterrows())):
+        color = (colors or {}).get(r["arm"], PALETTE[k % len(PALETTE)])
+        ax.plot([r["lo"], r["hi"]], [yi, yi], color=color, linewidth=1.4)
+        ax.plot(r["estimate"], yi, "o", color=color)
+        if r["arm"] == reference:
+            ax.axvline(r["estimate"], color=color, linestyle="--", linewidth=0.8, zorder=0)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(a) for a in estimates["arm"]])
+    ax.set_xlabel(unit)
     ax.grid(True, axis="x")
     ax.set_axisbelow(True)
     if title:

@@ -459,6 +459,35 @@ def test_plot_metric_comparison_one_panel_per_metric():
     np.testing.assert_allclose([b.get_height() for b in axes[1].patches], [-2.0, -2.5])
 
 
+def test_plot_contrasts_and_estimates_draw_each_row_with_its_interval():
+    contrasts = pd.DataFrame({"a": ["ot", "ot"], "b": ["contrastive", "mse"], "estimate": [-2.0, 0.1],
+                              "lo": [-3.0, -0.5], "hi": [-1.0, 0.6], "p_holm": [0.001, 0.8],
+                              "equivalent": [False, True]})
+    ax = plots.plot_contrasts(contrasts, margin=1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ot \u2212 contrastive", "ot \u2212 mse"]
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [float(d.get_xdata()[0]) for d in dots] == [-2.0, 0.1]
+    assert dots[0].get_markerfacecolor() != "white" and dots[1].get_markerfacecolor() == "white"  # Holm rejects only the first
+    assert [t.get_text() for t in ax.texts] == ["\u2261"]  # only the equivalent one
+    plt.close(ax.figure)
+
+    est = pd.DataFrame({"arm": ["zero-shot", "ot_best", "missing"], "estimate": [60.0, 58.0, np.nan],
+                        "lo": [59.0, 56.5, np.nan], "hi": [61.0, 59.5, np.nan]})
+    ax = plots.plot_estimates(est, colors={"ot_best": "#D55E00"}, reference="zero-shot")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["zero-shot", "ot_best", "missing"]  # top to bottom
+    intervals = [tuple(line.get_xdata()) for line in ax.lines if line.get_marker() in ("None", "", None)
+                 and line.get_linestyle() == "-"]
+    assert intervals[:2] == [(59.0, 61.0), (56.5, 59.5)]
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and tuple(dashed[0].get_xdata()) == (60.0, 60.0)  # the reference arm
+    assert [line.get_color() for line in ax.lines if line.get_marker() == "o"][1] == "#D55E00"
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="need columns"):
+        plots.plot_estimates(est.drop(columns="lo"))
+    with pytest.raises(ValueError, match="no estimates"):
+        plots.plot_estimates(est.iloc[:0])
+
+
 def test_plot_eps_sweep_lines_marks_and_errors():
     sweep = pd.DataFrame({"eps": [0.1, 0.01, 1.0], "plan_entropy": [0.9, 0.6, 0.99],
                           "cost_ratio": [0.8, 0.5, 0.98]})  # unsorted on purpose

@@ -54,7 +54,7 @@ def test_rq1_arms_and_contrasts_from_result_files(tmp_path, quick):
 
     written = R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
     names = {p.name for p in written}
-    assert {"rq1_summary.csv", "rq1_contrasts.csv", "rq1_contrasts.png", "rq1_contrasts.pdf"} <= names
+    assert {"rq1_summary.csv", "rq1_contrasts.csv", "rq1_contrasts.png", "rq1_contrasts.pdf", "rq1_arms.png"} <= names
     assert pd.read_csv(tmp_path / "rq1_contrasts.csv")["p_holm"].between(0, 1).all()
 
 

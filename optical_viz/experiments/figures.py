@@ -185,7 +185,7 @@ def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -
     """The protocol report's figures from :func:`~optical_viz.experiments.protocol_report`'s frames:
     ``rq1_contrasts`` (forest plot of the Holm family, the +-1 point equivalence band) and
     ``rq2_delta`` (Recall@1 minus zero-shot against the number of training languages, one panel
-    per group: trained, shared 5, unseen)."""
+    per group: trained, shared 5, unseen) and ``rq1_arms`` (every arm on every RQ1 metric)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
@@ -197,6 +197,9 @@ def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -
     tag = "" if scale == "full" else f" [{scale} scale]"
     written: list[Path] = []
     with plots.publication_style():
+        s = frames.get("rq1_summary")
+        if s is not None and not s.empty:
+            written += _rq1_arms(s, figures_dir, tag)
         for q in ("rq1", "rq2"):
             c = frames.get(f"{q}_contrasts")
             if c is None or c.empty:
@@ -221,4 +224,42 @@ def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -
             fig.suptitle(f"RQ2: FLORES test, both directions{tag}", x=0.01, ha="left")
             written += plots.save_figure(fig, figures_dir / "rq2_delta", formats=("pdf", "png"))
             plt.close(fig)
+    return written
+
+
+# rq1_summary's metric -> panel title (the primary first; AER: lower is better)
+RQ1_PANELS = {
+    "recall@1": "XQuAD-R L\u2192en R@1 \u2191",
+    "mrr@10": "XQuAD-R MRR@10 \u2191",
+    "xquad_paragraphs_recall@1": "XQuAD paragraphs R@1 \u2191",
+    "maxsim_recall@1": "XQuAD-R MaxSim R@1 \u2191",
+    "english_control_recall@1": "English control R@1 \u2191",
+    "aer_roen_similarity": "roen AER, similarity \u2193",
+    "aer_roen_sinkhorn": "roen AER, Sinkhorn \u2193",
+}
+
+
+def _rq1_arms(summary, figures_dir: Path, tag: str) -> list[Path]:
+    """``rq1_arms``: one panel per metric of ``rq1_summary``, every arm with its interval and
+    zero-shot as a dashed line (AER intervals: the lowest and highest seed)."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    metrics = [m for m in RQ1_PANELS if (summary["metric"] == m).any()]
+    ncols = min(4, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    arms = list(dict.fromkeys(summary["arm"]))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(plots.TEXT_WIDTH, (0.22 * len(arms) + 0.8) * nrows),
+                             squeeze=False, sharey=True)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(metrics):
+            ax.set_visible(False)
+            continue
+        d = summary[summary["metric"] == metrics[k]].set_index("arm").reindex(arms)  # every arm on every row
+        plots.plot_estimates(d.reset_index(), ax=ax, colors=METHOD_COLORS, reference="zero-shot",
+                             title=RQ1_PANELS[metrics[k]], unit="%")
+    fig.suptitle(f"RQ1: every arm on the test split (95% intervals){tag}", x=0.01, ha="left")
+    written = plots.save_figure(fig, figures_dir / "rq1_arms", formats=("pdf", "png"))
+    plt.close(fig)
     return written
