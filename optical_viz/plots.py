@@ -848,11 +848,15 @@ def plot_eval_curves(
     """Evaluation metrics of metrics.jsonl against the step, with markers.
 
     ``keys`` are names inside ``eval`` (``"recall@1"``) or full columns
-    (``"eval/recall@1"``, ``"heldout_cosine"``); default: ``heldout_cosine`` and
-    every ``eval/`` column. Steps without evaluation are skipped.
+    (``"eval/recall@1"``, ``"translation_gap"``); default: the held-out signal the trainer
+    logs (``heldout_cosine``, ``translation_gap``, ``dev_recall@1``:
+    :data:`optical_viz.monitor.HELDOUT_KEYS`) and every ``eval/`` column. Steps without
+    evaluation are skipped.
     """
+    from optical_viz.monitor import HELDOUT_KEYS
+
     df = read_metrics(metrics)
-    cols = [c for c in df.columns if c.startswith("eval/") or c == "heldout_cosine"]
+    cols = [c for c in HELDOUT_KEYS if c in df] + [c for c in df.columns if c.startswith("eval/")]
     if keys is not None:
         cols = [k if k in df else f"eval/{k}" for k in keys]
         missing = [c for c in cols if c not in df]

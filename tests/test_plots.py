@@ -311,6 +311,7 @@ def metrics_file(tmp_path):
         if step % 20 == 0:  # as distill logs it: the rows of retrieval.evaluate
             rec["heldout_cosine"] = 0.5 + step / 100
             rec["heldout_cosine_by_lang"] = {"yor_Latn": 0.5 + step / 100}
+            rec["translation_gap"], rec["dev_recall@1"] = 0.1 + step / 1000, 0.8 + step / 500
             rec["eval"] = [
                 {"lang": "yor_Latn", "direction": "xx->en", "n": 99, "recall@1": step / 100 - 0.01,
                  "recall@1_ci": [0.0, 1.0], "mrr@10": step / 80},
@@ -368,7 +369,9 @@ def test_plot_eval_curves_skips_steps_without_evaluation(metrics_file):
     np.testing.assert_allclose(line.get_ydata(), [0.0, 0.2, 0.4])
     assert line.get_label() == "recall@1"
     ax = plots.plot_eval_curves(metrics_file)
-    assert [line.get_label() for line in ax.lines] == ["heldout_cosine", "recall@1", "mrr@10"]
+    # the monitor's held-out signal (a rising cosine alone can be a collapsing space), then eval/
+    assert [line.get_label() for line in ax.lines] == ["heldout_cosine", "translation_gap", "dev_recall@1",
+                                                       "recall@1", "mrr@10"]
 
 
 # --------------------------------------------------------------------------- results
