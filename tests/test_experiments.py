@@ -352,3 +352,21 @@ def test_estimate_counts_the_queries_an_evaluation_encodes_and_heavy_steps(tmp_p
     assert seconds(task="flores", split="dev")[1] == 2 * 99 and seconds(task="flores")[1] == 2 * 1004
     spec.estimate = {**costs, "sentences_per_second_flores": 2.0}
     assert seconds(task="flores", split="test")[1] == 204 and seconds(task="xquad-r")[1] == 2 * 1190
+
+
+def test_a_finished_runs_training_log_is_kept_with_its_results(tmp_path):
+    from conftest import tiny_distill_config
+
+    run_dir = tmp_path / "runs" / "rq1-xquad-ot-s0"
+    run = ex.Run("rq1", "xquad", "ot", 0, ["yor_Latn"], tiny_distill_config(run_dir), [])
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    assert ex.keep_training_log(run, tmp_path / "results") is None  # not finished: no student yet
+    (run_dir / "student").mkdir()
+    (run_dir / "student" / "config.json").write_text("{}")
+    kept = ex.keep_training_log(run, tmp_path / "results")
+    assert kept == tmp_path / "results" / "rq1" / "training" / "rq1-xquad-ot-s0.metrics.jsonl"
+    import shutil
+
+    shutil.rmtree(run_dir)  # the run directory goes (pruned, or another machine): the log stays
+    assert kept.read_text() == '{"step": 1, "loss": 0.5}\n'

@@ -91,3 +91,24 @@ def test_rq2_delta_pools_directions_and_finds_the_interaction(tmp_path, quick):
     assert fam["a"].str.startswith("DiD").sum() == 1
     written = R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
     assert {"rq2_delta.png", "rq2_summary.csv", "rq2_interaction.csv"} <= {p.name for p in written}
+
+
+def test_training_signal_summarises_the_kept_training_logs(tmp_path):
+    logs = tmp_path / "rq1" / "training"
+    logs.mkdir(parents=True)
+    held = lambda cos, gap, r1: {"heldout_cosine": cos, "translation_gap": gap, "dev_recall@1": r1}
+    recs = [{"step": 0, **held(0.9, 0.15, 0.8)}]
+    recs += [{"step": k, "loss": 1.0 / k, "ot_converged": 1.0 if k > 2 else 0.5, "ot_plan_entropy": 0.1 * k}
+             for k in range(1, 5)]
+    recs += [{"step": 4, **held(0.95, 0.05, 0.6)}]
+    (logs / "rq1-xquad-ot-published-s0.metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (logs / "rq1-xquad-mse-s0.metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    t = R.training_signal(tmp_path, "rq1", window=2).set_index("run")
+    ot = t.loc["rq1-xquad-ot-published-s0"]
+    assert ot["steps"] == 4 and (ot["heldout_cosine@start"], ot["heldout_cosine@end"]) == (0.9, 0.95)
+    assert (ot["translation_gap@start"], ot["translation_gap@end"]) == (0.15, 0.05)  # cosine up, gap down
+    assert ot["loss@first"] == pytest.approx(0.75) and ot["loss@last"] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert (ot["ot_converged@first"], ot["ot_converged@last"]) == (0.5, 1.0)
+    assert ot["ot_plan_entropy@last"] == pytest.approx(0.35)
+    assert np.isnan(t.loc["rq1-xquad-mse-s0", "ot_converged@first"])  # not an OT run
+    assert R.training_signal(tmp_path, "rq2").empty

@@ -3,6 +3,7 @@ rule and sharding, on the committed protocols; `reproduce --scale quick` end to 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,6 +127,11 @@ def test_reproduce_quick_runs_every_stage(tmp_path, capsys, data_root, default_m
     rq2 = {json.loads(p.read_text())["method"] for p in (results / "rq2").glob("*.json")}
     assert rq2 == {"zero-shot", "contrastive_best", "ot_best", "ot_published"}
     assert (results / "summary.csv").is_file()
+    # every trained test model's training log is kept with the results and summarised
+    logs = {p.name.removesuffix(".metrics.jsonl") for p in (results / "rq1" / "training").glob("*.metrics.jsonl")}
+    assert logs == {Path(d["student"]).parent.name for d in docs if d["method"] != "zero-shot"}
+    training = pd.read_csv(results / "rq1_training.csv")
+    assert set(training["run"]) == logs and training["translation_gap@end"].notna().all()
     # a second invocation trains and scores nothing
     assert main(args) == 0
     assert "to do: 0 trainings, 0 evaluations" in capsys.readouterr().out

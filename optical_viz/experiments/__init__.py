@@ -62,9 +62,11 @@ from optical_viz.experiments.run import (
     code_version,
     estimate_seconds,
     format_plan,
+    keep_training_log,
     reproduce,
     run_grid,
     status,
+    training_log_path,
 )
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "EvalSpec", "QuestionSpec", "GridSpec", "Run", "build_grid", "default_grid_path",
     "Evaluation", "evaluate_model", "eval_langs",
     "code_version", "GridStatus", "status", "estimate_seconds", "format_plan", "run_grid",
+    "keep_training_log", "training_log_path",
     "collect", "aggregate", "paired_tests", "question_table", "findings", "make_figures",
     "reproduce", "ReproduceResult",
 ]

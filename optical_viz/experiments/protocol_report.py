@@ -11,7 +11,10 @@ queries; values in R@1 points)::
     rq2_summary.csv       size x arm x group (trained, shared_5, unseen): R@1 and the delta to zero-shot
     rq2_contrasts.csv     the RQ2 contrasts pooled over sizes, plus DiD(largest - reference) on shared_5
     rq2_interaction.csv   method x size: difference in differences per size and group
-    figures: rq1_contrasts, rq2_delta (delta to zero-shot per size: trained / shared-5 / unseen)
+    rq1_training.csv      per trained test model (run directory): the held-out signal (cosine,
+    rq2_training.csv      translation gap, dev R@1) before and after training, the last steps'
+                          loss, and the OT problems' convergence and plan entropy
+    figures: rq1_arms, rq1_contrasts, rq2_delta (delta to zero-shot per size: trained / shared-5 / unseen)
 
 RQ2 scores a language by both directions (L->eng and eng->L queries pooled: equal numbers).
 A contrast pooled over sizes treats each (size, language) as one language unit.
@@ -197,11 +200,38 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
     return {"rq2_summary": summary, "rq2_contrasts": contrasts, "rq2_interaction": pd.DataFrame(irows)}
 
 
+def training_signal(results_dir, question: str, window: int = 10) -> pd.DataFrame:
+    """One row per kept training log (``<results>/<question>/training/*.metrics.jsonl``, see
+    :func:`optical_viz.experiments.run.keep_training_log`): ``run`` (the run directory),
+    ``steps``, for each held-out key (:data:`optical_viz.monitor.HELDOUT_KEYS`) its value at
+    the first and the last logged step (``<key>@start``, ``<key>@end``), and the mean over
+    the first and the last ``window`` steps of ``loss``, ``ot_converged`` and
+    ``ot_plan_entropy`` where logged (``<key>@first``, ``<key>@last``). Empty without logs."""
+    from optical_viz.monitor import HELDOUT_KEYS
+    from optical_viz.rundir import read_metrics
+
+    rows = []
+    for path in sorted((Path(results_dir) / question / "training").glob("*.metrics.jsonl")):
+        recs = read_metrics(path)
+        row = {"run": path.name.removesuffix(".metrics.jsonl"), "steps": max((r["step"] for r in recs), default=0)}
+        for key in HELDOUT_KEYS:
+            logged = [r[key] for r in recs if key in r]
+            if logged:
+                row |= {f"{key}@start": logged[0], f"{key}@end": logged[-1]}
+        for key in ("loss", "ot_converged", "ot_plan_entropy"):
+            per_step = [r[key] for r in recs if key in r and r.get("step", 0) > 0]
+            if per_step:
+                row |= {f"{key}@first": float(np.mean(per_step[:window])), f"{key}@last": float(np.mean(per_step[-window:]))}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_protocol_reports(p, results_dir: str | os.PathLike, figures_dir: str | os.PathLike) -> list[Path]:
     """Every frame as ``<results>/<name>.csv`` (non-empty ones) and the figures; the paths written."""
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     written = []
-    frames = {**rq1_report(p, results_dir), **rq2_report(p, results_dir)}
+    frames = {**rq1_report(p, results_dir), **rq2_report(p, results_dir),
+              **{f"{q}_training": training_signal(results_dir, q) for q in ("rq1", "rq2")}}
     for name, frame in frames.items():
         if not frame.empty:
             path = results_dir / f"{name}.csv"

@@ -265,6 +265,7 @@ def run_grid(
                 atomic_write(out, json.dumps(doc, indent=1, default=_json_default) + "\n")
                 log(f"  {run.run_id} {ev.name}: {headline} ({eval_s:.0f} s)")
             if run.trained:  # snapshots are only for this run's evaluations; prune drops the rest
+                keep_training_log(run, results_dir)
                 drop = [*Path(run.config.output_dir).glob("student-step-*")]
                 drop += [Path(run.config.output_dir) / sub for sub in ("student", "checkpoints")] if spec.prune else []
                 for path in drop:
@@ -277,6 +278,27 @@ def run_grid(
         records.append(rec)
     bar.close()
     return records
+
+
+def training_log_path(run: Run, results_dir: str | os.PathLike) -> Path:
+    """Where a trained run's ``metrics.jsonl`` is kept with the results:
+    ``<results>/<question>/training/<run directory name>.metrics.jsonl`` (runs that share a
+    training directory share it)."""
+    return Path(results_dir) / run.question / "training" / f"{Path(run.config.output_dir).name}.metrics.jsonl"
+
+
+def keep_training_log(run: Run, results_dir: str | os.PathLike) -> Path | None:
+    """Copy a finished run's training log (loss terms, held-out signal, OT convergence per
+    step) next to its results, so that it outlives the run directory; None when there is
+    no finished run to copy from."""
+    src = Path(run.config.output_dir) / "metrics.jsonl"
+    if not ((Path(run.config.output_dir) / "student" / "config.json").is_file() and src.is_file()):
+        return None
+    out = training_log_path(run, results_dir)
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, src.read_bytes())
+    return out
 
 
 def _student_dir(run: Run, ev: EvalSpec) -> Path:
