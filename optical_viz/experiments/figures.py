@@ -212,7 +212,7 @@ def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -
             d = s.dropna(subset=["delta_zero_shot"]).rename(columns={
                 "arm": "method", "size": "n_languages", "delta_lo": "ci_lo", "delta_hi": "ci_hi"})
             groups = [g for g in ("trained", "shared_5", "unseen") if (d["group"] == g).any()]
-            names = {"trained": "trained languages", "shared_5": "shared languages (in every size)", "unseen": "unseen languages"}
+            names = {"trained": "trained languages", "shared_5": "shared (every size)", "unseen": "unseen languages"}
             fig, axes = plt.subplots(1, len(groups), figsize=(plots.TEXT_WIDTH, 2.4), squeeze=False, sharey=True)
             for k, (ax, g) in enumerate(zip(axes[0], groups)):
                 plots.plot_scaling(d[d["group"] == g], "delta_zero_shot", ax=ax, colors=METHOD_COLORS)
