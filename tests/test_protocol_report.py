@@ -10,6 +10,7 @@ import pytest
 
 from optical_viz.experiments import protocol_report as R
 from optical_viz.experiments import stages as S
+from optical_viz.experiments.figures import protocol_figures
 
 
 def _write(dir_, question, run_id, method, seed, label, langset, per_lang: dict[tuple[str, str], np.ndarray]):
@@ -112,3 +113,29 @@ def test_training_signal_summarises_the_kept_training_logs(tmp_path):
     assert ot["ot_plan_entropy@last"] == pytest.approx(0.35)
     assert np.isnan(t.loc["rq1-xquad-mse-s0", "ot_converged@first"])  # not an OT run
     assert R.training_signal(tmp_path, "rq2").empty
+
+
+def test_load_protocol_reports_reads_back_what_was_written(tmp_path, quick):
+    """The frames read back equal the report's (to the CSV's 4 decimals) and redraw its figures;
+    a report whose stage has not run is an empty frame."""
+    rng = np.random.default_rng(2)
+    langs = ["arb_Arab", "deu_Latn"]
+    for arm, r in {"ot_best": 0.6, "contrastive_best": 0.5, "zero-shot": 0.4}.items():
+        per = {(l, "xx->en"): (rng.random(100) < r).astype(np.float32) for l in langs}
+        _write(tmp_path, "rq1", f"rq1-xquad-{arm}-s0", arm, 0, "xquad-r.test", "xquad", per)
+    pd.DataFrame({"question": ["rq1"], "method": ["ot"], "dev_r1@2": [61.25]}).to_csv(tmp_path / "tuning.csv", index=False)
+    R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
+
+    got = R.load_protocol_reports(tmp_path)
+    want = R.rq1_report(quick, tmp_path)
+    pd.testing.assert_frame_equal(got.rq1_contrasts, want["rq1_contrasts"], check_exact=False, atol=1e-4)
+    numbers = ["estimate", "lo", "hi", "seeds", "configs_tried"]  # (an empty "setting" reads back as NaN)
+    pd.testing.assert_frame_equal(got.rq1_summary[["arm", "metric", *numbers]],
+                                  want["rq1_summary"][["arm", "metric", *numbers]], check_exact=False, atol=1e-4)
+    assert got.tuning["dev_r1@2"].tolist() == [61.25]
+    assert got.rq2_summary.empty and got.rq2_contrasts.empty and got.rq2_interaction.empty and got.rq1_training.empty
+    assert list(got.frames) == list(R.REPORTS) and got.frames["rq1_contrasts"] is got.rq1_contrasts
+    redrawn = {p.name for p in protocol_figures(got.frames, tmp_path / "again", "quick")}
+    assert redrawn == {f"{name}.{ext}" for name in ("rq1_arms", "rq1_contrasts") for ext in ("pdf", "png")}
+    with pytest.raises(FileNotFoundError, match="no results directory"):
+        R.load_protocol_reports(tmp_path / "missing")

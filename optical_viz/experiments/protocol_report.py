@@ -14,13 +14,17 @@ queries; values in R@1 points)::
     rq1_training.csv      per trained test model (run directory): the held-out signal (cosine,
     rq2_training.csv      translation gap, dev R@1) before and after training, the last steps'
                           loss, and the OT problems' convergence and plan entropy
-    figures: rq1_arms, rq1_contrasts, rq2_delta (delta to zero-shot per size: trained / shared-5 / unseen)
+    figures: rq1_arms, rq1_contrasts, rq2_contrasts, rq2_delta (delta to zero-shot per size:
+             trained / shared-5 / unseen)
+
+:func:`load_protocol_reports` reads these files (and ``tuning.csv``) back, as a notebook does.
 
 RQ2 scores a language by both directions (L->eng and eng->L queries pooled: equal numbers).
 A contrast pooled over sizes treats each (size, language) as one language unit.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -241,3 +245,50 @@ def write_protocol_reports(p, results_dir: str | os.PathLike, figures_dir: str |
 
     written += protocol_figures(frames, figures_dir, p.scale)
     return written
+
+
+REPORTS = ("tuning", "rq1_summary", "rq1_contrasts", "rq2_summary", "rq2_contrasts", "rq2_interaction",
+           "rq1_training", "rq2_training")
+
+
+@dataclasses.dataclass
+class ProtocolReports:
+    """The report files of one protocol results directory, read back.
+
+    Every frame is the CSV of the same name under ``results_dir`` (``tuning.csv``: one row per
+    dev configuration; the others: as :func:`write_protocol_reports` writes them), or an empty
+    DataFrame when that file is not there yet (its stage has not run).
+    """
+
+    results_dir: Path
+    tuning: pd.DataFrame
+    rq1_summary: pd.DataFrame
+    rq1_contrasts: pd.DataFrame
+    rq2_summary: pd.DataFrame
+    rq2_contrasts: pd.DataFrame
+    rq2_interaction: pd.DataFrame
+    rq1_training: pd.DataFrame
+    rq2_training: pd.DataFrame
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Name -> frame, as :func:`~optical_viz.experiments.figures.protocol_figures` takes them."""
+        return {name: getattr(self, name) for name in REPORTS}
+
+
+def load_protocol_reports(results_dir: str | os.PathLike) -> ProtocolReports:
+    """Read ``tuning.csv`` and the test-stage reports of ``results_dir`` (``results/full``,
+    ``results/quick``).
+
+    >>> r = load_protocol_reports("results/quick")                                   # doctest: +SKIP
+    >>> r.rq1_contrasts[["a", "b", "estimate", "lo", "hi", "p_holm", "equivalent"]]   # doctest: +SKIP
+    >>> protocol_figures(r.frames, "/tmp/figures", "quick")    # the figures, redrawn  # doctest: +SKIP
+
+    Raises FileNotFoundError when ``results_dir`` is not a directory.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"no results directory {results_dir}")
+    frames = {name: pd.read_csv(results_dir / f"{name}.csv") if (results_dir / f"{name}.csv").is_file() else pd.DataFrame()
+              for name in REPORTS}
+    return ProtocolReports(results_dir, **frames)
