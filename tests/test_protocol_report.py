@@ -139,3 +139,16 @@ def test_load_protocol_reports_reads_back_what_was_written(tmp_path, quick):
     assert redrawn == {f"{name}.{ext}" for name in ("rq1_arms", "rq1_contrasts") for ext in ("pdf", "png")}
     with pytest.raises(FileNotFoundError, match="no results directory"):
         R.load_protocol_reports(tmp_path / "missing")
+
+
+def test_each_test_arm_reports_the_setting_it_ran(quick):
+    settings = S.dev_settings(quick, "rq1")
+    ot = next(s for s in settings if s.method == "ot" and s.variant != "published")
+    con = next(s for s in settings if s.method == "contrastive")
+    won = {"ot-published": next(s for s in settings if s.variant == "published"), "ot": ot, "contrastive": con}
+    arms = quick.doc["test"]["rq1"]["arms"]
+    got = {arm: R._arm_setting(spec, won) for arm, spec in arms.items()}
+    assert got["zero-shot"] is None and got["ot_best"] == ot and got["contrastive_best"] == con
+    assert got["ot_published"].variant == "published"
+    assert got["ot_best+contrastive"] == S.combined_setting(ot, con)  # the two winners combined (was empty)
+    assert got["mse"] is None  # its tuning is not finished: no setting yet

@@ -229,13 +229,13 @@ def protocol_figures(frames: dict, figures_dir: str | os.PathLike, scale: str) -
 
 # rq1_summary's metric -> panel title (the primary first; AER: lower is better)
 RQ1_PANELS = {
-    "recall@1": "XQuAD-R L\u2192en R@1 \u2191",
+    "recall@1": "XQuAD-R R@1 \u2191",
     "mrr@10": "XQuAD-R MRR@10 \u2191",
-    "xquad_paragraphs_recall@1": "XQuAD paragraphs R@1 \u2191",
-    "maxsim_recall@1": "XQuAD-R MaxSim R@1 \u2191",
-    "english_control_recall@1": "English control R@1 \u2191",
-    "aer_roen_similarity": "roen AER, similarity \u2193",
-    "aer_roen_sinkhorn": "roen AER, Sinkhorn \u2193",
+    "xquad_paragraphs_recall@1": "XQuAD para. R@1 \u2191",
+    "maxsim_recall@1": "MaxSim R@1 \u2191",
+    "english_control_recall@1": "en\u2192en R@1 \u2191",
+    "aer_roen_similarity": "AER, similarity \u2193",
+    "aer_roen_sinkhorn": "AER, Sinkhorn \u2193",
 }
 
 
@@ -259,7 +259,8 @@ def _rq1_arms(summary, figures_dir: Path, tag: str) -> list[Path]:
         d = summary[summary["metric"] == metrics[k]].set_index("arm").reindex(arms)  # every arm on every row
         plots.plot_estimates(d.reset_index(), ax=ax, colors=METHOD_COLORS, reference="zero-shot",
                              title=RQ1_PANELS[metrics[k]], unit="%")
-    fig.suptitle(f"RQ1: every arm on the test split (95% intervals){tag}", x=0.01, ha="left")
+    fig.suptitle(f"RQ1: every arm on the test split (XQuAD-R, XQuAD: L\u2192en; AER: roen words; 95% intervals){tag}",
+                 x=0.01, ha="left")
     written = plots.save_figure(fig, figures_dir / "rq1_arms", formats=("pdf", "png"))
     plt.close(fig)
     return written

@@ -105,8 +105,7 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
             primary = arms
         for arm in [a for a in arms_spec if a in arms]:
             spec = arms_spec[arm]
-            setting = won.get(spec["method"]) if spec.get("setting") == "best" else (
-                won["ot-published"] if spec.get("setting") == "published" else None)
+            setting = _arm_setting(spec, won)
             rows.append({"arm": arm, "metric": name, **_est_row(arms[arm], n, seed),
                          "configs_tried": configs.get(spec["method"], 0),
                          "setting": setting.run_key if setting is not None else ""})
@@ -120,6 +119,17 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
                                           margin=float(p.doc["statistics"]["equivalence"]["margin"]),
                                           alpha=float(p.doc["statistics"]["alpha"]))
     return {"rq1_summary": summary, "rq1_contrasts": contrasts}
+
+
+def _arm_setting(spec: dict, won: dict):
+    """The Setting a test arm ran (None for zero-shot, or while its tuning is unfinished)."""
+    from optical_viz.experiments.stages import combined_setting
+
+    if spec["method"] == "ot+contrastive":  # not tuned: the two winners combined
+        return combined_setting(won["ot"], won["contrastive"]) if {"ot", "contrastive"} <= set(won) else None
+    if spec.get("setting") == "published":
+        return won["ot-published"]
+    return won.get(spec["method"]) if spec.get("setting") == "best" else None
 
 
 def _aer_rows(results_dir: Path, arms_spec) -> list[dict]:

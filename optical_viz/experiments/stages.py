@@ -606,8 +606,8 @@ def reproduce_protocol(p: StageProtocol, *, runs_dir, results_dir, figures_dir, 
     if not dry_run and p.limits.get("prune") and stopped is None and stages[-1] == STAGES[-1] and not failed:
         import shutil
 
-        for student in Path(runs_dir).glob("*/student"):  # limits.prune (quick): keep no weights
-            shutil.rmtree(student, ignore_errors=True)
+        for weights in [*Path(runs_dir).glob("*/student"), *Path(runs_dir).glob("*/checkpoints")]:
+            shutil.rmtree(weights, ignore_errors=True)  # limits.prune (quick): keep no weights
     reports: list[Path] = []
     if not dry_run and shard[0] == 0 and any(Path(results_dir).glob("rq*/*.json")):
         from optical_viz.experiments.run import write_reports
