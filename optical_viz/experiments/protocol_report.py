@@ -111,6 +111,9 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
                          "setting": setting.run_key if setting is not None else ""})
     rows += _aer_rows(results_dir, arms_spec)
     summary = pd.DataFrame(rows)
+    for col in ("seeds", "configs_tried"):  # counts stay integers where AER rows leave them empty
+        if col in summary:
+            summary[col] = summary[col].astype("Int64")
     contrasts = pd.DataFrame()
     if primary:
         pairs = [tuple(c) for c in p.doc["statistics"]["contrasts"]["rq1"] if c[0] in primary and c[1] in primary]
@@ -190,6 +193,9 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
                 for s, per in _prefix(values, f"n{size}").items():
                     pooled[arm].setdefault(s, {}).update(per)
     summary = pd.DataFrame(rows)
+    for col in ("seeds", "configs_tried"):  # counts stay integers where AER rows leave them empty
+        if col in summary:
+            summary[col] = summary[col].astype("Int64")
     family: dict = {}
     complete = {a: v for a, v in pooled.items() if all(a in by[(size, "trained")] for size in sizes)}
     for a, bb in (tuple(c) for c in p.doc["statistics"]["contrasts"]["rq2"]):
