@@ -153,3 +153,25 @@ def test_each_test_arm_reports_the_setting_it_ran(quick):
     assert got["ot_published"].variant == "published"
     assert got["ot_best+contrastive"] == S.combined_setting(ot, con)  # the two winners combined (was empty)
     assert got["mse"] is None  # its tuning is not finished: no setting yet
+
+
+def test_a_report_while_seeds_are_missing_leaves_those_arms_out_of_the_contrasts(tmp_path, full):
+    """A shard that ends first writes the reports while the other still trains: an arm with
+    seeds [0, 2] of [0, 1, 2] is summarised but in no contrast (it used to stop reproduce with
+    'a and b must have the same seeds')."""
+    rng = np.random.default_rng(2)
+    hard = {"deu_Latn": rng.random(100)}
+    seeds = {"ot_best": [0, 1, 2], "contrastive_best": [0, 1, 2], "mse": [0, 2], "zero-shot": [0]}
+    for arm, ss in seeds.items():
+        for s in ss:
+            per = {("deu_Latn", "xx->en"): (hard["deu_Latn"] < 0.5 + 0.05 * s).astype(np.float32)}
+            _write(tmp_path, "rq1", f"rq1-xquad-{arm}-s{s}", arm, s, "xquad-r.test", "xquad", per)
+    out = R.rq1_report(full, tmp_path)
+    assert out["rq1_summary"].set_index("arm").loc["mse", "seeds"] == 2
+    pairs = set(zip(out["rq1_contrasts"]["a"], out["rq1_contrasts"]["b"]))
+    assert pairs == {("ot_best", "contrastive_best"), ("ot_best", "zero-shot"), ("contrastive_best", "zero-shot")}
+
+
+@pytest.fixture(scope="module")
+def full():
+    return S.load_stage_protocol("full")

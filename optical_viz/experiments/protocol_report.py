@@ -115,6 +115,7 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
         if col in summary:
             summary[col] = summary[col].astype("Int64")
     contrasts = pd.DataFrame()
+    primary = _complete(primary or {}, p.doc["test"]["rq1"]["seeds"])
     if primary:
         pairs = [tuple(c) for c in p.doc["statistics"]["contrasts"]["rq1"] if c[0] in primary and c[1] in primary]
         if pairs:
@@ -122,6 +123,15 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
                                           margin=float(p.doc["statistics"]["equivalence"]["margin"]),
                                           alpha=float(p.doc["statistics"]["alpha"]))
     return {"rq1_summary": summary, "rq1_contrasts": contrasts}
+
+
+def _complete(arms: dict[str, dict], seeds) -> dict[str, dict]:
+    """The arms with every protocol seed scored, on those seeds (zero-shot: its one model).
+    Contrasts pair only these, so a report written while a stage is still running (another
+    shard, another session) leaves the unfinished arms out instead of failing."""
+    seeds = [int(x) for x in seeds]
+    out = {a: {s: v[s] for s in seeds} for a, v in arms.items() if a != "zero-shot" and set(seeds) <= set(v)}
+    return out | {a: v for a, v in arms.items() if a == "zero-shot" and len(v) == 1}
 
 
 def _arm_setting(spec: dict, won: dict):
@@ -182,13 +192,14 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
     rows, pooled = [], {}
     by = {(size, g): _rq2_arms(p, results_dir, size, g) for size in sizes for g in groups}
     for (size, g), arms in by.items():
+        complete = _complete(arms, p.doc["test"]["rq2"]["seeds"])
         for arm, values in arms.items():
             row = {"size": size, "group": g, "arm": arm, **_est_row(values, n, seed)}
-            if arm != "zero-shot" and "zero-shot" in arms:
+            if arm != "zero-shot" and arm in complete and "zero-shot" in complete:
                 d = st.paired_difference(values, arms["zero-shot"], n=n, seed=seed, margin=margin, alpha=alpha)
                 row |= {"delta_zero_shot": d.estimate, "delta_lo": d.lo, "delta_hi": d.hi}
             rows.append(row)
-            if g == "trained":  # the Holm family pools the sizes: (size, language) units
+            if g == "trained" and arm in complete:  # the Holm family pools the sizes: (size, language) units
                 pooled.setdefault(arm, {})
                 for s, per in _prefix(values, f"n{size}").items():
                     pooled[arm].setdefault(s, {}).update(per)
@@ -206,7 +217,8 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
     irows = []
     for g in inter["groups"]:
         for size in inter["sizes"]:
-            big, small = by.get((int(size), g), {}), by.get((ref, g), {})
+            seeds = p.doc["test"]["rq2"]["seeds"]
+            big, small = _complete(by.get((int(size), g), {}), seeds), _complete(by.get((ref, g), {}), seeds)
             if not all(k in big and k in small for k in (ca, cb)):
                 continue
             c = st.difference_in_differences(big[ca], big[cb], small[ca], small[cb], n=n, seed=seed,
