@@ -67,6 +67,7 @@ from optical_viz.experiments.run import (
     run_grid,
     status,
     training_log_path,
+    write_timings,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ __all__ = [
     "EvalSpec", "QuestionSpec", "GridSpec", "Run", "build_grid", "default_grid_path",
     "Evaluation", "evaluate_model", "eval_langs",
     "code_version", "GridStatus", "status", "estimate_seconds", "format_plan", "run_grid",
-    "keep_training_log", "training_log_path",
+    "keep_training_log", "training_log_path", "write_timings",
     "collect", "aggregate", "paired_tests", "question_table", "findings", "make_figures",
     "reproduce", "ReproduceResult",
 ]

@@ -400,8 +400,13 @@ def write_reports(results_dir, figures_dir, scale: str, *, n_bootstrap: int = 10
         if table:
             atomic_write(results_dir / f"{q}_table.md", table)
     atomic_write(results_dir / "findings.md", findings(methods, tests, scale))
-    atomic_write(results_dir / "timings.json", json.dumps(_timings(results_dir), indent=1) + "\n")
+    write_timings(results_dir)
     return summary_csv, make_figures(methods, figures_dir, scale, titles=titles or {})
+
+
+def write_timings(results_dir) -> Path:
+    """``<results>/timings.json``: per run, training seconds and evaluation seconds per evaluation."""
+    return atomic_write(Path(results_dir) / "timings.json", json.dumps(_timings(Path(results_dir)), indent=1) + "\n")
 
 
 def _timings(results_dir: Path) -> dict:

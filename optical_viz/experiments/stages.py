@@ -610,10 +610,10 @@ def reproduce_protocol(p: StageProtocol, *, runs_dir, results_dir, figures_dir, 
             shutil.rmtree(weights, ignore_errors=True)  # limits.prune (quick): keep no weights
     reports: list[Path] = []
     if not dry_run and shard[0] == 0 and any(Path(results_dir).glob("rq*/*.json")):
-        from optical_viz.experiments.run import write_reports
-
+        # the protocol's own reports only (the grid file's summaries, "tied when intervals
+        # overlap" findings and figures answer another design: reproduce --grid writes those)
         from optical_viz.experiments.protocol_report import write_protocol_reports
+        from optical_viz.experiments.run import write_timings
 
-        summary, figures = write_reports(results_dir, figures_dir, p.scale, n_bootstrap=grid_options(p).n_bootstrap)
-        reports = [summary, *figures, *write_protocol_reports(p, results_dir, figures_dir)]
+        reports = [write_timings(results_dir), *write_protocol_reports(p, results_dir, figures_dir)]
     return ProtocolResult(done, records, failed, stopped, reports)
