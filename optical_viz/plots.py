@@ -1123,13 +1123,21 @@ def plot_contrasts(
         if bool(r.get("equivalent", False)):
             ax.annotate("\u2261", (r["hi"], yi), xytext=(3, -3), textcoords="offset points")
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{r['a']} \u2212 {r['b']}" for _, r in contrasts.iterrows()])
+    ax.set_yticklabels([_contrast_label(r["a"], r["b"]) for _, r in contrasts.iterrows()])
     ax.set_xlabel(f"difference ({unit})")
     ax.grid(True, axis="x")
     ax.set_axisbelow(True)
     if title:
         ax.set_title(title, loc="left")
     return ax
+
+
+def _contrast_label(a: str, b: str) -> str:
+    """``a − b``; a difference in differences (``a`` = "DiD x - y", ``b`` = "n50 - n5 (group)")
+    on two lines: the contrast, then the sizes it compares."""
+    if a.startswith("DiD "):
+        return f"DiD: {a[4:]}\n{b}".replace(" - ", " \u2212 ")
+    return f"{a} \u2212 {b}"
 
 
 def plot_estimates(

@@ -473,6 +473,10 @@ def test_plot_contrasts_and_estimates_draw_each_row_with_its_interval():
     assert dots[0].get_markerfacecolor() != "white" and dots[1].get_markerfacecolor() == "white"  # Holm rejects only the first
     assert [t.get_text() for t in ax.texts] == ["\u2261"]  # only the equivalent one
     plt.close(ax.figure)
+    did = contrasts.iloc[:1].assign(a="DiD ot - contrastive", b="n50 - n5 (shared_5)")
+    ax = plots.plot_contrasts(did)  # a difference in differences reads on two lines, not as "a - b - c - d"
+    assert ax.get_yticklabels()[0].get_text() == "DiD: ot \u2212 contrastive\nn50 \u2212 n5 (shared_5)"
+    plt.close(ax.figure)
 
     est = pd.DataFrame({"arm": ["zero-shot", "ot_best", "missing"], "estimate": [60.0, 58.0, np.nan],
                         "lo": [59.0, 56.5, np.nan], "hi": [61.0, 59.5, np.nan]})
