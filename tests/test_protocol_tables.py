@@ -1,0 +1,77 @@
+"""The README's result tables are the report CSVs, rendered; and the rendering reads right."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from optical_viz.experiments import protocol_tables as pt
+from optical_viz.experiments.protocol_report import RQ1_METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+# the tables the committed protocol results must have (the README shows each)
+FULL_TABLES = {"rq1_arms", "rq1_contrasts"}
+
+
+def test_every_table_of_results_full_stands_in_the_readme_as_rendered():
+    tables = pt.readme_tables(ROOT / "results" / "full")
+    assert FULL_TABLES <= set(tables), f"results/full lacks reports: {FULL_TABLES - set(tables)}"
+    readme = (ROOT / "README.md").read_text()
+    for name, table in tables.items():
+        # a number edited by hand, or a report rebuilt without updating the README, fails here
+        assert table in readme, f"README's {name} table differs from results/full (print them: python -m optical_viz.experiments.protocol_tables)"
+
+
+def _contrast(a="ot", b="contrastive", estimate=-2.0, p_holm=0.01, equivalent=False):
+    return {"a": a, "b": b, "estimate": estimate, "lo": estimate - 1, "hi": estimate + 1, "p_holm": p_holm,
+            "tost_lo": estimate - 0.8, "tost_hi": estimate + 0.8, "equivalent": equivalent}
+
+
+@pytest.mark.parametrize("row, expected", [
+    (_contrast(estimate=-2.0, p_holm=0.01), "ot worse"),
+    (_contrast(estimate=+2.0, p_holm=0.01), "ot better"),
+    (_contrast(estimate=-2.0, p_holm=0.2), "inconclusive"),
+    (_contrast(estimate=0.1, p_holm=0.9, equivalent=True), "equivalent within \u00b11"),
+    (_contrast(a="DiD ot - contrastive", b="n50 - n5 (shared_5)", estimate=3.0), "ot gains with size"),
+    (_contrast(a="DiD ot - contrastive", b="n50 - n5 (shared_5)", estimate=-3.0), "ot loses with size"),
+])
+def test_reading_follows_holm_and_tost(row, expected):
+    assert pt.reading(row) == expected
+
+
+def test_contrasts_table_formats_signs_p_values_and_did_labels():
+    frame = pd.DataFrame([_contrast(estimate=2.6, p_holm=0.0004),
+                          _contrast(a="DiD ot - contrastive", b="n50 - n5 (shared_5)", estimate=-0.04, p_holm=0.5)])
+    lines = pt.contrasts_table(frame).splitlines()
+    assert lines[0] == "| contrast | difference [95% CI] | p (Holm) | TOST 90% CI | reading |"
+    assert lines[2] == "| ot \u2212 contrastive | +2.6 [+1.6, +3.6] | < 0.001 | [+1.8, +3.4] | ot better |"
+    assert lines[3].startswith("| DiD (ot \u2212 contrastive): n50 \u2212 n5, shared_5 | -0.0 [-1.0, +1.0] | 0.500 |")
+    with pytest.raises(ValueError, match="not finished"):
+        pt.contrasts_table(frame.iloc[:0])
+
+
+def test_rq1_arms_table_one_row_per_arm_primary_bold_aer_without_interval():
+    rows = []
+    for arm, setting, tried, seeds in [("zero-shot", None, 0, 1), ("ot_best", "ot-divergence-lr0.0001", 8, 3)]:
+        for metric in RQ1_METRICS:
+            rows.append({"arm": arm, "metric": metric, "estimate": 60.04, "lo": 58.0, "hi": 62.0, "seeds": seeds,
+                         "configs_tried": tried, "setting": setting})
+        rows.append({"arm": arm, "metric": "aer_roen_sinkhorn", "estimate": 70.0, "lo": 69.0, "hi": 71.0, "seeds": seeds})
+    lines = pt.rq1_arms_table(pd.DataFrame(rows)).splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| zero-shot | \u2013 (\u2013) | 1 | **60.0** [58.0, 62.0] |")
+    assert lines[3].startswith("| ot_best | ot-divergence-lr0.0001 (8) | 3 |")
+    assert lines[3].endswith("|  | 70.0 |")  # no similarity AER row: an empty cell; Sinkhorn AER: no interval
+    assert set(RQ1_METRICS) <= set(pt.RQ1_COLUMNS)  # every RQ1 metric of the report has its column
+
+
+def test_rq2_table_deltas_per_group_and_zero_shot_in_parentheses():
+    rows = []
+    for arm, delta in [("zero-shot", None), ("ot_best", -1.25)]:
+        for group, est in [("trained", 80.0), ("shared_5", 70.0), ("unseen", 60.0)]:
+            d = {} if delta is None else {"delta_zero_shot": delta, "delta_lo": delta - 1, "delta_hi": delta + 1}
+            rows.append({"size": 5, "group": group, "arm": arm, "estimate": est, "lo": est - 2, "hi": est + 2, **d})
+    lines = pt.rq2_table(pd.DataFrame(rows)).splitlines()
+    assert lines[2] == "| 5 | zero-shot | 80.0 [78.0, 82.0] | (80.0) | (70.0) | (60.0) |"
+    assert lines[3] == "| 5 | ot_best | 80.0 [78.0, 82.0] | -1.2 [-2.2, -0.2] | -1.2 [-2.2, -0.2] | -1.2 [-2.2, -0.2] |"
