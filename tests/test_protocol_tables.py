@@ -11,7 +11,7 @@ from optical_viz.experiments.protocol_report import RQ1_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tables the committed protocol results must have (the README shows each)
-FULL_TABLES = {"rq1_arms", "rq1_contrasts"}
+FULL_TABLES = {"rq1_arms", "rq1_contrasts", "rq2_summary", "rq2_contrasts", "rq2_interaction"}
 
 
 def test_every_table_of_results_full_stands_in_the_readme_as_rendered():
@@ -75,3 +75,17 @@ def test_rq2_table_deltas_per_group_and_zero_shot_in_parentheses():
     lines = pt.rq2_table(pd.DataFrame(rows)).splitlines()
     assert lines[2] == "| 5 | zero-shot | 80.0 [78.0, 82.0] | (80.0) | (70.0) | (60.0) |"
     assert lines[3] == "| 5 | ot_best | 80.0 [78.0, 82.0] | -1.2 [-2.2, -0.2] | -1.2 [-2.2, -0.2] | -1.2 [-2.2, -0.2] |"
+
+
+def test_interaction_table_reads_each_row_on_its_unadjusted_p():
+    base = {"group": "shared_5", "reference_size": 5, "a": "ot_best", "b": "contrastive_best"}
+    rows = [{**base, "size": 10, "estimate": 0.5, "lo": -0.4, "hi": 0.9, "p_value": 0.4, "equivalent": True},
+            {**base, "size": 20, "estimate": -0.3, "lo": -3.1, "hi": 2.7, "p_value": 0.8, "equivalent": False},
+            {**base, "size": 50, "estimate": 2.5, "lo": 1.0, "hi": 4.0, "p_value": 0.01, "equivalent": False}]
+    lines = pt.interaction_table(pd.DataFrame(rows)).splitlines()
+    assert lines[0].endswith("| DiD of ot_best \u2212 contrastive_best [95% CI] | p (unadjusted) | reading |")
+    assert lines[2] == "| shared 5 | 10 vs 5 | +0.5 [-0.4, +0.9] | 0.400 | equivalent within \u00b11 |"
+    assert lines[3].endswith("| 0.800 | inconclusive |")
+    assert lines[4].endswith("| 0.010 | ot_best gains with size |")
+    with pytest.raises(ValueError, match="not finished"):
+        pt.interaction_table(pd.DataFrame())

@@ -29,7 +29,7 @@ def register(sub) -> None:
         "evaluation, tuning.csv, summary CSVs, tables and figures (PDF and PNG).",
     )
     p.add_argument("--scale", choices=("quick", "full", "gpu"), default="quick",
-                   help="quick: minutes, a smoke test of every stage; full: the protocol (~5.5 h on 2 cores); "
+                   help="quick: minutes, a smoke test of every stage; full: the protocol (~6 h on 2 cores); "
                    "gpu: the protocol at GPU scale (configs/gpu/protocol.yaml: 3000 steps, batch 128, 5 seeds)")
     p.add_argument("--stage", action="append", default=None, choices=STAGES, metavar="STAGE",
                    help=f"run only this stage (repeatable; in order: {', '.join(STAGES)}; default: all)")

@@ -134,15 +134,17 @@ def rq2_table(summary: pd.DataFrame) -> str:
 
 
 def interaction_table(interaction: pd.DataFrame) -> str:
-    """The method x size interaction: (a − b at size N) − (a − b at the reference size), per group."""
+    """The method x size interaction: (a − b at size N) − (a − b at the reference size), per group.
+    Its reading is :func:`reading` on the unadjusted p (these rows are descriptive; the Holm
+    family holds only the n50 − n5 shared-5 row, in ``rq2_contrasts``)."""
     if interaction.empty:
         raise ValueError("rq2_interaction is empty: the RQ2 test stage has not finished")
     rows = [[RQ2_GROUPS.get(r["group"], r["group"]), f"{r['size']} vs {r['reference_size']}",
              _ci(r["estimate"], r["lo"], r["hi"], signed=True), _p(r["p_value"]),
-             "equivalent within \u00b11" if bool(r["equivalent"]) else ""]
+             reading({**r, "a": f"DiD {r['a']} - {r['b']}", "p_holm": r["p_value"]})]
             for _, r in interaction.iterrows()]
     a, b = interaction["a"].iloc[0], interaction["b"].iloc[0]
-    return _table(["languages", "sizes", f"DiD of {a} {MINUS} {b} [95% CI]", "p (unadjusted)", "TOST"], rows)
+    return _table(["languages", "sizes", f"DiD of {a} {MINUS} {b} [95% CI]", "p (unadjusted)", "reading"], rows)
 
 
 def readme_tables(results_dir) -> dict[str, str]:
