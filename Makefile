@@ -50,8 +50,8 @@ model: $(INSTALLED)
 test: setup
 	$(PY) -m pytest -q
 
-# the edit-test loop: everything not marked slow (3.3 min while two grid processes used both cores,
-# 2.4 min of CPU; see README, Tests); `make test` stays the full suite
+# the edit-test loop: everything not marked slow (2.2 min on an idle machine,
+# 2.0 min of CPU; see README, Tests); `make test` stays the full suite
 test-fast: $(PY)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
