@@ -157,23 +157,21 @@ def test_gpu_protocol_is_the_full_one_at_gpu_scale(full):
 
 
 @pytest.mark.slow  # ~1-2 min on one CPU thread: two steps of batch 128 x 128
-def test_gpu_protocol_first_dev_run_takes_two_steps_on_cpu(tmp_path, data_root, default_model_dir):
-    """The GPU smoke test, here on the CPU: the first dev configuration of configs/gpu/protocol.yaml,
-    its batch and length as they are, for 2 steps instead of 3000."""
-    import dataclasses
+def test_gpu_protocol_bench_trains_two_steps_on_cpu(data_root, default_model_dir):
+    """The GPU check (`optical-viz bench gpu_protocol`), here on the CPU: the first dev configuration
+    of configs/gpu/protocol.yaml, its batch, length and precision as they are, for 2 steps of 3000."""
+    from optical_viz.benchmarks.gpu_protocol import time_configs
 
-    from optical_viz.distill import distill
-
-    gpu = S.load_stage_protocol("gpu")
-    run = S.stage_runs(gpu, "rq1-dev", tmp_path / "runs", tmp_path / "results", root=data_root, probe=False)[0]
-    cfg = run.config
-    assert (cfg.batch_size, cfg.max_length, cfg.steps, cfg.precision) == (128, 128, 3000, "bf16")
-    cfg = dataclasses.replace(cfg, steps=2, warmup_steps=1, snapshots=[1], device="cpu", checkpoint_every=2)
-    result = distill(cfg, root=data_root, progress=False)
-    steps = [r for r in result.metrics if r["step"] >= 1 and "loss" in r]
-    assert [r["step"] for r in steps] == [1, 2] and all(np.isfinite(r["loss"]) for r in steps)
-    assert (result.run_dir / "student-step-1" / "config.json").is_file() and result.student_dir.is_dir()
-    print(f"gpu-scale step on CPU: {[round(r['step_time_s'], 1) for r in steps]} s")
+    out = time_configs(["ot-published-lr0.0001"], steps=2, device="cpu", root=data_root, progress=False)
+    row = out["configs"]["ot-published-lr0.0001"]
+    assert (row["loss"], row["batch_size"], row["max_length"], row["precision"]) == ("ot", 128, 128, "bf16")
+    assert out["protocol_steps"] == 3000 and out["timed_steps"] == 2
+    assert len(row["step_times_s"]) == 2 and all(np.isfinite(row["losses"])) and row["median_step_s"] > 0
+    assert row["protocol_run_h"] == pytest.approx(row["median_step_s"] * 3000 / 3600, abs=1e-3)
+    assert row["peak_gpu_memory_gb"] is None  # on the CPU
+    with pytest.raises(ValueError, match="not a dev configuration"):
+        time_configs(["ot-nope"], steps=2, device="cpu", root=data_root)
+    print(f"gpu-scale step on CPU: {row['step_times_s']} s")
 
 
 def test_alignment_evaluation_of_a_grid_run_writes_aer(tmp_path, quick, data_root, default_model_dir):

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "distill": "time split of one distillation step per loss",
     "encode": "encoding throughput and the 50-language FLORES evaluation",
     "large_collection": "top-10 in 1M x 384: exact chunked search vs FAISS flat and HNSW",
+    "gpu_protocol": "step time of the GPU-scale protocol's configurations on this machine (the GPU check)",
 }
 
 
