@@ -90,8 +90,15 @@ def test_rq2_delta_pools_directions_and_finds_the_interaction(tmp_path, quick):
     fam = out["rq2_contrasts"]
     assert len(fam) == len(quick.doc["statistics"]["contrasts"]["rq2"]) + 1  # + the DiD of the Holm family
     assert fam["a"].str.startswith("DiD").sum() == 1
+    # descriptive: the pairs per size and direction (the two directions hold the same values here)
+    dirs = out["rq2_directions"].set_index(["size", "direction", "a", "b"])
+    gain = 100 * np.mean([(hard[l] < 0.6).mean() - (hard[l] < 0.5).mean() for l in trained[2]])
+    for direction in ("xx->en", "en->xx"):
+        assert dirs.loc[(2, direction, "ot_best", "contrastive_best"), "estimate"] == pytest.approx(gain)
+        assert dirs.loc[(1, direction, "ot_best", "contrastive_best"), "estimate"] == pytest.approx(0.0)
+    assert len(dirs) == 2 * 2 * 3  # sizes x directions x (ot - contrastive, ot - zero-shot, contrastive - zero-shot)
     written = R.write_protocol_reports(quick, tmp_path, tmp_path / "figures")
-    assert {"rq2_delta.png", "rq2_summary.csv", "rq2_interaction.csv"} <= {p.name for p in written}
+    assert {"rq2_delta.png", "rq2_summary.csv", "rq2_interaction.csv", "rq2_directions.csv"} <= {p.name for p in written}
 
 
 def test_training_signal_summarises_the_kept_training_logs(tmp_path):

@@ -11,7 +11,7 @@ from optical_viz.experiments.protocol_report import RQ1_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tables the committed protocol results must have (the README shows each)
-FULL_TABLES = {"rq1_arms", "rq1_contrasts", "rq2_summary", "rq2_contrasts", "rq2_interaction"}
+FULL_TABLES = {"rq1_arms", "rq1_contrasts", "rq2_summary", "rq2_contrasts", "rq2_interaction", "rq2_directions"}
 
 
 def test_every_table_of_results_full_stands_in_the_readme_as_rendered():
@@ -89,3 +89,16 @@ def test_interaction_table_reads_each_row_on_its_unadjusted_p():
     assert lines[4].endswith("| 0.010 | ot_best gains with size |")
     with pytest.raises(ValueError, match="not finished"):
         pt.interaction_table(pd.DataFrame())
+
+
+def test_directions_table_one_row_per_size_and_direction_one_column_per_pair():
+    rows = [{"size": size, "direction": d, "a": a, "b": b, "estimate": est, "lo": est - 1, "hi": est + 1, "p_value": 0.5}
+            for size in (5, 50) for d in ("xx->en", "en->xx")
+            for a, b, est in [("ot_best", "contrastive_best", -5.0), ("ot_best", "zero-shot", 0.3)]]
+    lines = pt.directions_table(pd.DataFrame(rows[:-1])).splitlines()  # the last pair of the last row missing
+    assert lines[0] == ("| languages | direction | ot_best \u2212 contrastive_best [95% CI] "
+                        "| ot_best \u2212 zero-shot [95% CI] |")
+    assert lines[2] == "| 5 | L->eng | -5.0 [-6.0, -4.0] | +0.3 [-0.7, +1.3] |"
+    assert lines[5] == "| 50 | eng->L | -5.0 [-6.0, -4.0] |  |"
+    with pytest.raises(ValueError, match="not finished"):
+        pt.directions_table(pd.DataFrame())

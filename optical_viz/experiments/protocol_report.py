@@ -11,6 +11,8 @@ queries; values in R@1 points)::
     rq2_summary.csv       size x arm x group (trained, shared_5, unseen): R@1 and the delta to zero-shot
     rq2_contrasts.csv     the RQ2 contrasts pooled over sizes, plus DiD(largest - reference) on shared_5
     rq2_interaction.csv   method x size: difference in differences per size and group
+    rq2_directions.csv    descriptive: OT best - contrastive best and each - zero-shot on the trained
+                          languages, per size and direction (L->eng, eng->L apart; unadjusted p)
     rq1_training.csv      per trained test model (run directory): the held-out signal (cosine,
     rq2_training.csv      translation gap, dev R@1) before and after training, the last steps'
                           loss, and the OT problems' convergence and plan entropy
@@ -229,7 +231,30 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
             if int(size) == int(inter["in_holm_family"]["size"]) and g == inter["in_holm_family"]["group"]:
                 family[(f"DiD {ca} - {cb}", f"n{size} - n{ref} ({g})")] = c
     contrasts = st.family_table(family, alpha=alpha) if family else pd.DataFrame()
-    return {"rq2_summary": summary, "rq2_contrasts": contrasts, "rq2_interaction": pd.DataFrame(irows)}
+    directions = _rq2_directions(p, results_dir, sizes, [(ca, cb), (ca, "zero-shot"), (cb, "zero-shot")],
+                                 n=n, seed=seed, margin=margin, alpha=alpha)
+    return {"rq2_summary": summary, "rq2_contrasts": contrasts, "rq2_interaction": pd.DataFrame(irows),
+            "rq2_directions": directions}
+
+
+def _rq2_directions(p, results_dir: Path, sizes: list[int], pairs: list[tuple[str, str]], **kw) -> pd.DataFrame:
+    """Descriptive, outside the Holm family: each pair's paired difference on the trained
+    languages, per size and per direction (L->eng and eng->L apart; unadjusted p)."""
+    seeds = p.doc["test"]["rq2"]["seeds"]
+    rows = []
+    for size in sizes:
+        per = load_arms(results_dir, "rq2", "flores.test", langset=f"n{size}",
+                        langs=_rq2_groups(p, size)["trained"], join_directions=False)
+        for direction in ("xx->en", "en->xx"):
+            tail = f":{direction}"
+            arms = _complete({a: {s: {k.removesuffix(tail): v for k, v in by_lang.items() if k.endswith(tail)}
+                                  for s, by_lang in by_seed.items()} for a, by_seed in per.items()}, seeds)
+            for a, b in pairs:
+                if a in arms and b in arms:
+                    d = st.paired_difference(arms[a], arms[b], **kw)
+                    rows.append({"size": size, "direction": direction, "a": a, "b": b, "estimate": d.estimate,
+                                 "lo": d.lo, "hi": d.hi, "p_value": d.p_value})
+    return pd.DataFrame(rows)
 
 
 def training_signal(results_dir, question: str, window: int = 10) -> pd.DataFrame:
@@ -276,7 +301,7 @@ def write_protocol_reports(p, results_dir: str | os.PathLike, figures_dir: str |
 
 
 REPORTS = ("tuning", "rq1_summary", "rq1_contrasts", "rq2_summary", "rq2_contrasts", "rq2_interaction",
-           "rq1_training", "rq2_training")
+           "rq2_directions", "rq1_training", "rq2_training")
 
 
 @dataclasses.dataclass
@@ -295,6 +320,7 @@ class ProtocolReports:
     rq2_summary: pd.DataFrame
     rq2_contrasts: pd.DataFrame
     rq2_interaction: pd.DataFrame
+    rq2_directions: pd.DataFrame
     rq1_training: pd.DataFrame
     rq2_training: pd.DataFrame
 

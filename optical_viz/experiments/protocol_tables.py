@@ -31,6 +31,7 @@ RQ1_COLUMNS = {
     "aer_roen_sinkhorn": "AER Sinkhorn",
 }
 RQ2_GROUPS = {"trained": "trained", "shared_5": "shared 5", "unseen": "unseen"}
+DIRECTIONS = {"xx->en": "L->eng", "en->xx": "eng->L"}
 MINUS = "\u2212"
 
 
@@ -147,6 +148,21 @@ def interaction_table(interaction: pd.DataFrame) -> str:
     return _table(["languages", "sizes", f"DiD of {a} {MINUS} {b} [95% CI]", "p (unadjusted)", "reading"], rows)
 
 
+def directions_table(directions: pd.DataFrame) -> str:
+    """Size x direction (descriptive): each pair's paired difference on the trained languages,
+    one column per pair, in the frame's order."""
+    if directions.empty:
+        raise ValueError("rq2_directions is empty: the RQ2 test stage has not finished")
+    pairs = list(dict.fromkeys(zip(directions["a"], directions["b"])))
+    rows = []
+    for (size, direction), g in directions.groupby(["size", "direction"], sort=False):
+        by = {(r["a"], r["b"]): r for _, r in g.iterrows()}
+        cells = [str(size), DIRECTIONS.get(direction, direction)]
+        cells += [_ci(by[k]["estimate"], by[k]["lo"], by[k]["hi"], signed=True) if k in by else "" for k in pairs]
+        rows.append(cells)
+    return _table(["languages", "direction", *(f"{a} {MINUS} {b} [95% CI]" for a, b in pairs)], rows)
+
+
 def readme_tables(results_dir) -> dict[str, str]:
     """Every table whose report exists under ``results_dir``, by name."""
     r = load_protocol_reports(results_dir)
@@ -161,6 +177,8 @@ def readme_tables(results_dir) -> dict[str, str]:
         out["rq2_contrasts"] = contrasts_table(r.rq2_contrasts)
     if not r.rq2_interaction.empty:
         out["rq2_interaction"] = interaction_table(r.rq2_interaction)
+    if not r.rq2_directions.empty:
+        out["rq2_directions"] = directions_table(r.rq2_directions)
     return out
 
 
