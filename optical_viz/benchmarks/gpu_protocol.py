@@ -5,8 +5,9 @@ The prepared check for a machine with a GPU, in one call: the dev configurations
 published, the Sinkhorn divergence, OT on a middle layer plus the MSE sentence term,
 contrastive, MSE) are trained as the protocol builds them (batch 128, max length 128, bf16,
 the teacher cache) for ``--steps`` steps in a temporary folder, and timed. Per configuration:
-the step times and losses, the median step time after the first step, the peak GPU memory (CUDA only) and what a
-run of the protocol's length would take at that median. Nothing is kept but the numbers.
+the step times and losses, the median step time after the first step, the peak GPU memory
+(CUDA only) and what a run of the protocol's length would take at that median. Nothing is kept
+but the numbers.
 
     optical-viz bench gpu_protocol --json benchmarks/gpu_protocol.json           # on the GPU
     optical-viz bench gpu_protocol --steps 2 --configs ot-published-lr0.0001     # a CPU check
@@ -46,9 +47,10 @@ def time_configs(configs: list[str], steps: int, device: str = "auto", root=None
     if steps < 2:
         raise ValueError(f"--steps must be at least 2 (the first step is a warm-up), got {steps}")
     gpu = S.load_stage_protocol("gpu")
+    cuda = torch.cuda.is_available() and device != "cpu"
     with tempfile.TemporaryDirectory(prefix="optical_viz-gpu-bench-") as tmp:
         runs = S.stage_runs(gpu, "rq1-dev", Path(tmp) / "runs", Path(tmp) / "results", root=root, probe=False)
-        by_key = {r.run_id.removeprefix("rq1-xquad-").removesuffix(f"-s{r.seed}"): r for r in runs}
+        by_key = {f"{r.method}-{r.variant}" if r.variant else r.method: r for r in runs}
         unknown = [c for c in configs if c not in by_key]
         if unknown:
             raise ValueError(f"not a dev configuration of configs/gpu/protocol.yaml: {', '.join(unknown)}; "
@@ -58,7 +60,6 @@ def time_configs(configs: list[str], steps: int, device: str = "auto", root=None
             cfg = by_key[key].config
             cfg = dataclasses.replace(cfg, steps=steps, warmup_steps=1, snapshots=[], checkpoint_every=steps,
                                       device=device, output_dir=str(Path(tmp) / key))
-            cuda = torch.cuda.is_available() and device != "cpu"
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             result = distill(cfg, root=root, progress=progress)
@@ -74,7 +75,7 @@ def time_configs(configs: list[str], steps: int, device: str = "auto", root=None
             out["configs"][key] = row
             print(f"{key:40s} median step {median:7.3f} s -> {row['protocol_run_h']:.2f} h per "
                   f"{out['protocol_steps']}-step run" + (f", peak {row['peak_gpu_memory_gb']} GB" if cuda else ""))
-    out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() and device != "cpu" else platform.processor() or "cpu"
+    out["device"] = torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu"
     out["torch"] = torch.__version__
     return out
 
