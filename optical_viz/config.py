@@ -210,6 +210,9 @@ class DistillConfig:
         (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
         num_threads: torch CPU threads during the run (None: torch's default; 1 is much
         faster when other processes compete for the cores).
+    checkpoint_every, keep_checkpoints: a checkpoint (``RUN/checkpoints/step-N/``) every N
+        steps, the last ``keep_checkpoints`` kept while training (an earlier one is used when
+        the latest is damaged) and only the last once the run has finished.
     snapshots: steps (each in [1, steps)) at which the student is also written as a model
         directory ``RUN/student-step-N/``, as the final ``RUN/student/`` (e.g. ``[50, 200]``
         for learning curves of the retrieval scores).

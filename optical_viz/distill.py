@@ -36,7 +36,9 @@ Run directory (other modules rely on it)::
                               each averaged over languages, with "<key>_by_lang" dicts
     RUN/checkpoints/step-N/   student.safetensors (trainable tensors), optimizer.pt,
                               scheduler.pt, rng.pt, trainer_state.json, SHA256SUMS;
-                              written atomically (a directory renamed into place)
+                              written atomically (a directory renamed into place); the
+                              last ``keep_checkpoints`` while training, the last one once
+                              the run has finished
     RUN/.lock                 while a run writes: its pid (see optical_viz.rundir.RunLock)
     RUN/student/              the final student model directory, with
                               optical_viz_training.json {"languages", "bitext_sources", ...}
@@ -470,10 +472,14 @@ class Trainer:
         # complete or absent; SHA256SUMS lets a resume catch a file truncated or edited later
         with atomic_directory(final, checksums=True) as tmp:
             self._write_checkpoint(tmp)
-        old = sorted(list_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]
+        self.drop_checkpoints(keep=self.cfg.keep_checkpoints)
+        return final
+
+    def drop_checkpoints(self, keep: int) -> None:
+        """Delete all but the ``keep`` latest checkpoints."""
+        old = sorted(list_checkpoints(self.run_dir), key=lambda p: int(p.name.split("-")[1]))[:-keep]
         for p in old:
             shutil.rmtree(p, ignore_errors=True)
-        return final
 
     def _write_checkpoint(self, tmp: Path) -> None:
         import torch
@@ -688,6 +694,9 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         student_dir = run_dir / "student"
         if main:
             _save_student(trainer, config, student_dir)
+            # finished: the student holds the weights; the last checkpoint stays to extend the
+            # run (older ones only guard an unfinished run against a damaged latest: ~0.25 GB each)
+            trainer.drop_checkpoints(keep=1)
         accelerator.wait_for_everyone()
     written = read_metrics(run_dir) if main else trainer.metrics
     return DistillResult(run_dir=run_dir, student_dir=student_dir, steps=trainer.step, metrics=written)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from optical_viz.distill import DistillConfig, distill, latest_checkpoint, read_metrics
+from optical_viz.distill import DistillConfig, distill, latest_checkpoint, list_checkpoints, read_metrics
 from conftest import tiny_distill_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -340,6 +340,8 @@ def test_snapshots_are_model_directories_written_once(tmp_path, data_root, encod
     done = distill(cfg, resume=True, root=data_root, progress=False)  # from checkpoint step-3
     assert done.steps == 4 and (snap / "model.safetensors").stat().st_mtime_ns == written
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("student")) == ["student", "student-step-2"]
+    # finished: only the last checkpoint stays (to extend the run); step-3 was ~0.25 GB of disk
+    assert [p.name for p in list_checkpoints(out)] == ["step-4"]
 
 
 @pytest.fixture(scope="module")

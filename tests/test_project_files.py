@@ -23,3 +23,24 @@ def test_license_citation_and_changelog_agree_with_the_package():
     assert "arXiv:2301.12566" in {i["value"] for i in paper["identifiers"]}
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert f"## [{project['version']}]" in changelog
+
+
+def test_the_suite_deletes_a_passed_tests_tmp_path(tmp_path):
+    """With the project's pytest settings a passed test's tmp_path is gone when it ends, a failed
+    one's stays to look at: kept directories of trained students filled CI's disk (~25 GB)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_probe.py").write_text(
+        "def test_passes(tmp_path):\n    (tmp_path / 'weights.bin').write_bytes(bytes(1024))\n\n"
+        "def test_fails(tmp_path):\n    (tmp_path / 'weights.bin').write_bytes(bytes(1024))\n    assert False\n"
+    )
+    base = tmp_path / "base"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),
+         "--rootdir", str(tmp_path), f"--basetemp={base}", str(tmp_path / "test_probe.py")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert "1 failed, 1 passed" in out.stdout, out.stdout[-2000:]
+    assert not (base / "test_passes0").exists()
+    assert (base / "test_fails0" / "weights.bin").is_file()

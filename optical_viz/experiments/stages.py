@@ -565,6 +565,28 @@ def run_stage(p: StageProtocol, stage: str, *, runs_dir, results_dir, shard=(0, 
     return records
 
 
+def prune_after_stage(stage: str, runs_dir: str | os.PathLike) -> list[Path]:
+    """Delete the weights no later stage reads (``limits.prune``, the quick scale, whose CI
+    check would otherwise hold ~0.7 GB per run): a finished run's checkpoints (the protocol
+    never extends a run), and once a question's test stage has run, that question's students
+    (RQ2 reuses no RQ1 student). An unfinished run keeps its checkpoint. Returns what went."""
+    import shutil
+
+    question = stage.split("-")[0]
+    gone = []
+    for run_dir in sorted(p for p in Path(runs_dir).glob("*") if p.is_dir()):
+        if not (run_dir / "student" / "config.json").is_file():
+            continue
+        drop = [run_dir / "checkpoints"]
+        if stage.endswith("-test") and run_dir.name.startswith(f"{question}-"):
+            drop.append(run_dir / "student")
+        for path in drop:
+            if path.exists():
+                shutil.rmtree(path)
+                gone.append(path)
+    return gone
+
+
 @dataclasses.dataclass
 class ProtocolResult:
     """What :func:`reproduce_protocol` did: the stages run, the timing records, failed runs,
@@ -590,24 +612,23 @@ def reproduce_protocol(p: StageProtocol, *, runs_dir, results_dir, figures_dir, 
     done, records, stopped = [], [], None
     for stage in [s for s in STAGES if s in stages]:
         try:
-            records += run_stage(p, stage, runs_dir=runs_dir, results_dir=results_dir, shard=shard, root=root,
-                                 dry_run=dry_run, progress=progress, log=log)
+            stage_records = run_stage(p, stage, runs_dir=runs_dir, results_dir=results_dir, shard=shard, root=root,
+                                      dry_run=dry_run, progress=progress, log=log)
         except ValueError as exc:
             if "needs" not in str(exc) and "refused" not in str(exc):
                 raise
             log(f"stage {stage} cannot start yet: {exc}")
             stopped = stage
             break
+        records += stage_records
         done.append(stage)
+        # limits.prune (quick): one process only (another shard may still read a student)
+        if not dry_run and p.limits.get("prune") and shard[1] == 1 and not any("error" in r for r in stage_records):
+            prune_after_stage(stage, runs_dir)
     failed = [r["run_id"] for r in records if "error" in r]
     for r in records:
         if "error" in r:
             log(f"FAILED {r['run_id']}: {r['error']}")
-    if not dry_run and p.limits.get("prune") and stopped is None and stages[-1] == STAGES[-1] and not failed:
-        import shutil
-
-        for weights in [*Path(runs_dir).glob("*/student"), *Path(runs_dir).glob("*/checkpoints")]:
-            shutil.rmtree(weights, ignore_errors=True)  # limits.prune (quick): keep no weights
     reports: list[Path] = []
     if not dry_run and shard[0] == 0 and any(Path(results_dir).glob("rq*/*.json")):
         # the protocol's own reports only (the grid file's summaries, "tied when intervals
