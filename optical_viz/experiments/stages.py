@@ -569,7 +569,8 @@ def prune_after_stage(stage: str, runs_dir: str | os.PathLike) -> list[Path]:
     """Delete the weights no later stage reads (``limits.prune``, the quick scale, whose CI
     check would otherwise hold ~0.7 GB per run): a finished run's checkpoints (the protocol
     never extends a run), and once a question's test stage has run, that question's students
-    (RQ2 reuses no RQ1 student). An unfinished run keeps its checkpoint. Returns what went."""
+    (RQ2 reuses no RQ1 student; :func:`make_run` names directories ``<question>-...``). An
+    unfinished run keeps its checkpoint. Returns what went."""
     import shutil
 
     question = stage.split("-")[0]
