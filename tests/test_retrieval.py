@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +251,10 @@ def test_clir_collection(tmp_path, memory_cache):
         ("qrels.tsv", "q1 0 p1 1 extra\n", r"qrels\.tsv:1: expected 'qid pid', 'qid pid relevance' or 'qid 0 pid relevance', got 5 fields"),
         ("qrels.tsv", "Q1 0 p1 1\nQ2 0 p2 1\n",
          r"qrels\.tsv names none of the 2 query ids of .*queries\.tsv \(qrels: \['Q1', 'Q2'\]; queries: \['q1', 'q2'\]\)"),
+        # issue 25, bug 6: judgements of unknown query ids were dropped silently (n shrank, no note)
+        ("qrels.tsv", "q1 0 p1 1\nq2 0 p2 1\nq9 0 p2 1\nq9 0 p1 1\nq8 0 p1 0\n",
+         r"qrels\.tsv:3: query id 'q9' is not in .*queries\.tsv; 2 judged query ids are absent, e\.g\. \['q9', 'q8'\]"),
+        ("qrels.tsv", "q1 0 p1 1\nq2 0 p2 1\nq7 0 p2 1\n", r"qrels\.tsv:3: query id 'q7' is not in .*queries\.tsv \("),
     ],
 )
 def test_clir_malformed_lines_name_file_and_line(tmp_path, file, text, match):
@@ -338,3 +343,95 @@ def test_select_queries_keeps_the_named_questions_and_their_gold(data_root, task
     assert all(by_id[q] == (text, rel) for q, text, rel in zip(s.query_ids, s.queries, s.relevant))
     with pytest.raises(ValueError, match="none of its"):
         select_queries(p, {"no-such-id"})
+
+
+def _clir_cli(tmp_path, monkeypatch):
+    """A two-query CLIR collection and a CLI whose model is the lexical stand-in; returns the
+    collection folder and the list of models loaded (empty: no evaluation started)."""
+    from optical_viz.retrieval import _evaluate
+
+    passages = {"p1": "the red fox jumps", "p2": "a blue whale swims"}
+    _write_clir(tmp_path / "c", {"q1": "red fox", "q2": "whale"}, passages, [("q1", "p1", 1), ("q2", "p2", 1)])
+    loaded = []
+    monkeypatch.setattr(_evaluate, "_load", lambda m, precision: loaded.append(precision) or LexicalEncoder())
+    return tmp_path / "c", loaded
+
+
+def test_cli_bootstrap_zero_means_no_intervals(tmp_path, monkeypatch, capsys):
+    """Issue 25, bug 3: --bootstrap 0 crashed with an IndexError after the evaluation."""
+    from optical_viz import cli
+
+    folder, _ = _clir_cli(tmp_path, monkeypatch)
+    out = tmp_path / "r.json"
+    assert cli.main(["evaluate", "clir", "--collection", str(folder), "--no-cache", "--bootstrap", "0",
+                     "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "100.0" in table and "[" not in table.split("wrote")[0]  # values without intervals
+    result = json.loads(out.read_text())["results"][0]
+    assert result["recall@1"] == 1.0 and result["recall@1_ci"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bootstrap", "-5"], "argument --bootstrap: must be >= 0 (0: no intervals), got -5"),
+    (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    (["--batch-size", "x"], "argument --batch-size: expected a whole number, got 'x'"),
+])
+def test_cli_counts_are_checked_when_parsed(tmp_path, monkeypatch, capsys, argv, message):
+    """Issue 25, bug 3 and a poor item: --bootstrap -5 said "negative dimensions are not
+    allowed" after the evaluation; --batch-size 0 was accepted when embeddings were cached."""
+    from optical_viz import cli
+
+    folder, loaded = _clir_cli(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["evaluate", "clir", "--collection", str(folder), *argv])
+    assert exc.value.code == 2 and loaded == []
+    assert message in capsys.readouterr().err
+
+
+def test_library_refuses_a_negative_bootstrap_and_a_zero_batch(tmp_path, memory_cache):
+    folder = tmp_path / "c"
+    _write_clir(folder, {"q1": "red fox"}, {"p1": "the red fox jumps"}, [("q1", "p1", 1)])
+    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 0"):
+        evaluate("clir", encoder=LexicalEncoder(), langs=None, root=folder, cache=memory_cache, n_bootstrap=-5)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        evaluate("clir", encoder=LexicalEncoder(), langs=None, root=folder, cache=memory_cache, batch_size=0)
+
+
+@pytest.mark.parametrize("option", ["--json", "--run", "--qrels"])
+def test_cli_unwritable_output_is_refused_before_the_evaluation(tmp_path, monkeypatch, capsys, option):
+    """Issue 25, bug 2: an unwritable --json / --run ran the whole evaluation, then gave a
+    traceback and wrote nothing. Here the parent is a regular file (as root, permission bits
+    do not stop a write)."""
+    from optical_viz import cli
+
+    folder, loaded = _clir_cli(tmp_path, monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "sub" / "out.x"
+    assert cli.main(["evaluate", "clir", "--collection", str(folder), "--no-cache", option, str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"optical-viz evaluate: error: {option} {target}: cannot be written, {blocker} is not a folder"]
+    assert loaded == []
+
+
+def test_cli_output_on_a_read_only_file_system_is_refused_before_the_evaluation(tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    from optical_viz import cli
+
+    folder, loaded = _clir_cli(tmp_path, monkeypatch)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+
+    def read_only(*args, dir=None, **kwargs):
+        if Path(dir) == ro:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    real = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert cli.main(["evaluate", "clir", "--collection", str(folder), "--no-cache", "--json", str(ro / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"optical-viz evaluate: error: --json {ro / 'r.json'}: cannot be written, {ro} is not writable (Read-only file system)"
+    assert loaded == []

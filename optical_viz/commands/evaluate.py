@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optical_viz.commands import add_data_root, align
+from optical_viz.commands import add_data_root, align, check_writable, count
 
 # Copies of retrieval.TASKS / SCORINGS / FLORES_TASK_SPLITS and encoder.PRECISIONS: importing
 # those modules loads torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py
@@ -44,19 +44,20 @@ def register(sub) -> None:
     p.add_argument("--layer", default=None,
                    help="hidden layer (default: -1 = last; for alignment a comma-separated list, "
                         f"default {align.LAYER_DEFAULT})")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=count(1), default=64, help="texts per forward pass (default 64)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: autocast, ~2.7x faster on CPUs with AVX512-BF16, embeddings at cosine ~0.99999 "
                    "of fp32 (cached apart); compare systems only at equal precision")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--bootstrap", type=count(0, "0: no intervals"), default=1000,
+                   help="bootstrap resamples for the 95%% intervals (default 1000; 0: no intervals)")
     p.add_argument("--collection", type=Path, default=None, help="clir: folder of the TSV collection")
     add_data_root(p)
     p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     p.add_argument("--run", type=Path, default=None,
                    help="write the ranking as a six-column TREC run (top --run-depth per query)")
     p.add_argument("--qrels", type=Path, default=None, help="write the relevance judgements as TREC qrels")
-    p.add_argument("--run-depth", type=int, default=100, help="candidates per query in --run (default 100)")
+    p.add_argument("--run-depth", type=count(1), default=100, help="candidates per query in --run (default 100)")
     p.add_argument("--index", choices=("exact", "faiss-flat", "faiss-hnsw"), default="exact",
                    help="dense search: exact (streamed, the default) or a FAISS index (pip install faiss-cpu)")
     g = p.add_argument_group("alignment")
@@ -70,6 +71,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    for option in ("json", "run", "qrels"):  # before the evaluation, not after it
+        if getattr(args, option) is not None:
+            check_writable(getattr(args, option), f"--{option}")
     if args.task == "alignment":
         return _alignment(args)
     return _retrieval(args)

@@ -168,6 +168,8 @@ def bootstrap_ci(
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
         raise ValueError(f"values must be a non-empty 1-D array, got shape {values.shape}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
     step = max(1, 2_000_000 // len(values))  # bound memory: step x Q indices at a time

@@ -279,9 +279,9 @@ def _read_texts(path: Path, kind: str, shapes: str, sizes: tuple[int, ...]) -> d
     return out
 
 
-def _read_qrels(path: Path) -> dict[str, set[str]]:
+def _read_qrels(path: Path, first_lines: dict[str, int] | None = None) -> dict[str, set[str]]:
     """qid -> relevant pids; relevance must be a number (<= 0: not relevant); a pair judged
-    twice is an error."""
+    twice is an error. first_lines: filled with qid -> the line of its first judgement."""
     qrels: dict[str, set[str]] = {}
     seen: dict[tuple[str, str], int] = {}
     for n, parts in _lines(path, None):
@@ -302,6 +302,8 @@ def _read_qrels(path: Path) -> dict[str, set[str]]:
         if (qid, pid) in seen:
             raise ValueError(f"{path}:{n}: duplicate judgement of {(qid, pid)!r} (first on line {seen[qid, pid]})")
         seen[qid, pid] = n
+        if first_lines is not None:
+            first_lines.setdefault(qid, n)
         if relevance > 0:
             qrels.setdefault(qid, set()).add(pid)
     return qrels
@@ -319,8 +321,10 @@ def load_clir(folder, queries: str = "queries.tsv") -> CLIRCollection:
       (whitespace-separated); pairs with relevance <= 0 are not relevant.
 
     Nothing is dropped or overwritten silently: a line with the wrong number of fields, an
-    empty id or text, a duplicate id or judgement, or a relevance that is not a number raises
-    ValueError naming ``file:line`` and what was expected.
+    empty id or text, a duplicate id or judgement, a relevance that is not a number, or a
+    judgement of a query id that the queries file does not hold raises ValueError naming
+    ``file:line`` and what was expected (judged passages absent from passages.tsv are an
+    error of the evaluation, naming their count).
     """
     folder = Path(folder)
     for name in (queries, "passages.tsv", "qrels.tsv"):
@@ -328,13 +332,22 @@ def load_clir(folder, queries: str = "queries.tsv") -> CLIRCollection:
             raise FileNotFoundError(f"CLIR collection {folder} has no {name} (needs {queries}, passages.tsv, qrels.tsv)")
     qs = _read_texts(folder / queries, "query", "'qid<TAB>text' (2 tab-separated fields)", (2,))
     ps = _read_texts(folder / "passages.tsv", "passage", "'pid<TAB>text' or 'pid<TAB>title<TAB>text'", (2, 3))
-    qrels = _read_qrels(folder / "qrels.tsv")
+    judged: dict[str, int] = {}  # qid -> line of its first judgement
+    qrels = _read_qrels(folder / "qrels.tsv", judged)
     if not qs:
         raise ValueError(f"{folder / queries}: the query set is empty (expected lines 'qid<TAB>text')")
     if qrels and not set(qrels) & set(qs):
         raise ValueError(
             f"{folder / 'qrels.tsv'} names none of the {len(qs)} query ids of {folder / queries} "
             f"(qrels: {sorted(qrels)[:3]}; queries: {sorted(qs)[:3]}): do the files belong together?"
+        )
+    unknown = [q for q in judged if q not in qs]  # in file order
+    if unknown:
+        q = unknown[0]
+        more = f"; {len(unknown)} judged query ids are absent, e.g. {unknown[:3]}" if len(unknown) > 1 else ""
+        raise ValueError(
+            f"{folder / 'qrels.tsv'}:{judged[q]}: query id {q!r} is not in {folder / queries}{more} "
+            "(their judgements would be dropped: remove them or add the queries)"
         )
     return CLIRCollection(qs, ps, qrels)
 
