@@ -388,6 +388,10 @@ def load_encoder(
         model = AutoModel.from_pretrained(model_path, config=config, local_files_only=True, **kwargs).to(device).eval()
     except OSError as exc:
         raise FileNotFoundError(f"model {name_or_path!r} cannot be loaded from {model_path}: {_first_line(exc)}") from None
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":  # safetensors' error class is not importable everywhere
+            raise
+        raise ValueError(_damaged_weights_message(model_path, exc)) from None
     no_tokenizer = ValueError(
         f"model {str(name_or_path)!r} has no usable tokenizer in {model_path} (no {' / '.join(_TOKENIZER_FILES)}); "
         "save one there with tokenizer.save_pretrained(DIR)"
@@ -422,6 +426,24 @@ def load_encoder(
 
 
 # ---------------------------------------------------------------------- model resolution
+def _damaged_weights_message(model_path, exc: BaseException) -> str:
+    """One line naming the weights file that cannot be read (truncated, overwritten)."""
+    from safetensors import safe_open
+
+    damaged = None
+    for f in sorted(Path(model_path).glob("*.safetensors")) if isinstance(model_path, Path) else []:
+        try:
+            with safe_open(str(f), "np") as fh:
+                fh.keys()
+        except Exception:  # SafetensorError: the header or the data is cut short
+            damaged = f
+            break
+    where = damaged if damaged is not None else model_path
+    size = f", {damaged.stat().st_size:,} bytes" if damaged is not None else ""
+    return (f"{where} is damaged ({_first_line(exc)}{size}): the file was cut short or overwritten; "
+            "rebuild or copy the model again (the default model: optical-viz model build --force)")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -452,6 +474,10 @@ def _resolve_model(name_or_path) -> Path:
     """The model directory: ``name_or_path`` itself, or the cached snapshot of a hub id."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
+        if not (p / "config.json").is_file() and not (p / "modules.json").is_file() and (p / "student" / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{p} is a distillation run directory, not a model directory: its model is {p / 'student'}"
+            )
         if not (p / "config.json").is_file() and not (p / "modules.json").is_file():
             raise FileNotFoundError(
                 f"{p} is a directory but not a model directory (no config.json or modules.json); give the "

@@ -303,3 +303,31 @@ def test_cli_prints_one_line_for_a_missing_model(argv):
     assert out.returncode != 0
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "/nonexistent does not exist" in lines[0], out.stderr
+
+
+def test_truncated_weights_name_the_damaged_file(tiny_model_dir, tmp_path, capsys):
+    """Issue 25, bug 4: `truncate -s 5000000 S/model.safetensors` gave a 32-line SafetensorError
+    traceback in `evaluate`; now one line names the file."""
+    from optical_viz import cli
+
+    student = tmp_path / "S"
+    shutil.copytree(tiny_model_dir, student)
+    weights = student / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    with pytest.raises(ValueError, match=rf"^{weights} is damaged \(.*\): the file was cut short or overwritten"):
+        load_encoder(student)
+    assert cli.main(["evaluate", "flores", "--langs", "yo", "--student", str(student), "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"optical-viz evaluate: error: {weights} is damaged"), err
+
+
+def test_a_run_directory_given_as_a_model_points_to_its_student(tiny_model_dir, tmp_path):
+    """Issue 25: `--student RUN` (the run directory, not RUN/student) suggests RUN/student."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 4\n")
+    shutil.copytree(tiny_model_dir, run / "student")
+    with pytest.raises(FileNotFoundError, match=rf"{run} is a distillation run directory, not a model directory: "
+                                                rf"its model is {run / 'student'}"):
+        load_encoder(run)
