@@ -224,13 +224,14 @@ class _Tokens:
     words: list[list[str]]
 
 
-def _embed(encoder, texts: list[str], layer: int, prefix: str, batch_size: int = 32) -> _Tokens:
-    """Token embeddings with special and prefix tokens dropped (word id None)."""
+def _embed(encoder, texts: list[str], layer: int, prefix: str, batch_size: int = 32, side: str = "texts") -> _Tokens:
+    """Token embeddings with special and prefix tokens dropped (word id None); ``side`` names
+    the texts in errors ("source texts")."""
     tb = encoder.embed_tokens(texts, layer=layer, prefix=prefix, batch_size=batch_size)
     keep = [[k for k, w in enumerate(wids) if w is not None] for wids in tb.word_ids]
     empty = [i for i, k in enumerate(keep) if not k]
     if empty:
-        raise ValueError(f"texts {empty[:10]} have no token besides special tokens (empty text?)")
+        raise ValueError(f"{side} {empty[:10]} have no token besides special tokens (empty text?)")
     B, T = len(texts), max(len(k) for k in keep)
     emb = torch.zeros(B, T, tb.embeddings.shape[-1], dtype=tb.embeddings.dtype)
     mask = torch.zeros(B, T, dtype=torch.bool)
@@ -357,8 +358,8 @@ def align_batch(
         raise ValueError(f"{len(srcs)} source texts for {len(tgts)} target texts")
     if extraction not in EXTRACTIONS:
         raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
-    s = _embed(encoder, list(srcs), layer, prefix)
-    t = _embed(encoder, list(tgts), layer, prefix)
+    s = _embed(encoder, list(srcs), layer, prefix, side="source texts")
+    t = _embed(encoder, list(tgts), layer, prefix, side="target texts")
     plan = plans(s.emb, t.emb, s.mask, t.mask, method, eps, **solver_kw)
     values = divergences(s.emb, t.emb, s.mask, t.mask, eps) if method == "divergence" else None
     return _alignments(s, t, plan, extraction, method, eps, layer, threshold, values)

@@ -128,3 +128,156 @@ def test_align_help_shows_the_alignment_defaults():
     text = " ".join(dict(_every_help(build_parser()))["align"].split())  # argparse wraps lines
     for value in (alignment.METHOD_DEFAULT, alignment.EPS_DEFAULT, alignment.LAYER_DEFAULT, alignment.EXTRACTION_DEFAULT):
         assert f"(default: {value})" in text
+
+
+# ----------------------------------------------------------------- issue 25: careless hands, round two
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any model load fails the test: what it guards must be refused before the work starts."""
+    from optical_viz import encoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(encoder, "load_encoder", refuse)
+
+
+@pytest.fixture
+def blocker(tmp_path) -> Path:
+    """A regular file: a path under it cannot be written, even by root (whom chmod does not stop)."""
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["", "Le chat"], "the source text is empty: give a sentence of whitespace-separated words"),
+    (["The cat", "  "], "the target text is empty: give a sentence of whitespace-separated words"),
+    (["The cat", "Le chat", "--eps", "0"], "--eps must be a finite number > 0 (in cost units), got 0.0"),
+    (["The cat", "Le chat", "--eps", "nan"], "--eps must be a finite number > 0 (in cost units), got nan"),
+    (["The cat", "Le chat", "--layer", "99"], "--layer must be in [-13, 12] for this 12-layer model (0 = embeddings, -1 = last), got 99"),
+    (["The cat", "Le chat", "--png", "plot.txt"], "--png plot.txt: the file name must end in one of .png, .pdf, .svg"),
+])
+def test_align_checks_its_arguments_before_loading_the_model(argv, message, no_model, default_model_dir, capsys):
+    """Issue 25: align reported these after the 15-20 s model load."""
+    assert main(["align", *argv]) == 2
+    assert _one_error_line(capsys).startswith(f"optical-viz align: error: {message}")
+
+
+def test_align_unwritable_png_is_refused_before_the_model_loads(blocker, no_model, capsys):
+    """Issue 25, bug 2: `--png /ro/a.png` gave a traceback after the alignment."""
+    png = blocker / "a.png"
+    assert main(["align", "The cat", "Le chat", "--png", str(png)]) == 2
+    assert _one_error_line(capsys) == f"optical-viz align: error: --png {png}: cannot be written, {blocker} is not a folder"
+
+
+def test_check_writable_names_a_read_only_folder(tmp_path, monkeypatch):
+    """A read-only mount (EROFS) or a folder without write permission: the probe file cannot be
+    created (simulated here: as root every folder is writable)."""
+    import errno
+    import tempfile
+
+    from optical_viz.commands import check_writable
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(ValueError, match=rf"^--out {tmp_path / 'run' / 'x'}: cannot be written, {tmp_path} is not "
+                                         r"writable \(Read-only file system\)$"):
+        check_writable(tmp_path / "run" / "x", "--out", directory=True)
+    monkeypatch.undo()
+    check_writable(tmp_path / "run" / "x", "--out", directory=True)  # a folder to create: fine
+    assert not (tmp_path / "run").exists()  # nothing created by the check
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        check_writable(tmp_path, "--json")
+
+
+def _distill_config(tmp_path, name="my config.yaml") -> Path:
+    cfg = tmp_path / name
+    cfg.write_text((REPO / "configs" / "quick.yaml").read_text())
+    return cfg
+
+
+def _fake_distill(monkeypatch, behaviour):
+    from optical_viz import distill
+
+    calls = []
+
+    def fake(config, **kwargs):
+        calls.append((config, kwargs))
+        return behaviour(config, **kwargs)
+
+    monkeypatch.setattr(distill, "distill", fake)
+    return calls
+
+
+def test_distill_unwritable_out_is_refused_before_training(tmp_path, blocker, monkeypatch, capsys):
+    """Issue 25, bug 2: `distill CFG --out /ro/run` failed after loading data and models."""
+    calls = _fake_distill(monkeypatch, lambda config, **kw: pytest.fail("trained"))
+    out = blocker / "run"
+    assert main(["distill", str(_distill_config(tmp_path)), "--out", str(out)]) == 2
+    assert _one_error_line(capsys) == f"optical-viz distill: error: --out {out}: cannot be written, {blocker} is not a folder"
+    assert calls == []
+
+
+def _interrupted(config, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_the_resume_hint_is_a_command_that_works(tmp_path, monkeypatch, capsys):
+    """Issue 25, bug 5: the printed command was not shell-quoted (spaces in a path gave
+    "unrecognized arguments") and dropped --steps (its config then differed from config.yaml)."""
+    import shlex
+
+    from optical_viz.cli import build_parser
+
+    cfg = _distill_config(tmp_path)
+    out = tmp_path / "my runs" / "run 1"
+    _fake_distill(monkeypatch, _interrupted)
+    argv = ["distill", str(cfg), "--steps", "12", "--loss", "ot+mse", "--out", str(out), "--data-root", str(tmp_path / "d d")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    hint = err.split("continue with: ", 1)[1].strip()
+    words = shlex.split(hint)
+    assert words[0] == "optical-viz"
+    args = build_parser().parse_args(words[1:])
+    assert (args.config, args.steps, args.loss, args.out, args.data_root, args.resume) == (
+        cfg, 12, "ot+mse", out, tmp_path / "d d", True)
+
+
+def test_stopped_early_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+    from optical_viz.distill import DistillResult
+
+    cfg = _distill_config(tmp_path)
+    out = tmp_path / "run 2"
+    _fake_distill(monkeypatch, lambda config, **kw: DistillResult(run_dir=out, student_dir=None, steps=3, metrics=[]))
+    assert main(["distill", str(cfg), "--steps", "12", "--max-steps", "3", "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == f"stopped before the end of the schedule: continue with: optical-viz distill '{cfg}' --steps 12 --out '{out}' --resume"
+
+
+def test_resume_of_a_finished_run_is_refused(tmp_path, monkeypatch, capsys):
+    """Issue 25: --resume on a finished run silently rewrote its student."""
+    calls = _fake_distill(monkeypatch, lambda config, **kw: pytest.fail("trained"))
+    out = tmp_path / "run"
+    (out / "student").mkdir(parents=True)
+    (out / "student" / "config.json").write_text("{}")
+    assert main(["distill", str(_distill_config(tmp_path)), "--out", str(out), "--resume"]) == 2
+    assert _one_error_line(capsys) == (f"optical-viz distill: error: cannot resume {out}: the run is finished "
+                                       f"(its model is {out / 'student'}); to train again choose another --out")
+    assert calls == []
+
+
+def test_resume_of_a_run_that_never_started_says_it_starts_from_zero(tmp_path, monkeypatch, capsys):
+    """Issue 25: --resume on a run that never started trained from scratch silently."""
+    from optical_viz.distill import DistillResult
+
+    out = tmp_path / "never"
+    calls = _fake_distill(monkeypatch, lambda config, **kw: DistillResult(run_dir=out, student_dir=out / "student",
+                                                                           steps=4, metrics=[]))
+    assert main(["distill", str(_distill_config(tmp_path)), "--out", str(out), "--resume"]) == 0
+    assert f"note: {out} has no checkpoint to resume from: training starts at step 0" in capsys.readouterr().err
+    assert calls[0][1]["resume"] is True

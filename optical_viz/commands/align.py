@@ -4,7 +4,10 @@
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+from optical_viz.commands import check_writable
 
 # the heatmap shows at most this many tokens per side (a 2,000-word text would otherwise give a
 # 21,000 px wide PNG whose labels nobody can read)
@@ -18,6 +21,8 @@ METHOD_DEFAULT = "sinkhorn"
 EPS_DEFAULT = 0.05
 LAYER_DEFAULT = 6
 EXTRACTION_DEFAULT = "threshold"
+# what matplotlib's savefig writes (the suffix chooses the format)
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
 
 
 def register(sub) -> None:
@@ -33,7 +38,42 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
+def check_args(args) -> None:
+    """What can be checked before the model loads (15-20 s): the texts, --eps, --layer
+    (against the model directory's config.json) and --png."""
+    for side, text in (("source", args.src), ("target", args.tgt)):
+        if not text.strip():
+            raise ValueError(f"the {side} text is empty: give a sentence of whitespace-separated words")
+    if args.eps is not None and not (math.isfinite(args.eps) and args.eps > 0):
+        raise ValueError(f"--eps must be a finite number > 0 (in cost units), got {args.eps}")
+    if args.layer is not None:
+        n = _num_layers(args.model)
+        if n is not None and not -n - 1 <= args.layer <= n:
+            raise ValueError(f"--layer must be in [{-n - 1}, {n}] for this {n}-layer model "
+                             f"(0 = embeddings, -1 = last), got {args.layer}")
+    if args.png is not None:
+        if args.png.suffix.lower() not in FIGURE_SUFFIXES:
+            raise ValueError(f"--png {args.png}: the file name must end in one of {', '.join(FIGURE_SUFFIXES)} "
+                             "(the suffix chooses the image format)")
+        check_writable(args.png, "--png")
+
+
+def _num_layers(model) -> int | None:
+    """num_hidden_layers of a model directory's config.json (None: not a local directory yet)."""
+    import json
+
+    if model is None:
+        from optical_viz.convert import default_model_path
+
+        model = default_model_path()
+    try:
+        return int(json.loads((Path(model) / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a hub name or a damaged directory: load_encoder reports it
+
+
 def _run(args) -> int:
+    check_args(args)
     from optical_viz import alignment as A
     from optical_viz.encoder import load_encoder
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import warnings
 from pathlib import Path
 
-from optical_viz.commands import add_data_root
+from optical_viz.commands import add_data_root, check_writable
 
 
 def register(sub) -> None:
@@ -34,7 +35,10 @@ def _run(args) -> int:
     changes = {k: v for k, v in (("loss", args.loss), ("steps", args.steps)) if v is not None}
     if changes:
         config = config.replace(**changes)
-    out = args.out if args.out is not None else config.output_dir
+    out = Path(args.out if args.out is not None else config.output_dir)
+    check_writable(out, "--out" if args.out is not None else "output_dir", directory=True)
+    if args.resume:
+        _say_what_resume_does(out)
     try:
         with _one_line_warnings():
             result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out,
@@ -42,8 +46,7 @@ def _run(args) -> int:
     except FileExistsError as exc:  # a user error (also a run directory in use): exit code 2, no traceback
         raise ValueError(str(exc)) from None
     except KeyboardInterrupt:
-        print(f"\noptical-viz distill: interrupted; continue with: optical-viz distill {args.config} --out {out} --resume",
-              file=sys.stderr)
+        print(f"\noptical-viz distill: interrupted; continue with: {resume_command(args, out)}", file=sys.stderr)
         return 130
     last = next((m for m in reversed(result.metrics) if "heldout_cosine" in m), None)
     print(f"run directory: {result.run_dir} ({result.steps} steps)")
@@ -54,8 +57,32 @@ def _run(args) -> int:
     if result.student_dir is not None:
         print(f"student model: {result.student_dir}")
     else:
-        print("stopped before the end of the schedule: continue with --resume")
+        print(f"stopped before the end of the schedule: continue with: {resume_command(args, out)}")
     return 0
+
+
+def resume_command(args, out: Path) -> str:
+    """The command that continues this run, ready to paste into a shell: every option that
+    changes the config (--loss, --steps), the run directory, the data root, shell-quoted."""
+    words = ["optical-viz", "distill", str(args.config)]
+    for option, value in (("--loss", args.loss), ("--steps", args.steps)):
+        if value is not None:
+            words += [option, str(value)]
+    words += ["--out", str(out)]
+    if args.data_root is not None:
+        words += ["--data-root", str(args.data_root)]
+    return shlex.join([*words, "--resume"])
+
+
+def _say_what_resume_does(out: Path) -> None:
+    """--resume on a finished run is refused (it would rewrite the student); on a run with no
+    checkpoint yet a note says that training starts from step 0."""
+    if (out / "student" / "config.json").is_file():
+        raise ValueError(f"cannot resume {out}: the run is finished (its model is {out / 'student'}); "
+                         "to train again choose another --out")
+    if not any((out / "checkpoints").glob("step-*")):
+        print(f"optical-viz distill: note: {out} has no checkpoint to resume from: training starts at step 0",
+              file=sys.stderr)
 
 
 @contextlib.contextmanager
