@@ -12,6 +12,7 @@ against gold sure/possible links with AER, precision, recall and F1.
 """
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -228,7 +229,10 @@ def _embed(encoder, texts: list[str], layer: int, prefix: str, batch_size: int =
     """Token embeddings with special and prefix tokens dropped (word id None); ``side`` names
     the texts in errors ("source texts")."""
     tb = encoder.embed_tokens(texts, layer=layer, prefix=prefix, batch_size=batch_size)
-    keep = [[k for k, w in enumerate(wids) if w is not None] for wids in tb.word_ids]
+    # a "word" of invisible characters only (U+200B ZERO WIDTH SPACE, U+3000, U+FEFF) is no word:
+    # its tokens are dropped, so it is never aligned
+    keep = [[k for k, w in enumerate(wids) if w is not None and not _invisible(tb.words[i][w])]
+            for i, wids in enumerate(tb.word_ids)]
     empty = [i for i, k in enumerate(keep) if not k]
     if empty:
         raise ValueError(f"{side} {empty[:10]} have no token besides special tokens (empty text?)")
@@ -245,6 +249,11 @@ def _embed(encoder, texts: list[str], layer: int, prefix: str, batch_size: int =
         word_ids=[[tb.word_ids[i][k] for k in keep[i]] for i in range(B)],
         words=tb.words,
     )
+
+
+def _invisible(word: str) -> bool:
+    """Whether ``word`` has only format (Cf), separator (Z*) or control (Cc) characters."""
+    return all(unicodedata.category(c)[0] == "Z" or unicodedata.category(c) in ("Cf", "Cc") for c in word)
 
 
 def plans(

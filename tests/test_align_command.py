@@ -27,3 +27,30 @@ def test_long_text_gives_a_capped_heatmap_and_names_the_cut_words(tmp_path, data
     assert "heatmap: the first 120 x " in out
     width, height = Image.open(png).size
     assert width < 4000 and height < 4000, (width, height)
+
+
+def _session_encoder(monkeypatch, encoder):
+    from optical_viz import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda path=None: encoder)  # loading again takes seconds
+
+
+def test_a_zero_width_space_is_not_aligned_as_a_word(encoder, monkeypatch, capsys):
+    """Issue 25: U+200B between two words was aligned (and listed as unaligned) like a word."""
+    from optical_viz.alignment import align
+
+    al = align(encoder, "The \u200b cat sleeps", "Le chat dort")
+    assert al.src_words[1] == "\u200b"
+    assert all(i != 1 for i, _ in al.word_links) and "\u200b" not in "".join(al.src_tokens).replace("\u2581", "")
+    _session_encoder(monkeypatch, encoder)
+    assert cli.main(["align", "The \u200b cat sleeps", "Le chat dort"]) == 0
+    out = capsys.readouterr().out
+    assert "\u200b" not in out
+
+
+def test_a_text_of_invisible_characters_names_its_side(encoder, monkeypatch, capsys):
+    """Issue 25: an empty target was reported as "texts [0] have no token"."""
+    _session_encoder(monkeypatch, encoder)
+    assert cli.main(["align", "The cat", "\u200b"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["optical-viz align: error: target texts [0] have no token besides special tokens (empty text?)"]

@@ -97,7 +97,8 @@ def _run(args) -> int:
             print(f"{side} text truncated to the model's {len(ids)} tokens: its last {len(cut)} of "
                   f"{len(words)} words were not read and are not aligned ({shown})")
     read = len(_kept(al.src_words, al.src_word_ids))
-    unaligned = [w for i, w in enumerate(al.src_words[:read]) if all(i != a for a, _ in al.word_links)]
+    unaligned = [w for i, w in enumerate(al.src_words[:read])
+                 if all(i != a for a, _ in al.word_links) and not A._invisible(w)]  # not U+200B
     if unaligned:
         print(f"unaligned source words: {' '.join(unaligned)}")
     if args.png is not None:
