@@ -281,3 +281,45 @@ def test_resume_of_a_run_that_never_started_says_it_starts_from_zero(tmp_path, m
     assert main(["distill", str(_distill_config(tmp_path)), "--out", str(out), "--resume"]) == 0
     assert f"note: {out} has no checkpoint to resume from: training starts at step 0" in capsys.readouterr().err
     assert calls[0][1]["resume"] is True
+
+
+def test_reproduce_grid_of_a_distill_config_says_so_in_one_line(capsys):
+    """Issue 25: `reproduce --grid configs/quick.yaml` printed one error "line" of 4,904 characters."""
+    cfg = REPO / "configs" / "quick.yaml"
+    assert main(["reproduce", "--grid", str(cfg), "--dry-run"]) == 2
+    line = _one_error_line(capsys)
+    assert line == (f"optical-viz reproduce: error: {cfg} is a distill config, not a grid file (a grid file has "
+                    f"'questions:', see configs/grid-quick.yaml): train it with `optical-viz distill {cfg}`")
+
+
+def test_demo_checks_the_notebooks_folder_before_any_work(tmp_path, monkeypatch, capsys):
+    """Issue 25: `demo --notebooks /nonexistent` said "no notebooks found to run" without the
+    path, after a 12 s alignment."""
+    from optical_viz import convert
+
+    monkeypatch.setattr(convert, "build_default_model", lambda *a, **k: pytest.fail("worked before checking"))
+    missing = tmp_path / "nonexistent"
+    assert main(["demo", "--notebooks", str(missing)]) == 2
+    assert _one_error_line(capsys) == f"optical-viz demo: error: --notebooks {missing}: no such folder"
+    assert main(["demo", "--notebooks", str(tmp_path)]) == 2
+    assert _one_error_line(capsys) == (f"optical-viz demo: error: --notebooks {tmp_path}: no notebooks to run "
+                                       "(NN_name.ipynb) in that folder")
+
+
+def test_model_build_unwritable_out_is_one_line(blocker, monkeypatch, capsys):
+    from optical_viz import convert
+
+    monkeypatch.setattr(convert, "convert", lambda *a, **k: pytest.fail("converted"))
+    out = blocker / "mb"
+    assert main(["model", "build", "--out", str(out)]) == 2
+    assert _one_error_line(capsys) == f"optical-viz model: error: --out {out}: cannot be written, {blocker} is not a folder"
+
+
+def test_demo_and_bench_help_say_what_they_do():
+    """Issue 25: `demo --help` had no description; `bench encode --data-root` no default."""
+    from optical_viz.cli import build_parser
+
+    helps = {cmd: " ".join(text.split()) for cmd, text in _every_help(build_parser())}
+    assert "The main job of a fresh machine (what `make demo` runs)" in helps["demo"]
+    for cmd in ("bench encode", "bench gpu_protocol"):
+        assert "--data-root DIR data root (default: $OPTICAL_VIZ_DATA, else data/ in the repository)" in helps[cmd], cmd

@@ -112,3 +112,8 @@ def test_notebook_outputs_match_nbval(path, tmp_path, data_root, default_model_d
     figures = sorted(p.name for p in (work / "figures").glob("*.png")) if (work / "figures").is_dir() else []
     if path.stem != "05_retrieval_and_scaling":
         assert figures, "the notebook wrote no figure"
+    # issue 25: re-running the notebooks (make demo) must leave the committed figures as they are
+    committed = {p.name: p for p in (REPO / "figures").glob("*.*")}
+    changed = [p.name for p in sorted((work / "figures").glob("*.*"))
+               if p.name not in committed or committed[p.name].read_bytes() != p.read_bytes()]
+    assert changed == [], f"{path.name} redrew {changed} with other bytes than figures/ holds"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import matplotlib
 
@@ -15,6 +17,8 @@ import torch  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 
 from optical_viz import plots  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
 
 SRC = ["<s>", "\u2581Le", "\u2581chat", "\u2581dort", "</s>"]
 TGT = ["<s>", "\u2581The", "\u2581cat", "\u2581sleeps", ".", "</s>"]
@@ -90,6 +94,42 @@ def test_save_figure_writes_pdf_svg_png(tmp_path):
     again = plots.save_figure(fig, tmp_path / "again" / "curve")
     assert again[0].read_bytes() == written[0].read_bytes()
     assert again[1].read_bytes() == written[1].read_bytes()
+
+
+_FIGURE_SCRIPT = """
+import sys, matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from optical_viz import plots
+with plots.publication_style():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1, 0, 2], label="curve")
+    ax.set_title("cat / chat / बिल्ली / 猫")
+    ax.legend()
+    plots.save_figure(fig, sys.argv[1])
+"""
+
+
+def test_a_figure_rendered_twice_is_byte_identical(tmp_path):
+    """Issue 25: `make demo` rewrote committed figures although nothing had changed. The same
+    figure drawn by two processes, seconds apart, gives the same bytes in every format (no
+    dates, fixed hash salt and software tags), so re-running the notebooks leaves `git status`
+    clean; tests/test_notebooks.py compares the notebooks' figures with the committed ones."""
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", _FIGURE_SCRIPT, str(tmp_path / name / "fig")], env=env, check=True,
+                       timeout=120)
+        time.sleep(1.1)  # a date in the files would differ
+    for ext in ("pdf", "svg", "png"):
+        a, b = (tmp_path / name / f"fig.{ext}" for name in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes(), ext
+    pdf = (tmp_path / "a" / "fig.pdf").read_bytes()
+    assert b"CreationDate" not in pdf and b"ModDate" not in pdf
+    assert b"<dc:date>" not in (tmp_path / "a" / "fig.svg").read_bytes()
 
 
 def test_save_figure_rejects_bad_input(tmp_path):
@@ -574,3 +614,21 @@ def test_plot_token_flow_draws_one_line_per_objective_and_the_teacher():
     assert ax.lines[2].get_ydata()[0] == 0.4
     with pytest.raises(ValueError, match="objective, step, spread"):
         plots.plot_token_flow(TokenFlow(spread.drop(columns="spread"), 0.4))
+
+
+def test_missing_glyphs_become_one_list_not_a_warning_per_draw(recwarn):
+    """Issue 25: an emoji in `align` gave a long "Glyph ... missing from font(s) <32 fonts>"
+    warning per draw; the characters are collected for one short note."""
+    import io
+    import warnings
+
+    robot = "\N{ROBOT FACE}"  # in no font the project installs
+    with plots.publication_style(), plots.missing_glyphs() as missing:
+        fig, ax = plt.subplots()
+        ax.set_title(f"I {robot} cats {robot}")
+        fig.savefig(io.BytesIO(), format="png")
+        fig.savefig(io.BytesIO(), format="png")
+        warnings.warn("another warning")  # passes through
+    plt.close(fig)
+    assert missing == [robot]
+    assert [str(w.message) for w in recwarn] == ["another warning"]

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_license_citation_and_changelog_agree_with_the_package():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["version"] == optical_viz.__version__
-    assert project["license"]["text"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert project["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License")
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
     assert str(cff["version"]) == project["version"]
@@ -23,6 +23,21 @@ def test_license_citation_and_changelog_agree_with_the_package():
     assert "arXiv:2301.12566" in {i["value"] for i in paper["identifiers"]}
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert f"## [{project['version']}]" in changelog
+
+
+def test_pyproject_gives_setuptools_no_deprecation_warning():
+    """Issue 25: `make setup` printed ~200 lines of setuptools warnings about the deprecated
+    `project.license` table; the licence is an SPDX expression (PEP 639) with its file."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), REPO / "pyproject.toml")
+    assert [str(w.message).splitlines()[0] for w in caught] == []
+    assert dist.metadata.license_expression == "MIT" and dist.metadata.license_files == ["LICENSE"]
 
 
 def test_the_suite_deletes_a_passed_tests_tmp_path(tmp_path):

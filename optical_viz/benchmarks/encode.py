@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from optical_viz import paths
+from optical_viz.commands import add_data_root
 
 
 def add_arguments(parser) -> None:
@@ -28,7 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--langs", default=str(paths.REPO_ROOT / "configs" / "rq2-50.yaml"),
                         help="languages of the FLORES evaluation (comma-separated or a YAML file)")
     parser.add_argument("--skip-flores", action="store_true", help="only measure throughput")
-    parser.add_argument("--data-root", type=Path, default=None)
+    add_data_root(parser)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16",
                         help="precision of the FLORES evaluation (default: %(default)s)")
     parser.add_argument("--report", type=Path, default=None,

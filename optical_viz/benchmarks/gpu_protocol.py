@@ -22,6 +22,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from optical_viz.commands import add_data_root
+
 DEFAULT_CONFIGS = ("ot-published-lr0.0001", "ot-divergence-lr0.0001", "ot-middle_layer_sentence-lr0.0001",
                    "contrastive-t0.02-lr0.0001", "mse-lr0.0001")
 
@@ -32,7 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="training device (default: CUDA when present)")
-    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: $OPTICAL_VIZ_DATA)")
+    add_data_root(parser)
 
 
 def time_configs(configs: list[str], steps: int, device: str = "auto", root=None, progress: bool = True) -> dict:

@@ -123,7 +123,7 @@ def _save_heatmap(al, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from optical_viz.plots import plot_plan, publication_style
+    from optical_viz.plots import missing_glyphs, plot_plan, publication_style
 
     h, w = min(len(al.src_tokens), MAX_HEATMAP_TOKENS), min(len(al.tgt_tokens), MAX_HEATMAP_TOKENS)
     title = f"{al.method}, eps={al.eps}, layer {al.layer}"
@@ -132,9 +132,11 @@ def _save_heatmap(al, path: Path) -> None:
         print(f"heatmap: the first {h} x {w} of {len(al.src_tokens)} x {len(al.tgt_tokens)} tokens "
               f"(at most {MAX_HEATMAP_TOKENS} per side)")
     links = {(i, j) for i, j in al.token_links if i < h and j < w}
-    with publication_style():  # fonts for every script
+    with publication_style(), missing_glyphs() as missing:  # fonts for every script
         fig, ax = plt.subplots(figsize=(max(4.0, 0.16 * w + 2), max(3.0, 0.16 * h + 1.5)))
         plot_plan(al.plan[:h, :w], al.src_tokens[:h], al.tgt_tokens[:w], links=links, ax=ax, title=title)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
+    if missing:
+        print(f"note: no installed font has {' '.join(missing)}: drawn as empty boxes in {path}")

@@ -29,6 +29,11 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from optical_viz.commands import check_writable
+
+    for option in ("json", "report"):  # before the benchmark, not after it
+        if getattr(args, option, None) is not None:
+            check_writable(getattr(args, option), f"--{option}")
     module = importlib.import_module(f"optical_viz.benchmarks.{args.bench_name}")
     result = module.run(args)
     if args.json is not None:

@@ -20,7 +20,15 @@ from optical_viz.paths import REPO_ROOT
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="build the model, align a sentence pair, run the notebooks")
+    p = sub.add_parser(
+        "demo",
+        help="build the model, align a sentence pair, run the notebooks",
+        description="The main job of a fresh machine (what `make demo` runs): build the default model if "
+        "needed, align one FLORES English / French sentence pair, then execute the five notebooks "
+        "headless (executed copies in --out; the committed notebooks stay as they are), which redraw "
+        "figures/. Their scratch training runs under runs/ are removed at the end unless --keep-runs. "
+        "Ends with a summary of what ran, the figures and the disk used.",
+    )
     p.add_argument("--no-notebooks", action="store_true", help="stop after the alignment")
     p.add_argument("--notebooks", type=Path, default=REPO_ROOT / "notebooks", help="folder of the notebooks")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "notebooks",
@@ -42,8 +50,17 @@ class _Report:
 
 
 def _run(args) -> int:
+    from optical_viz.commands import check_writable
     from optical_viz.convert import build_default_model
 
+    notebooks = []
+    if not args.no_notebooks:  # checked before the model and the alignment (seconds), not after
+        if not args.notebooks.is_dir():
+            raise FileNotFoundError(f"--notebooks {args.notebooks}: no such folder")
+        notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
+        if not notebooks:
+            raise FileNotFoundError(f"--notebooks {args.notebooks}: no notebooks to run (NN_name.ipynb) in that folder")
+        check_writable(args.out, "--out", directory=True)
     report = _Report()
     model_dir = build_default_model()
     print(f"model: {model_dir}")
@@ -51,7 +68,6 @@ def _run(args) -> int:
     _show_alignment(model_dir)
     report.ran.append("word alignment of FLORES dev sentence 1, English / French")
     if not args.no_notebooks:
-        notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
         project = args.notebooks.resolve().parent  # the notebooks write ../figures and ../runs
         runs = project / "runs"
         before = _entries(runs)

@@ -21,7 +21,10 @@ def register(sub) -> None:
 
 def _build(args) -> int:
     from optical_viz import convert
+    from optical_viz.commands import check_writable
 
+    if args.out is not None:
+        check_writable(args.out, "--out", directory=True)
     if args.out is None:
         path = convert.build_default_model(force=args.force)
     else:

@@ -212,6 +212,11 @@ class GridSpec:
     def from_yaml(cls, path: str | os.PathLike) -> "GridSpec":
         path = Path(path)
         doc = load_yaml(path, what="grid")
+        if isinstance(doc, dict) and "questions" not in doc and _looks_like_a_distill_config(doc):
+            raise ValueError(
+                f"{path} is a distill config, not a grid file (a grid file has 'questions:', see "
+                f"configs/grid-quick.yaml): train it with `optical-viz distill {path}`"
+            )
         try:
             return cls.from_dict(doc, base_dir=path.parent)
         except ValueError as exc:
@@ -223,6 +228,15 @@ class GridSpec:
         if isinstance(questions, dict):  # name -> question, as in the YAML file
             doc = {**doc, "questions": [{"name": n, **(q or {})} for n, q in questions.items()]}
         return parse(cls, {**doc, "base_dir": Path(base_dir)}, what="grid")
+
+
+def _looks_like_a_distill_config(doc: dict) -> bool:
+    """Whether most top-level keys of ``doc`` are DistillConfig fields (a file given to
+    ``reproduce --grid`` by mistake)."""
+    from optical_viz.config import DistillConfig
+
+    fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    return bool(doc) and sum(k in fields for k in doc) > len(doc) / 2
 
 
 def default_grid_path(scale: str) -> Path:
