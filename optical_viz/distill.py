@@ -565,6 +565,8 @@ def distill(
     main = os.environ.get("RANK", "0") == "0"
     with RunLock(run_dir) if main else contextlib.nullcontext():
         ckpt = prepare_run_dir(config, run_dir, resume)
+        if resume and ckpt is None:  # never started, or killed before its first checkpoint
+            warnings.warn(f"{run_dir} has no checkpoint to resume from: training starts at step 0", stacklevel=2)
         threads = torch.get_num_threads()
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)

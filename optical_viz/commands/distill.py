@@ -38,7 +38,7 @@ def _run(args) -> int:
     out = Path(args.out if args.out is not None else config.output_dir)
     check_writable(out, "--out" if args.out is not None else "output_dir", directory=True)
     if args.resume:
-        _say_what_resume_does(out)
+        _refuse_a_finished_run(out)
     try:
         with _one_line_warnings():
             result = distill(config, resume=args.resume, max_steps=args.max_steps, output_dir=args.out,
@@ -74,15 +74,12 @@ def resume_command(args, out: Path) -> str:
     return shlex.join([*words, "--resume"])
 
 
-def _say_what_resume_does(out: Path) -> None:
-    """--resume on a finished run is refused (it would rewrite the student); on a run with no
-    checkpoint yet a note says that training starts from step 0."""
+def _refuse_a_finished_run(out: Path) -> None:
+    """--resume on a finished run would rewrite its student: refused. (On a run with no
+    checkpoint, distill warns that training starts at step 0.)"""
     if (out / "student" / "config.json").is_file():
         raise ValueError(f"cannot resume {out}: the run is finished (its model is {out / 'student'}); "
                          "to train again choose another --out")
-    if not any((out / "checkpoints").glob("step-*")):
-        print(f"optical-viz distill: note: {out} has no checkpoint to resume from: training starts at step 0",
-              file=sys.stderr)
 
 
 @contextlib.contextmanager
