@@ -4,13 +4,15 @@ Each command group lives in its own module under ``optical_viz.commands`` and
 exposes ``register(subparsers)``; the handler it installs (``set_defaults(func=...)``)
 imports the heavy libraries only when the command runs.
 
-Errors meant for the user (``ValueError``, ``KeyError``, ``FileNotFoundError``, ``CLIError``)
+Errors meant for the user (``ValueError``, ``KeyError``, ``FileNotFoundError``, ``CLIError``,
+and an ``OSError`` of the storage: permission denied, read-only file system, disk full)
 print one line and exit with code 2; ``--verbose`` (or ``OPTICAL_VIZ_DEBUG=1``) prints the
 full traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -26,6 +28,10 @@ COMMANDS = {
     "reproduce": "optical_viz.commands.reproduce",
     "demo": "optical_viz.commands.demo",
 }
+
+
+# OSErrors of the storage, not of the program: one line, like the errors meant for the user
+_STORAGE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 class CLIError(Exception):
@@ -63,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         # errors raised at the library's boundary carry a message for the user
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"optical-viz {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write the checks before the work could not foresee (a full disk)
+        if exc.errno not in _STORAGE_ERRORS or args.verbose or os.environ.get("OPTICAL_VIZ_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"optical-viz {args.command}: error: cannot write {exc.filename or 'a file'}: {exc.strerror}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"optical-viz {args.command}: interrupted", file=sys.stderr)

@@ -328,3 +328,17 @@ def test_demo_and_bench_help_say_what_they_do():
     assert "The main job of a fresh machine (what `make demo` runs)" in helps["demo"]
     for cmd in ("bench encode", "bench gpu_protocol"):
         assert "--data-root DIR data root (default: $OPTICAL_VIZ_DATA, else data/ in the repository)" in helps[cmd], cmd
+
+
+def test_a_storage_error_during_the_work_is_one_line(monkeypatch, capsys):
+    """What the checks before the work cannot foresee (the disk fills up) is one line too."""
+    import errno
+
+    from optical_viz.commands import bench
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out.json")
+
+    monkeypatch.setattr(bench, "_run", full)
+    assert main(["bench", "transport"]) == 2
+    assert _one_error_line(capsys) == "optical-viz bench: error: cannot write /data/out.json: No space left on device"
