@@ -229,6 +229,8 @@ class Trainer:
         self._heldout_en = None
         self.teacher_cache = TeacherCache(config.teacher_cache_mb * 2**20) if config.teacher_cache_mb else None
         self.last_cache_hit = None  # share of the last batch's English sentences served by the cache
+        # the last batch's (real, padded) token counts per side: {"student": (r, p), "teacher": (r, p)}
+        self.last_tokens: dict[str, tuple[int, int]] = {}
 
     # --- one step
 
@@ -307,6 +309,8 @@ class Trainer:
         tick("teacher_forward")
         with self.acc.autocast():
             s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B or 2B, T, H)
+        # what each side's forward computed: real tokens and padded positions
+        self.last_tokens = {"student": (int(s_mask.sum()), s_mask.numel()), "teacher": (int(t_mask.sum()), t_mask.numel())}
         e_hidden = e_mask = None
         if "mse" in terms:
             e_hidden, e_mask = s_hidden[-1][B:], s_mask[B:].bool()  # (B, T, H), (B, T): student(English)

@@ -7,6 +7,14 @@ trainer's own call: cost + Sinkhorn + <P, C>, forward and backward on the hidden
 the same batch), and the peak resident memory of each loss's steps. Targets from the
 issue: the OT loss at most 10% of the step time, peak memory at most 4 GB.
 
+The protocol's profile (``--teachers``, on by default): ``--profile-config`` (``configs/rq1.yaml``,
+batch 16 x 48, the real sentences of its 11 languages) with one torch thread, for each loss
+and each teacher (``e5``: the default model; ``minilm``: all-MiniLM-L6-v2 teaching an e5
+student): the step time by phase, the padding (real tokens / padded tokens on the student's
+and the teacher's side) and the peak resident memory. ``--side-by-side`` runs the same
+profile in a second process at the same time (the protocol's layout: two runs on two cores)
+and keeps its numbers too.
+
 Then the teacher cache (``teacher_cache_mb``): a real configuration (``configs/rq1.yaml``,
 11 languages of the multi-parallel FLORES train split, batch 16 x 48) trained for
 as many steps as a run of it takes (``--cache-steps``) without the cache and with it, from
@@ -36,6 +44,15 @@ def add_arguments(parser) -> None:
     ck.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_const", const=False,
                     help="never recompute activations")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--teachers", default="e5,minilm",
+                        help="teachers of the protocol profile: e5, minilm or a model path ('' skips; default: %(default)s)")
+    parser.add_argument("--profile-config", default="configs/rq1.yaml",
+                        help="configuration of the protocol profile (default: %(default)s)")
+    parser.add_argument("--profile-losses", default="ot,contrastive,mse", help="losses of the protocol profile")
+    parser.add_argument("--profile-steps", type=int, default=5, help="timed steps per loss and teacher (after 2 warm-up steps)")
+    parser.add_argument("--profile-threads", type=int, default=1, help="torch threads of the protocol profile")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the protocol profile in a second process at the same time (two runs on two cores)")
     parser.add_argument("--cache-config", default="configs/rq1.yaml",
                         help="configuration of the teacher-cache comparison (default: %(default)s)")
     parser.add_argument("--cache-steps", type=int, default=None,
@@ -128,6 +145,8 @@ def run(args) -> dict:
         print(f"{name:12s} {total:.3f} s/step ({1 / total:.2f} steps/s)  [ms] {ph}  peak RSS {entry['peak_rss_mb']:.0f} MB  "
               f"OT loss fwd+bwd {entry['ot_loss_fwd_bwd_s'] * 1000:.1f} ms ({100 * entry['ot_loss_fraction_of_ot_step']:.1f}% of this step)")
     trainer = None
+    if args.teachers:
+        result["profile"] = _profile(args)
     if args.cache_steps != 0:
         result["teacher_cache"] = _teacher_cache(args)
     result["load_average_end"] = list(os.getloadavg())  # other processes sharing the CPU skew the times
@@ -187,4 +206,97 @@ def _teacher_cache(args) -> dict:
     out["load_average_end"] = list(os.getloadavg())
     print(f"  speed-up {out['speedup']:.2f}x (teacher forward {out['teacher_forward_speedup']:.2f}x); "
           f"largest loss difference {out['max_loss_difference']:.2e}")
+    return out
+
+
+def _teacher_path(name: str) -> str | None:
+    """A teacher of the profile: "e5" (the default model, None in a config), "minilm" or a path."""
+    if name == "e5":
+        return None
+    if name == "minilm":
+        from optical_viz.encoder import minilm_model_dir
+
+        return str(minilm_model_dir())
+    return name
+
+
+def _profile(args) -> dict:
+    """The protocol's step (``args.profile_config``, ``args.profile_threads`` threads) for each
+    teacher and loss: phases, padding per side, peak memory; with ``--side-by-side`` the same
+    in a second process started at the same time."""
+    import subprocess
+    import sys
+    import tempfile
+
+    partner = None
+    if args.side_by_side:
+        out = Path(tempfile.mkstemp(suffix=".json")[1])
+        cmd = [sys.executable, "-m", "optical_viz.cli", "bench", "distill", "--losses", "", "--cache-steps", "0",
+               "--teachers", args.teachers, "--profile-config", str(args.profile_config),
+               "--profile-losses", args.profile_losses, "--profile-steps", str(args.profile_steps),
+               "--profile-threads", str(args.profile_threads), "--json", str(out)]
+        partner = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    result = _profile_here(args)
+    if partner is not None:
+        if partner.wait() != 0:
+            raise RuntimeError(f"the side-by-side process failed: {' '.join(cmd)}")
+        import json
+
+        result["side_by_side_partner"] = json.loads(out.read_text())["profile"]
+        out.unlink()
+    return result
+
+
+def _profile_here(args) -> dict:
+    import torch
+
+    from optical_viz.convert import default_model_path
+    from optical_viz.distill import DistillConfig, build_trainer, load_training_data
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.profile_threads)
+    base = DistillConfig.from_yaml(args.profile_config).replace(device="cpu", output_dir="/nonexistent")
+    corpora = load_training_data(base)
+    out = {"config": str(args.profile_config), "languages": len(base.languages), "batch_size": base.batch_size,
+           "max_length": base.max_length, "steps": args.profile_steps, "threads": torch.get_num_threads(),
+           "precision": base.precision, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "load_average_start": list(os.getloadavg()), "teachers": {}}
+    print(f"protocol profile: {args.profile_config} (batch {base.batch_size} x {base.max_length}), "
+          f"{torch.get_num_threads()} thread(s), {args.profile_steps} steps per loss")
+    try:
+        for teacher in [t for t in args.teachers.split(",") if t]:
+            path = _teacher_path(teacher)
+            rows = {}
+            for name in [n for n in args.profile_losses.split(",") if n]:
+                cfg = base.replace(loss=name, teacher=path, student=None if path is None else str(default_model_path()))
+                trainer = None  # the previous models are freed first
+                trainer = build_trainer(cfg, corpora=corpora)
+                _reset_peak_rss()
+                for _ in range(2):  # warm-up (the first steps also fill the teacher cache)
+                    trainer.train_step()
+                timings: dict[str, float] = {}
+                tokens = {"student": [0, 0], "teacher": [0, 0]}
+                t0 = time.perf_counter()
+                for _ in range(args.profile_steps):
+                    trainer.train_step(timings)
+                    for side, (real, padded) in trainer.last_tokens.items():
+                        tokens[side][0] += real
+                        tokens[side][1] += padded
+                total = (time.perf_counter() - t0) / args.profile_steps
+                rows[name] = {
+                    "gradient_checkpointing": cfg.checkpointing(), "step_s": total,
+                    "phases_s": {k: timings.get(k, 0.0) / args.profile_steps for k in PHASES},
+                    "padding_efficiency": {side: real / padded for side, (real, padded) in tokens.items()},
+                    "peak_rss_mb": _peak_rss_mb(), "load_average": list(os.getloadavg()),
+                }
+                r = rows[name]
+                ph = "  ".join(f"{k} {v * 1000:.0f}" for k, v in r["phases_s"].items())
+                pad = ", ".join(f"{s} {v:.0%}" for s, v in r["padding_efficiency"].items())
+                print(f"  {teacher:6s} {name:12s} {total:.3f} s/step  [ms] {ph}  real/padded tokens: {pad}  "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB  load {r['load_average'][0]:.1f}")
+            out["teachers"][teacher] = rows
+            trainer = None
+    finally:
+        torch.set_num_threads(threads)
+    out["load_average_end"] = list(os.getloadavg())
     return out
