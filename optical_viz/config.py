@@ -206,8 +206,11 @@ class DistillConfig:
         the loss has an MSE term, whose two student forwards (low-resource and English)
         would otherwise double the activation memory (peak 4.8 GB without, 3.3 GB with it,
         at batch 32 x 64).
-    device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
-        (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
+    device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "auto" (the default:
+        bf16 where the device computes it natively, a GPU or a CPU with AVX512-BF16 / AMX,
+        else fp32; see :func:`optical_viz.encoder.resolve_precision`), "fp32" or "bf16"
+        (autocast, losses within 2% of fp32; on a CPU without native bf16 several times
+        slower, and a warning says so).
         num_threads: torch CPU threads during the run (None: torch's default; 1 is much
         faster when other processes compete for the cores).
     checkpoint_every, keep_checkpoints: a checkpoint (``RUN/checkpoints/step-N/``) every N
@@ -244,7 +247,7 @@ class DistillConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     seed: Int = 0
     device: choice(DEVICES) = "auto"
-    precision: choice(PRECISIONS) = "fp32"
+    precision: choice(PRECISIONS) = "auto"
     num_threads: Optional[Int] = None
     output_dir: Str = "runs/distill"
     log_every: Int = 1

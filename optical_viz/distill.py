@@ -254,7 +254,7 @@ class Trainer:
                 hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (B, S, H)
             return hidden, mask
         order = sorted(layers)
-        cache.check((self.cfg.max_length, tuple(order), self.cfg.precision))
+        cache.check((self.cfg.max_length, tuple(order), self.acc.mixed_precision))
         entries = {t: e for t in dict.fromkeys(texts) if (e := cache.get(t)) is not None}
         misses = [t for t in dict.fromkeys(texts) if t not in entries]
         self.last_cache_hit = sum(t in entries for t in texts) / len(texts)  # before this batch's misses are added
@@ -591,13 +591,16 @@ def _accelerator(config: DistillConfig, cpu: bool):
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedDataParallelKwargs
 
+    from optical_viz.encoder import resolve_precision
+
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         # an earlier run in this process (a notebook) fixed the precision of accelerate's
         # singleton state; a single process may start afresh
         AcceleratorState._reset_state()
+    precision = resolve_precision(config.precision, "cpu" if cpu else "cuda")  # "auto": bf16 only where native
     return Accelerator(
         cpu=cpu,
-        mixed_precision="bf16" if config.precision == "bf16" else "no",
+        mixed_precision="bf16" if precision == "bf16" else "no",
         # an OT loss on an inner layer leaves the layers above it without gradients
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=_leaves_layers_unused(config))],
     )

@@ -105,7 +105,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
     run_depth: int = 0,
     index: str = "exact",
     directions=None,
@@ -129,9 +129,10 @@ def evaluate(
     scoring: ``"dense"`` (cosine of mean-pooled embeddings) or ``"maxsim"`` (late interaction).
     root: the data root (``OPTICAL_VIZ_DATA``); for ``"clir"`` the collection folder.
     cache: True (on-disk cache), False (in memory for this call), or an EmbeddingCache.
-    precision: "fp32" or "bf16" for the models this call loads (paths, None); an Encoder
-        given as such keeps its own. bf16 is ~2.7x faster on CPUs with AVX512-BF16; compare
-        systems only at equal precision.
+    precision: "auto" (bf16 where the device computes it natively, else fp32), "fp32" or
+        "bf16" for the models this call loads (paths, None); an Encoder given as such keeps its
+        own. bf16 is 1.5-2.7x faster on CPUs with AVX512-BF16 and 6-7x slower on CPUs without;
+        compare systems only at equal precision (the report's model name says which).
     progress: a bar over the problems, and the encoder's bars inside them.
     run_depth: keep the top ``run_depth`` candidates of each query in ``report.rankings``
         (0: none), for a TREC run file.
@@ -249,7 +250,7 @@ def compare(
 
 
 # ---- internals -------------------------------------------------------------------------
-def _load(model, precision: str = "fp32"):
+def _load(model, precision: str = "auto"):
     """An Encoder as is; a directory or None (the default model) through ``load_encoder``."""
     if model is None or isinstance(model, (str, os.PathLike)):
         from optical_viz.encoder import load_encoder
