@@ -29,6 +29,16 @@ import resource
 import time
 from pathlib import Path
 
+#: A/B comparisons on the protocol profile's configuration: name -> (loss, old changes, new
+#: changes, what it is). Both sides step in turn, from the same model, batches and dropout
+#: masks, so that the ratio of their step times is measured under the same load.
+COMPARISONS = {
+    "checkpointing": ("mse", {"gradient_checkpointing": True}, {"gradient_checkpointing": None},
+                      "MSE: activation checkpointing (the old default) vs the default (only where memory needs it)"),
+    "precision": ("ot", {"precision": "fp32"}, {"precision": "bf16"},
+                  "OT: fp32 vs bf16 autocast (what precision auto picks on a CPU with native bf16; changes the numbers)"),
+}
+
 PHASES = ("tokenize", "teacher_forward", "student_forward", "loss_forward", "backward", "optimizer")
 
 
@@ -53,6 +63,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--profile-threads", type=int, default=1, help="torch threads of the protocol profile")
     parser.add_argument("--side-by-side", action="store_true",
                         help="run the protocol profile in a second process at the same time (two runs on two cores)")
+    parser.add_argument("--compare", default="",
+                        help=f"comma-separated A/B comparisons, old path vs new in one run ({', '.join(COMPARISONS)})")
+    parser.add_argument("--compare-steps", type=int, default=10, help="steps of each side of a comparison")
     parser.add_argument("--cache-config", default="configs/rq1.yaml",
                         help="configuration of the teacher-cache comparison (default: %(default)s)")
     parser.add_argument("--cache-steps", type=int, default=None,
@@ -147,20 +160,51 @@ def run(args) -> dict:
     trainer = None
     if args.teachers:
         result["profile"] = _profile(args)
+    if args.compare:
+        result["compare"] = {name: _compare(args, name) for name in args.compare.split(",") if name}
     if args.cache_steps != 0:
         result["teacher_cache"] = _teacher_cache(args)
     result["load_average_end"] = list(os.getloadavg())  # other processes sharing the CPU skew the times
     return result
 
 
-def _teacher_cache(args) -> dict:
-    """``args.cache_steps`` steps (default: the config's) of ``args.cache_config`` without the
-    teacher cache and with it. The two trainers step in turn (who goes first alternates), each
-    with its own torch RNG state, so that both see the same batches and dropout masks and a
-    change of the machine's load falls on both alike."""
+def step_in_turn(configs: dict, steps: int, corpora=None) -> dict:
+    """Train one trainer per configuration ({label: DistillConfig}) for ``steps`` steps, the
+    trainers stepping in turn (who goes first rotates), each with its own torch RNG state, so
+    that all see the same batches and dropout masks and a change of the machine's load falls
+    on all alike -> {label: {"trainer", "step_s", "phases_s", "loss", "load_average"}}.
+    With the same data order, equal losses mean the same training (tests use it for that)."""
     import torch
 
-    from optical_viz.distill import DistillConfig, build_trainer
+    from optical_viz.distill import build_trainer
+
+    trainers = {label: build_trainer(cfg, corpora=corpora) for label, cfg in configs.items()}
+    rng = {label: torch.get_rng_state() for label in trainers}  # build_trainer seeded: the same state
+    labels = list(trainers)
+    timings: dict[str, dict] = {label: {} for label in labels}
+    seconds = {label: 0.0 for label in labels}
+    losses: dict[str, list] = {label: [] for label in labels}
+    records: dict[str, list] = {label: [] for label in labels}
+    for step in range(steps):
+        for label in labels[step % len(labels):] + labels[: step % len(labels)]:
+            torch.set_rng_state(rng[label])
+            t0 = time.perf_counter()
+            rec = trainers[label].train_step(timings[label])
+            seconds[label] += time.perf_counter() - t0
+            rng[label] = torch.get_rng_state()
+            losses[label].append(rec["loss"])
+            records[label].append(rec)
+    return {label: {"trainer": trainers[label], "step_s": seconds[label] / steps, "records": records[label],
+                    "phases_s": {k: timings[label].get(k, 0.0) / steps for k in PHASES}, "loss": losses[label]}
+            for label in labels}
+
+
+def _teacher_cache(args) -> dict:
+    """``args.cache_steps`` steps (default: the config's) of ``args.cache_config`` without the
+    teacher cache and with it, stepping in turn (:func:`step_in_turn`)."""
+    import torch
+
+    from optical_viz.distill import DistillConfig
 
     base = DistillConfig.from_yaml(args.cache_config).replace(device="cpu", output_dir="/nonexistent")
     steps = args.cache_steps if args.cache_steps is not None else base.steps
@@ -172,32 +216,16 @@ def _teacher_cache(args) -> dict:
     print(f"teacher cache: {args.cache_config} ({len(base.languages)} languages, batch {base.batch_size} x "
           f"{base.max_length}), {steps} steps each, {torch.get_num_threads()} threads")
     megabytes = {"off": 0, "on": base.teacher_cache_mb or 512}
-    trainers = {label: build_trainer(base.replace(teacher_cache_mb=mb)) for label, mb in megabytes.items()}
-    rng = {label: torch.get_rng_state() for label in trainers}  # build_trainer seeded: the same state
-    timings: dict[str, dict] = {label: {} for label in trainers}
-    seconds = {label: 0.0 for label in trainers}
-    losses: dict[str, list] = {label: [] for label in trainers}
-    hits = []
-    for step in range(steps):
-        for label in (("off", "on") if step % 2 == 0 else ("on", "off")):
-            torch.set_rng_state(rng[label])
-            t0 = time.perf_counter()
-            rec = trainers[label].train_step(timings[label])
-            seconds[label] += time.perf_counter() - t0
-            rng[label] = torch.get_rng_state()
-            losses[label].append(rec["loss"])
-            if label == "on":
-                hits.append(rec["teacher_cache_hit"])
-    for label, trainer in trainers.items():
-        total = seconds[label] / steps
-        entry = {"step_s": total, "teacher_forward_s": timings[label].get("teacher_forward", 0.0) / steps,
-                 "phases_s": {k: timings[label].get(k, 0.0) / steps for k in PHASES}, "loss": losses[label]}
+    runs = step_in_turn({label: base.replace(teacher_cache_mb=mb) for label, mb in megabytes.items()}, steps)
+    for label, run in runs.items():
+        entry = {"step_s": run["step_s"], "teacher_forward_s": run["phases_s"]["teacher_forward"],
+                 "phases_s": run["phases_s"], "loss": run["loss"]}
         if megabytes[label]:
-            cache = trainer.teacher_cache
-            entry.update({"hit_rate": cache.hit_rate, "hit_by_step": hits, "entries": len(cache.entries),
-                          "cache_mb": cache.bytes / 2**20})
+            cache = run["trainer"].teacher_cache
+            entry.update({"hit_rate": cache.hit_rate, "hit_by_step": [r["teacher_cache_hit"] for r in run["records"]],
+                          "entries": len(cache.entries), "cache_mb": cache.bytes / 2**20})
         out[label] = entry
-        print(f"  cache {label:3s} {total:.3f} s/step, teacher forward {entry['teacher_forward_s'] * 1000:.0f} ms/step"
+        print(f"  cache {label:3s} {entry['step_s']:.3f} s/step, teacher forward {entry['teacher_forward_s'] * 1000:.0f} ms/step"
               + (f", hit rate {entry['hit_rate']:.1%} ({entry['entries']} sentences, {entry['cache_mb']:.1f} MB)"
                  if megabytes[label] else ""))
     out["speedup"] = out["off"]["step_s"] / out["on"]["step_s"]
@@ -206,6 +234,39 @@ def _teacher_cache(args) -> dict:
     out["load_average_end"] = list(os.getloadavg())
     print(f"  speed-up {out['speedup']:.2f}x (teacher forward {out['teacher_forward_speedup']:.2f}x); "
           f"largest loss difference {out['max_loss_difference']:.2e}")
+    return out
+
+
+def _compare(args, name: str) -> dict:
+    """One of :data:`COMPARISONS`: ``args.compare_steps`` steps of each side, in turn, on
+    ``args.profile_config`` with ``args.profile_threads`` threads."""
+    import torch
+
+    from optical_viz.distill import DistillConfig
+
+    if name not in COMPARISONS:
+        raise ValueError(f"unknown comparison {name!r}; choose from {', '.join(COMPARISONS)}")
+    loss, old, new, what = COMPARISONS[name]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.profile_threads)
+    base = DistillConfig.from_yaml(args.profile_config).replace(device="cpu", output_dir="/nonexistent", loss=loss)
+    out = {"what": what, "config": str(args.profile_config), "loss": loss, "old": old, "new": new,
+           "batch_size": base.batch_size, "max_length": base.max_length, "steps": args.compare_steps,
+           "threads": torch.get_num_threads(), "load_average_start": list(os.getloadavg())}
+    try:
+        runs = step_in_turn({"old": base.replace(**old), "new": base.replace(**new)}, args.compare_steps)
+    finally:
+        torch.set_num_threads(threads)
+    for label, run in runs.items():
+        out[f"{label}_step_s"] = run["step_s"]
+        out[f"{label}_phases_s"] = run["phases_s"]
+        out[f"{label}_loss"] = run["loss"]
+    out["speedup"] = out["old_step_s"] / out["new_step_s"]
+    out["max_loss_difference"] = max(abs(a - b) for a, b in zip(out["old_loss"], out["new_loss"]))
+    out["load_average_end"] = list(os.getloadavg())
+    print(f"compare {name}: {what}\n  old {out['old_step_s']:.3f} s/step, new {out['new_step_s']:.3f} s/step: "
+          f"{out['speedup']:.2f}x; largest loss difference {out['max_loss_difference']:.2e}; "
+          f"load {out['load_average_start'][0]:.1f} -> {out['load_average_end'][0]:.1f}")
     return out
 
 
