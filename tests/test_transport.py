@@ -477,8 +477,10 @@ def test_eps_scaling_reaches_the_same_plan(domain, ratio):
     assert torch.allclose(plain.value, scaled.value, atol=1e-10, rtol=0)
     assert (scaled.plan[a == 0] == 0).all()
     stages = transport.eps_schedule(C, sm, tm, 0.02, ratio)
-    assert stages[0] == pytest.approx(float(max(
-        (C[i][sm[i]][:, tm[i]].max() - C[i][sm[i]][:, tm[i]].min()) for i in range(6))))
+    diameter = float(max((C[i][sm[i]][:, tm[i]].max() - C[i][sm[i]][:, tm[i]].min()) for i in range(6)))
+    assert stages[0] == pytest.approx(diameter / transport.EPS_SCALING_START)  # the costs' scale
+    assert [e for e, _ in scaled.stages] == pytest.approx(stages + [0.02])  # iterations reported per stage
+    assert sum(n for _, n in scaled.stages) == scaled.n_iter and plain.stages == [(0.02, plain.n_iter)]
     assert all(s > 0.02 for s in stages) and all(b / a_ == pytest.approx(ratio) for a_, b in zip(stages, stages[1:]))
 
 

@@ -61,6 +61,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--profile-losses", default="ot,contrastive,mse", help="losses of the protocol profile")
     parser.add_argument("--profile-steps", type=int, default=5, help="timed steps per loss and teacher (after 2 warm-up steps)")
     parser.add_argument("--profile-threads", type=int, default=1, help="torch threads of the protocol profile")
+    parser.add_argument("--profile-precision", default=None, choices=("auto", "fp32", "bf16"),
+                        help="training precision of the protocol profile (default: the config's)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="run the protocol profile in a second process at the same time (two runs on two cores)")
     parser.add_argument("--compare", default="",
@@ -296,6 +298,8 @@ def _profile(args) -> dict:
                "--teachers", args.teachers, "--profile-config", str(args.profile_config),
                "--profile-losses", args.profile_losses, "--profile-steps", str(args.profile_steps),
                "--profile-threads", str(args.profile_threads), "--json", str(out)]
+        if args.profile_precision is not None:
+            cmd += ["--profile-precision", args.profile_precision]
         partner = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     result = _profile_here(args)
     if partner is not None:
@@ -313,14 +317,18 @@ def _profile_here(args) -> dict:
 
     from optical_viz.convert import default_model_path
     from optical_viz.distill import DistillConfig, build_trainer, load_training_data
+    from optical_viz.encoder import native_bf16, resolve_precision
 
     threads = torch.get_num_threads()
     torch.set_num_threads(args.profile_threads)
     base = DistillConfig.from_yaml(args.profile_config).replace(device="cpu", output_dir="/nonexistent")
+    if args.profile_precision is not None:
+        base = base.replace(precision=args.profile_precision)
     corpora = load_training_data(base)
     out = {"config": str(args.profile_config), "languages": len(base.languages), "batch_size": base.batch_size,
            "max_length": base.max_length, "steps": args.profile_steps, "threads": torch.get_num_threads(),
-           "precision": base.precision, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "precision": base.precision, "resolved_precision": resolve_precision(base.precision, "cpu"),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16("cpu"),
            "load_average_start": list(os.getloadavg()), "teachers": {}}
     print(f"protocol profile: {args.profile_config} (batch {base.batch_size} x {base.max_length}), "
           f"{torch.get_num_threads()} thread(s), {args.profile_steps} steps per loss")
