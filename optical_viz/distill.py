@@ -213,7 +213,8 @@ class Trainer:
         self.teacher = models.teacher
         self.student = models.student
         _set_checkpointing(self.student.model, config.checkpointing())
-        self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature)
+        self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature,
+                                     length_buckets=config.length_buckets, length=self._pair_length)
         params = [p for p in self.student.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
@@ -233,6 +234,14 @@ class Trainer:
         self.last_tokens: dict[str, tuple[int, int]] = {}
 
     # --- one step
+
+    def _pair_length(self, pair: tuple[str, str, str]) -> tuple[int, int]:
+        """(source tokens, English tokens) of a pair as the models see them (truncated): the
+        sort key of ``length_buckets``."""
+        n = self.cfg.max_length
+        src = len(self.student.tokenizer(self.student.prefix + pair[1], truncation=True, max_length=n)["input_ids"])
+        tgt = len(self.teacher.tokenizer(self.teacher.prefix + pair[2], truncation=True, max_length=n)["input_ids"])
+        return src, tgt
 
     def _hidden(self, model, ids, mask, layers: set[int]):
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)

@@ -202,7 +202,7 @@ def _trajectories(tmp_path, data_root, old: dict, new: dict, **changes) -> tuple
     return runs["old"]["loss"], runs["new"]["loss"]
 
 
-@pytest.mark.slow  # ~40 s: 2 x 20 MSE steps, the top two layers trained
+@pytest.mark.slow  # 2 x 20 MSE steps, the top two layers trained (130 s on the loaded 2-core machine)
 def test_skipping_activation_checkpointing_keeps_the_mse_trajectory(tmp_path, data_root):
     cfg = _tiny(tmp_path / "x").replace(loss="mse")
     assert not cfg.checkpointing()  # the default at this size: off

@@ -35,6 +35,8 @@ from pathlib import Path
 COMPARISONS = {
     "checkpointing": ("mse", {"gradient_checkpointing": True}, {"gradient_checkpointing": None},
                       "MSE: activation checkpointing (the old default) vs the default (only where memory needs it)"),
+    "length_buckets": ("ot", {"length_buckets": 1}, {"length_buckets": 8},
+                       "OT: the sampler's order vs the pairs of 8 batches regrouped by length (changes the data order)"),
     "precision": ("ot", {"precision": "fp32"}, {"precision": "bf16"},
                   "OT: fp32 vs bf16 autocast (what precision auto picks on a CPU with native bf16; changes the numbers)"),
 }
