@@ -50,6 +50,9 @@ __all__ = [
 # how a batch's languages are drawn (optical_viz.distill.BitextSampler) and where a run trains
 SAMPLINGS = ("uniform", "proportional", "temperature")
 DEVICES = ("auto", "cpu", "cuda")
+#: padded positions per side of a batch (batch_size x max_length) from which an MSE loss
+#: recomputes activations by default: batch 32 x 64 peaked at 4.8 GB without, 3.3 GB with
+CHECKPOINT_MIN_TOKENS = 32 * 64
 
 STRICT = ConfigDict(extra="forbid")  # the types below are strict field by field
 
@@ -202,12 +205,17 @@ class DistillConfig:
     train_layers: train only the top N transformer layers (None: all).
     dropout: override the model's dropout probabilities (None: keep; 0 disables).
     gradient_checkpointing: recompute the student's activations in the backward pass
-        (less memory, about one more forward of time). None (the default): on exactly when
-        the loss has an MSE term, whose two student forwards (low-resource and English)
-        would otherwise double the activation memory (peak 4.8 GB without, 3.3 GB with it,
-        at batch 32 x 64).
-    device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "fp32" or "bf16"
-        (autocast; meant for CUDA, also runs on CPU, losses within 2% of fp32).
+        (less memory, about one more forward of time: an MSE step at batch 16 x 48 took 1.25x
+        as long with it). None (the default): on only where memory needs it, i.e. when the
+        loss has an MSE term, whose two student forwards (low-resource and English) double
+        the activation memory, and a batch has at least ``CHECKPOINT_MIN_TOKENS`` padded
+        positions per side (batch 32 x 64: peak 4.8 GB without, 3.3 GB with it). The
+        losses are the same either way (the recomputation replays the dropout masks).
+    device: "auto" (CUDA when present), "cpu" or "cuda"; precision: "auto" (the default:
+        bf16 where the device computes it natively, a GPU or a CPU with AVX512-BF16 / AMX,
+        else fp32; see :func:`optical_viz.encoder.resolve_precision`), "fp32" or "bf16"
+        (autocast, losses within 2% of fp32; on a CPU without native bf16 several times
+        slower, and a warning says so).
         num_threads: torch CPU threads during the run (None: torch's default; 1 is much
         faster when other processes compete for the cores).
     checkpoint_every, keep_checkpoints: a checkpoint (``RUN/checkpoints/step-N/``) every N
@@ -220,6 +228,11 @@ class DistillConfig:
         teacher's hidden states of English sentences already seen, so that a sentence met
         again (FLORES train is multi-parallel: every language has the same English side) is
         not forwarded again; 0 disables. The results are the same either way.
+    length_buckets: 1 (the default) keeps the sampler's order. k > 1: the pairs of k
+        consecutive batches are regrouped by length in tokens (source, then English) into k
+        batches served in a random order: the same pairs, less padding, a faster step, but a
+        different data order (a run learns the same within noise, not the same numbers);
+        the committed configs keep 1 so that their results reproduce.
     """
 
     languages: typing.List[Str] = dataclasses.field(default_factory=list)
@@ -244,7 +257,7 @@ class DistillConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     seed: Int = 0
     device: choice(DEVICES) = "auto"
-    precision: choice(PRECISIONS) = "fp32"
+    precision: choice(PRECISIONS) = "auto"
     num_threads: Optional[Int] = None
     output_dir: Str = "runs/distill"
     log_every: Int = 1
@@ -252,6 +265,7 @@ class DistillConfig:
     keep_checkpoints: Int = 2
     snapshots: typing.List[Int] = dataclasses.field(default_factory=list)
     teacher_cache_mb: Int = 512
+    length_buckets: Int = 1
 
     # --- YAML
 
@@ -281,10 +295,10 @@ class DistillConfig:
 
     def checkpointing(self) -> bool:
         """Whether the student recomputes activations: ``gradient_checkpointing``, or when None,
-        whether the loss has an MSE term."""
+        whether the loss has an MSE term and a batch reaches ``CHECKPOINT_MIN_TOKENS``."""
         if self.gradient_checkpointing is not None:
             return self.gradient_checkpointing
-        return "mse" in self.loss.terms
+        return "mse" in self.loss.terms and self.batch_size * self.max_length >= CHECKPOINT_MIN_TOKENS
 
     def replace(self, **changes) -> "DistillConfig":
         """A validated copy with some top-level fields changed (``loss`` may be a name)."""
@@ -344,6 +358,7 @@ class DistillConfig:
         outside = [s for s in self.snapshots if not 1 <= s < self.steps]
         check(not outside, f"snapshots: steps {outside} are not in [1, steps={self.steps}) (the final student is always written)")
         check(len(set(self.snapshots)) == len(self.snapshots), f"snapshots: duplicates in {self.snapshots}")
+        check(self.length_buckets >= 1, f"length_buckets must be >= 1 (1: no regrouping), got {self.length_buckets}")
         check(self.teacher_cache_mb >= 0, f"teacher_cache_mb must be >= 0 (0: no cache), got {self.teacher_cache_mb}")
         bad = [t for t in self.loss.terms if t not in LOSSES]
         check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")

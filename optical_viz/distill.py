@@ -213,7 +213,8 @@ class Trainer:
         self.teacher = models.teacher
         self.student = models.student
         _set_checkpointing(self.student.model, config.checkpointing())
-        self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature)
+        self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature,
+                                     length_buckets=config.length_buckets, length=self._pair_length)
         params = [p for p in self.student.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
@@ -229,8 +230,18 @@ class Trainer:
         self._heldout_en = None
         self.teacher_cache = TeacherCache(config.teacher_cache_mb * 2**20) if config.teacher_cache_mb else None
         self.last_cache_hit = None  # share of the last batch's English sentences served by the cache
+        # the last batch's (real, padded) token counts per side: {"student": (r, p), "teacher": (r, p)}
+        self.last_tokens: dict[str, tuple[int, int]] = {}
 
     # --- one step
+
+    def _pair_length(self, pair: tuple[str, str, str]) -> tuple[int, int]:
+        """(source tokens, English tokens) of a pair as the models see them (truncated): the
+        sort key of ``length_buckets``."""
+        n = self.cfg.max_length
+        src = len(self.student.tokenizer(self.student.prefix + pair[1], truncation=True, max_length=n)["input_ids"])
+        tgt = len(self.teacher.tokenizer(self.teacher.prefix + pair[2], truncation=True, max_length=n)["input_ids"])
+        return src, tgt
 
     def _hidden(self, model, ids, mask, layers: set[int]):
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
@@ -252,7 +263,7 @@ class Trainer:
                 hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (B, S, H)
             return hidden, mask
         order = sorted(layers)
-        cache.check((self.cfg.max_length, tuple(order), self.cfg.precision))
+        cache.check((self.cfg.max_length, tuple(order), self.acc.mixed_precision))
         entries = {t: e for t in dict.fromkeys(texts) if (e := cache.get(t)) is not None}
         misses = [t for t in dict.fromkeys(texts) if t not in entries]
         self.last_cache_hit = sum(t in entries for t in texts) / len(texts)  # before this batch's misses are added
@@ -307,6 +318,8 @@ class Trainer:
         tick("teacher_forward")
         with self.acc.autocast():
             s_hidden = self._hidden(self.model, s_ids, s_mask, layers)  # layer -> (B or 2B, T, H)
+        # what each side's forward computed: real tokens and padded positions
+        self.last_tokens = {"student": (int(s_mask.sum()), s_mask.numel()), "teacher": (int(t_mask.sum()), t_mask.numel())}
         e_hidden = e_mask = None
         if "mse" in terms:
             e_hidden, e_mask = s_hidden[-1][B:], s_mask[B:].bool()  # (B, T, H), (B, T): student(English)
@@ -589,13 +602,16 @@ def _accelerator(config: DistillConfig, cpu: bool):
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedDataParallelKwargs
 
+    from optical_viz.encoder import resolve_precision
+
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         # an earlier run in this process (a notebook) fixed the precision of accelerate's
         # singleton state; a single process may start afresh
         AcceleratorState._reset_state()
+    precision = resolve_precision(config.precision, "cpu" if cpu else "cuda")  # "auto": bf16 only where native
     return Accelerator(
         cpu=cpu,
-        mixed_precision="bf16" if config.precision == "bf16" else "no",
+        mixed_precision="bf16" if precision == "bf16" else "no",
         # an OT loss on an inner layer leaves the layers above it without gradients
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=_leaves_layers_unused(config))],
     )

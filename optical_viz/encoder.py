@@ -28,10 +28,17 @@ from optical_viz.paths import TRAINING_INFO
 
 __all__ = [
     "Encoder", "TokenBatch", "load_encoder", "PRECISIONS", "SentenceTransformersConfig",
-    "read_sentence_transformers_config", "minilm_model_dir",
+    "read_sentence_transformers_config", "minilm_model_dir", "native_bf16", "resolve_precision",
 ]
 
-PRECISIONS = ("fp32", "bf16")  # of the embedding methods (training has its own precision)
+#: of the embedding methods and of training; "auto": bf16 where the hardware computes it
+#: natively (see :func:`native_bf16`), fp32 elsewhere
+PRECISIONS = ("auto", "fp32", "bf16")
+
+#: bf16 on a CPU without native bf16, as measured (issue 22): 64 FLORES sentences, one thread,
+#: on a 2-core AVX2 machine (no AVX512-BF16, no AMX)
+BF16_EMULATED_SLOWDOWN = "6-7x slower than fp32 (2.3 against 13.6-16.3 sentences/s)"
+_warned_emulated_bf16 = False
 
 #: files of which a model directory needs one to have a tokenizer
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
@@ -81,13 +88,13 @@ class Encoder:
     weights file and the name, for caches), ``model``, ``tokenizer``, ``device``,
     ``num_layers``, ``hidden_size``, ``max_length`` (tokens, specials included),
     ``prefix`` (``"query: "`` for e5 models, ``""`` otherwise), ``precision`` ("fp32" or
-    "bf16", see :func:`load_encoder`) and ``progress`` (False silences the progress bars).
+    "bf16": what "auto" resolved to, see :func:`load_encoder`) and ``progress`` (False
+    silences the progress bars).
     """
 
     def __init__(self, model, tokenizer, *, name: str, identity: str, prefix: str, max_length: int,
                  precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        precision = resolve_precision(precision, next(model.parameters()).device)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -355,10 +362,11 @@ def load_encoder(
     sentence-transformers model (pooling, prompts and ``max_seq_length`` are read from its
     sentence-transformers files when present, see :func:`read_sentence_transformers_config`);
     anything else -> a hub id, loaded only from the local Hugging Face cache (never from the
-    network). ``device`` defaults to CUDA when available, else CPU. ``precision``: "fp32", or
-    "bf16" (autocast in the embedding methods; on a CPU with AVX512-BF16 about 2.7x faster,
+    network). ``device`` defaults to CUDA when available, else CPU. ``precision``: "fp32",
+    "bf16" (autocast in the embedding methods; on a CPU with AVX512-BF16 1.5-2.7x faster,
     sentence embeddings at cosine 0.99999 of fp32; the identity, and so the cache, keeps them
-    apart).
+    apart; on a CPU without native bf16 6-7x *slower*, and a warning says so), or "auto"
+    (bf16 where :func:`native_bf16`, else fp32; ``Encoder.precision`` says which).
 
     Raises FileNotFoundError (no such directory, not a model directory, a hub id that is not
     cached) and ValueError (a device that is not there, no fast tokenizer, a pooling mode
@@ -447,6 +455,48 @@ def _damaged_weights_message(model_path, exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def native_bf16(device: str | torch.device | None = None) -> bool:
+    """Whether ``device`` (default: the CPU) computes bf16 natively: a CUDA GPU that supports
+    bf16, or a CPU with AVX512-BF16 or AMX as torch reports it. Elsewhere torch emulates bf16,
+    several times slower than fp32."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch, "cpu", None)  # torch >= 2.3 reports the ISA extensions
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(precision: str, device: str | torch.device | None = None) -> str:
+    """The precision to compute in on ``device`` -> "fp32" or "bf16".
+
+    "auto" -> "bf16" where :func:`native_bf16`, else "fp32"; "fp32" and "bf16" as given (a
+    protocol that fixed bf16 keeps it), but an explicit "bf16" on a CPU without native bf16
+    warns, once per process, with the slowdown measured there.
+
+    >>> resolve_precision("fp32")
+    'fp32'
+    """
+    global _warned_emulated_bf16
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    native = native_bf16(device)
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native and not _warned_emulated_bf16:
+        _warned_emulated_bf16 = True
+        cap = torch.backends.cpu.get_cpu_capability()
+        warnings.warn(
+            f"precision bf16 on a device without native bf16 ({torch.device(device or 'cpu')}, CPU capability {cap}, "
+            f"no AVX512-BF16 / AMX): torch emulates it, measured {BF16_EMULATED_SLOWDOWN}; "
+            "use precision auto or fp32 unless a protocol fixed bf16",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return precision
 
 
 def _check_device(device) -> torch.device:

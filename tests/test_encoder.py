@@ -208,6 +208,60 @@ def test_bf16_is_close_to_fp32_and_cached_apart(encoder, default_model_dir):
         load_encoder(default_model_dir, precision="fp16")
 
 
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Set whether the CPU has native bf16 (as torch reports it) -> a setter; the warn-once flag reset."""
+    from optical_viz import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "_warned_emulated_bf16", False)
+
+    def set_native(native: bool) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+    return set_native
+
+
+def test_auto_precision_is_bf16_only_where_native(cpu_bf16):
+    from optical_viz.encoder import native_bf16, resolve_precision
+
+    cpu_bf16(True)
+    assert native_bf16("cpu") and resolve_precision("auto", "cpu") == "bf16"
+    cpu_bf16(False)
+    assert not native_bf16("cpu") and resolve_precision("auto", "cpu") == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto and fp32 never warn
+        assert resolve_precision("auto") == resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16")
+
+
+def test_explicit_bf16_without_native_bf16_is_kept_and_warns_once(cpu_bf16, default_model_dir):
+    from optical_viz.encoder import resolve_precision
+
+    cpu_bf16(False)
+    with pytest.warns(RuntimeWarning, match=r"emulates it, measured 6-7x slower than fp32") as caught:
+        assert resolve_precision("bf16", "cpu") == "bf16"  # a protocol that fixed bf16 keeps it
+        fast = load_encoder(default_model_dir, precision="bf16")
+    assert len([w for w in caught if "bf16" in str(w.message)]) == 1 and fast.precision == "bf16"
+    cpu_bf16(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_encoder(default_model_dir, precision="auto").precision == "bf16"
+
+
+def test_training_precision_auto_follows_the_cpu(cpu_bf16):
+    from optical_viz.distill import DistillConfig, _accelerator
+
+    cfg = DistillConfig(languages=["yor_Latn"], device="cpu")
+    assert cfg.precision == "auto"  # the default
+    for native, expected in ((False, "no"), (True, "bf16")):
+        cpu_bf16(native)
+        assert _accelerator(cfg, cpu=True).mixed_precision == expected
+    cpu_bf16(False)
+    assert _accelerator(cfg.replace(precision="fp32"), cpu=True).mixed_precision == "no"
+
+
 def test_identity_hashes_weights_and_name(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"weights v1")
     a = _identity("m", tmp_path)

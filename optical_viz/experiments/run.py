@@ -254,7 +254,7 @@ def run_grid(
                     "config": run.config.to_dict() if run.config is not None else None,
                     "student": str(student_dir) if run.trained else "default model (zero-shot)",
                     "teacher": "default model",
-                    "precision": spec.precision,
+                    "precision": teacher.precision,  # as computed ("auto" resolved on this machine)
                     "code": code,
                     "machine": machine,
                     "timings": {"train_s": rec["train_s"], "eval_s": round(eval_s, 2)},

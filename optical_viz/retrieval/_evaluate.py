@@ -105,7 +105,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
-    precision: str = "fp32",
+    precision: str = "auto",
     run_depth: int = 0,
     index: str = "exact",
     directions=None,
@@ -131,9 +131,10 @@ def evaluate(
     cache: True (on-disk cache), False (in memory for this call), or an EmbeddingCache.
     n_bootstrap: query resamples for the 95% intervals (``<metric>_ci``); 0: no intervals
         (the ``_ci`` columns hold None).
-    precision: "fp32" or "bf16" for the models this call loads (paths, None); an Encoder
-        given as such keeps its own. bf16 is ~2.7x faster on CPUs with AVX512-BF16; compare
-        systems only at equal precision.
+    precision: "auto" (bf16 where the device computes it natively, else fp32), "fp32" or
+        "bf16" for the models this call loads (paths, None); an Encoder given as such keeps its
+        own. bf16 is 1.5-2.7x faster on CPUs with AVX512-BF16 and 6-7x slower on CPUs without;
+        compare systems only at equal precision (the report's model name says which).
     progress: a bar over the problems, and the encoder's bars inside them.
     run_depth: keep the top ``run_depth`` candidates of each query in ``report.rankings``
         (0: none), for a TREC run file.
@@ -255,7 +256,7 @@ def compare(
 
 
 # ---- internals -------------------------------------------------------------------------
-def _load(model, precision: str = "fp32"):
+def _load(model, precision: str = "auto"):
     """An Encoder as is; a directory or None (the default model) through ``load_encoder``."""
     if model is None or isinstance(model, (str, os.PathLike)):
         from optical_viz.encoder import load_encoder
