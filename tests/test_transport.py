@@ -549,15 +549,16 @@ def test_eps_scaling_converges_at_eps_0005_on_real_e5_costs(encoder, data_root):
     assert float(scaled.converged.float().mean()) >= 0.99
     assert scaled.n_iter <= 1000
     assert float(scaled.converged.float().mean()) > float(plain.converged.float().mean())
-    assert len(scaled.stages) <= 4  # from the costs' scale (~0.02), not from the diameter (~0.5: 8 stages)
+    assert len(scaled.stages) <= 5  # from the costs' scale (~0.06), not from the diameter (~0.5: 8 stages)
 
 
 @pytest.mark.slow
 def test_relative_eps_converges_more_with_the_scale_schedule_on_real_e5_costs(encoder, data_root, monkeypatch):
     """Issue 22: relative eps 0.1 (~0.005 in cost units) with eps-scaling on 64 FLORES dev
-    deu-eng pairs, tol 1e-4. Measured: at max_iter 300 (the protocol's) 87.5% converge with
-    the schedule from the costs' scale, 76.6% from the diameter (before issue 22); at max_iter
-    1000 all do. The issue's target (>= 99% within 300) is not met: a tail of problems needs
+    deu-eng pairs, tol 1e-4. Measured: at max_iter 300 (the protocol's) 81.2% converge with
+    the schedule from diameter / 10, 76.6% from the diameter (before issue 22); at max_iter
+    1000 all do (87.5% at 300 from diameter / 30, which left a divergence problem of
+    tests/test_distill.py unconverged). The issue's target (>= 99% within 300) is not met: a tail of problems needs
     ~1000 iterations at this eps."""
     from optical_viz.data import load_flores
     from optical_viz.losses import ot_loss
@@ -576,5 +577,5 @@ def test_relative_eps_converges_more_with_the_scale_schedule_on_real_e5_costs(en
     scale_300, scale_1000 = converged(300), converged(1000)
     monkeypatch.setattr(transport, "EPS_SCALING_START", 1.0)  # the schedule before: from the diameter
     diameter_300 = converged(300)
-    assert scale_300 >= 0.85 and scale_300 > diameter_300
+    assert scale_300 >= 0.8 and scale_300 > diameter_300
     assert scale_1000 >= 0.99
