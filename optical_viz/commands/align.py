@@ -12,8 +12,8 @@ MAX_HEATMAP_TOKENS = 120
 # Copies of optical_viz.alignment's vocabulary and defaults, for the choices and the help:
 # importing alignment loads torch (seconds), too slow for `optical-viz --help`;
 # tests/test_cli.py checks they agree.
-METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity")
-EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
+METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity", "dot")
+EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax", "softmax")
 METHOD_DEFAULT = "sinkhorn"
 EPS_DEFAULT = 0.05
 LAYER_DEFAULT = 6
