@@ -33,6 +33,9 @@ EPS_DEFAULT = 0.05
 EXTRACTION_DEFAULT = "threshold"
 METHOD_DEFAULT = "sinkhorn"
 THRESHOLD_DEFAULT = 0.5  # fraction of the one-to-one mass 1 / max(T, S)
+SOLVER_DEFAULT: dict = {}  # solver keywords of the default setting (rho, mass)
+DEFAULT_SOURCE = "results/alignment/heldout.json"
+DEFAULT_DESCRIPTION = "sinkhorn eps=0.05, threshold 0.5, layer 6"
 SOFTMAX_THRESHOLD = 1e-3  # awesome-align's default for both conditional probabilities
 MAX_ITER = 300  # Sinkhorn iterations for alignment: the argmax links settle long before tol
 
@@ -247,11 +250,16 @@ def _embed(encoder, texts: list[str] | None, layer: int, prefix: str, batch_size
     instead of ``texts``: pre-tokenized words (gold tokens), kept as they are; a sentence
     whose words yield no token at all is then kept with no token (all-False mask row)."""
     tb = encoder.embed_tokens(texts, layer=layer, prefix=prefix, batch_size=batch_size, words=words)
+    return _tokens_of(tb, allow_empty=words is not None)
+
+
+def _tokens_of(tb, allow_empty: bool = False) -> _Tokens:
+    """``_Tokens`` of a ``TokenBatch``: the real-word tokens, left-aligned and re-padded."""
     keep = [[k for k, w in enumerate(wids) if w is not None] for wids in tb.word_ids]
     empty = [i for i, k in enumerate(keep) if not k]
-    if empty and words is None:
+    if empty and not allow_empty:
         raise ValueError(f"texts {empty[:10]} have no token besides special tokens (empty text?)")
-    B, T = len(keep), max(max((len(k) for k in keep), default=0), 1)
+    B, T = len(keep), max(max((len(k) for k in keep), default=0), 1)  # T >= 1: a batch of empty sentences
     emb = torch.zeros(B, T, tb.embeddings.shape[-1], dtype=tb.embeddings.dtype)
     mask = torch.zeros(B, T, dtype=torch.bool)
     for i, k in enumerate(keep):
@@ -423,12 +431,16 @@ def evaluate_alignment(
     *,
     prefix: str = "",
     limit: int | None = None,
+    threshold: float | None = None,
+    **solver_kw,
 ) -> dict:
     """Score word alignments on the gold files ``word_alignment/XXYY.*`` of the data root.
 
     pairs       e.g. ["enfr", "roen"]; None -> every pair present in the data root
     methods, layers; extraction and eps may be one value or several (a grid)
     limit       score only the first ``limit`` sentence pairs of each file (quick runs)
+    threshold   of the "threshold" and "softmax" extractions (None: their defaults); extra
+                keywords go to the solver (``rho``, ``mass``)
     returns     {"task": "alignment", "model": encoder.name, "results": [{"pair", "method",
                 "extraction", "layer", "eps", "n", "aer", "precision", "recall", "f1"}, ...],
                 "notes": [...]} (one row per combination; "similarity" ignores the marginals
@@ -460,9 +472,9 @@ def evaluate_alignment(
                              "zero-width characters) and are scored as unaligned")
             for method in methods:
                 for e in epss if method not in ("emd", "partial", "dot") else epss[:1]:
-                    plan = _plans_nonempty(s, t, method, e)
+                    plan = _plans_nonempty(s, t, method, e, **solver_kw)
                     for ex in extractions:
-                        als = _alignments(s, t, plan, ex, method, e, layer, None)
+                        als = _alignments(s, t, plan, ex, method, e, layer, threshold)
                         sc = score_alignments([a.word_links for a in als], gold)
                         results.append(
                             {
@@ -499,6 +511,10 @@ __all__ = [
     "EPS_DEFAULT",
     "EXTRACTION_DEFAULT",
     "SOFTMAX_THRESHOLD",
+    "THRESHOLD_DEFAULT",
+    "SOLVER_DEFAULT",
+    "DEFAULT_SOURCE",
+    "DEFAULT_DESCRIPTION",
     "Alignment",
     "AlignmentScore",
     "extract_links",
