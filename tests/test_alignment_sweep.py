@@ -99,3 +99,16 @@ def test_a_tiny_sweep_with_the_model(encoder, data_root):
     assert got["aer"] == pytest.approx(ref["aer"], abs=1e-9)
     lopo = leave_one_pair_out(rows)
     assert set(lopo.families) == {"argmax", "itermax", "softmax", "sinkhorn"} and lopo.default in lopo.families
+
+
+def test_lopo_on_the_csv_read_back(tmp_path):
+    """The sweep CSV read back with pandas (NaN for empty cells) gives the same selection."""
+    import pandas as pd
+
+    rows = [dict(r, param="eps" if r["family"] == "sinkhorn" else None, value=0.05 if r["family"] == "sinkhorn" else None)
+            for r in TABLE]
+    lopo = leave_one_pair_out(rows)
+    files = write_results(rows, lopo, tmp_path, {"model": "m", "commit": "abc", "date": "d"})
+    back = leave_one_pair_out(pd.read_csv(files["sweep"]).to_dict("records"))
+    assert back.default == lopo.default and back.held_out("sinkhorn") == pytest.approx(lopo.held_out("sinkhorn"))
+    assert back.families["sinkhorn"].setting_all["layer"] == 2 and back.families["argmax"].setting_all["param"] is None

@@ -66,8 +66,13 @@ def family_of(row: dict) -> str | None:
     return row["method"] if row["method"] in OT_FAMILIES else None
 
 
+def _cell(v):
+    """None for a missing value (None, NaN or "" as a CSV read back gives them)."""
+    return None if v is None or v == "" or (isinstance(v, float) and v != v) else v
+
+
 def _setting_key(row: dict) -> tuple:
-    return (row["method"], row.get("param"), row.get("value"), row["extraction"], row.get("threshold"), row["layer"])
+    return tuple(_cell(row.get(k)) for k in ("method", "param", "value", "extraction", "threshold", "layer"))
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -240,7 +245,7 @@ def leave_one_pair_out(rows: Sequence[dict], families: Sequence[str] | None = No
         raise ValueError(f"leave-one-pair-out needs at least two pairs, got {pairs}")
     grouped: dict[str, dict[tuple, dict[str, dict]]] = {}
     for r in rows:
-        fam = r.get("family") or family_of(r)
+        fam = _cell(r.get("family")) or family_of(r)
         if fam is None:
             continue
         grouped.setdefault(fam, {}).setdefault(_setting_key(r), {})[r["pair"]] = r
@@ -254,12 +259,12 @@ def leave_one_pair_out(rows: Sequence[dict], families: Sequence[str] | None = No
             train = [p for p in pairs if p != held]
             key, train_aer = _best(grouped[fam], train)
             row = grouped[fam][key][held]
-            folds.append(FoldChoice(held, {k: row.get(k) for k in _SETTING_FIELDS}, train_aer, row["aer"]))
+            folds.append(FoldChoice(held, {k: _cell(row.get(k)) for k in _SETTING_FIELDS}, train_aer, row["aer"]))
         key_all, _ = _best(grouped[fam], pairs)
         per_pair = grouped[fam][key_all]
         out.families[fam] = FamilyLOPO(
             fam, folds, sum(f.held_out_aer for f in folds) / len(folds),
-            {k: per_pair[pairs[0]].get(k) for k in _SETTING_FIELDS}, {p: per_pair[p]["aer"] for p in pairs},
+            {k: _cell(per_pair[pairs[0]].get(k)) for k in _SETTING_FIELDS}, {p: per_pair[p]["aer"] for p in pairs},
         )
     out.default = min(out.families, key=lambda f: out.families[f].mean_held_out_aer)
     out.setting = out.families[out.default].setting_all
