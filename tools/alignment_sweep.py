@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     chosen = {f.held_out: f.setting["layer"] for f in lopo.families[lopo.default].folds}
     with publication_style():
         axes = plot_alignment_by_layer(doc["rows"], chosen=chosen)
-        save_figure(axes[0].figure, args.figures / "alignment_aer_by_layer", formats=("pdf", "png"))
+        save_figure(axes[0].figure, args.figures / "alignment_aer_by_layer")
     print(files["table"].read_text())
     return 0
 
