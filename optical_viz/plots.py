@@ -1285,7 +1285,7 @@ def plot_alignment_by_layer(
             d = best[(best["pair"] == pair) & (best["family"] == fam)].sort_values("layer")
             if d.empty:
                 continue
-            color, ls = styles.get(fam, (PALETTE[(ot.index(fam) + 1) % len(PALETTE)], "-"))
+            color, ls = styles[fam] if fam in styles else (PALETTE[(ot.index(fam) + 1) % len(PALETTE)], "-")
             ax.plot(d["layer"], 100 * d["aer"], ls, color=color, marker="o" if fam in ot else None,
                     markersize=2.5, label=fam)
         if chosen is not None and pair in chosen:
@@ -1294,7 +1294,7 @@ def plot_alignment_by_layer(
         ax.set_xlabel("layer")
         ax.grid(True, axis="y")
     axes[0].set_ylabel("AER (%), best setting per layer")
-    axes[-1].legend(loc="upper right", fontsize="small")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="family")
     return list(axes)
 
 

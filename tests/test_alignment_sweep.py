@@ -112,3 +112,21 @@ def test_lopo_on_the_csv_read_back(tmp_path):
     back = leave_one_pair_out(pd.read_csv(files["sweep"]).to_dict("records"))
     assert back.default == lopo.default and back.held_out("sinkhorn") == pytest.approx(lopo.held_out("sinkhorn"))
     assert back.families["sinkhorn"].setting_all["layer"] == 2 and back.families["argmax"].setting_all["param"] is None
+
+
+def test_plot_by_layer_draws_each_family_per_pair():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optical_viz.plots import plot_alignment_by_layer
+
+    rows = TABLE + [_row("a", "sinkhorn", 1, 0.05, extraction="threshold")]  # a better sinkhorn row at layer 1
+    axes = plot_alignment_by_layer(rows, chosen={"a": 2})
+    assert [ax.get_title() for ax in axes] == ["a", "b", "c"]
+    lines = {line.get_label(): line for line in axes[0].lines if not line.get_label().startswith("_")}
+    assert set(lines) == {"sinkhorn", "argmax"}
+    # per layer the family's best setting, in percent
+    assert lines["sinkhorn"].get_ydata().tolist() == pytest.approx([5.0, 15.0])
+    assert any(list(line.get_xdata()) == [2, 2] for line in axes[0].lines)  # the chosen layer marked
+    with pytest.raises(ValueError, match="need columns"):
+        plot_alignment_by_layer([{"pair": "a"}])

@@ -15,9 +15,9 @@ MAX_HEATMAP_TOKENS = 120
 METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity", "dot")
 EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax", "softmax")
 METHOD_DEFAULT = "sinkhorn"
-EPS_DEFAULT = 0.05
-LAYER_DEFAULT = 6
-EXTRACTION_DEFAULT = "threshold"
+EPS_DEFAULT = 0.3
+LAYER_DEFAULT = 7
+EXTRACTION_DEFAULT = "inter"
 
 
 def register(sub) -> None:

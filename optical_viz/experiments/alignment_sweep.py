@@ -41,7 +41,7 @@ __all__ = [
 PLANS: tuple[tuple[str, str | None, tuple[float, ...]], ...] = (
     ("similarity", "eps", (0.02, 0.05, 0.1)),
     ("dot", None, (None,)),
-    ("sinkhorn", "eps", (0.02, 0.05, 0.1, 0.2)),
+    ("sinkhorn", "eps", (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)),
     ("unbalanced", "rho", (0.1, 0.5)),  # eps 0.05
     ("partial", "mass", (0.9,)),  # exact partial OT (POT, per sentence) is the slow one
     ("emd", None, (None,)),
@@ -81,7 +81,7 @@ def _setting_key(row: dict) -> tuple:
 def _all_layer_tokens(encoder, gold, prefix: str, cache: Path | None, name: str):
     """Per layer (0..L), source and target ``_Tokens`` of the gold's words, from one forward
     pass per side (all hidden states), cached under ``cache`` when given."""
-    from optical_viz.alignment import _tokens_of
+    from optical_viz.alignment import _Tokens, _tokens_of
 
     layers = list(range(encoder.num_layers + 1))
     out = {}
@@ -89,7 +89,8 @@ def _all_layer_tokens(encoder, gold, prefix: str, cache: Path | None, name: str)
         words = [list(getattr(g, side)) for g in gold]
         file = cache / f"{name}.{side}.{encoder.identity[:16]}.pt" if cache is not None else None
         if file is not None and file.is_file():
-            out[side] = torch.load(file)
+            with torch.serialization.safe_globals([_Tokens]):  # our own cache: _Tokens is safe to load
+                out[side] = torch.load(file)
             continue
         tb = encoder.embed_tokens(None, layer=0, prefix=prefix, words=words)
         base = _tokens_of(tb, allow_empty=True)  # tokens, word ids, mask of the gold's words
