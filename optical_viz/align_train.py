@@ -216,7 +216,7 @@ def align_train(config: AlignTrainConfig, out: str | os.PathLike, *, steps: int 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             log.write(json.dumps({"step": step + 1, "loss": losses[-1]}) + "\n")
             log.flush()
     finally:
