@@ -233,7 +233,8 @@ def align_train(config: AlignTrainConfig, out: str | os.PathLike, *, steps: int 
         (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
         import yaml
 
-        (tmp / "align_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+        saved = {**dataclasses.asdict(config), "steps": steps}  # the steps run, --steps included
+        (tmp / "align_train.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     return AlignTrainResult(out / "student", losses, len(pairs))
 
 
