@@ -8,7 +8,8 @@ For every layer of the default model, on the ro-en gold sentence pairs (the pair
 its students on), content tokens only: the entropic plan at RQ1's OT eps (0.02, cosine cost,
 absolute) and at the eps of RQ1's alignment scoring (0.05), through
 :func:`optical_viz.geometry.plan_sharpness_by_layer`; joined with the similarity-argmax AER of
-that layer from results/alignment/sweep.csv. The JSON adds what RQ1 recorded
+that layer and the AER of the shipped default plan (Sinkhorn eps 0.3, intersection) at that layer,
+both from results/alignment/sweep.csv. The JSON adds what RQ1 recorded
 (results/full/rq1_summary.csv, rq1_training.csv) and the provenance.
 """
 from __future__ import annotations
@@ -67,10 +68,13 @@ def main(argv=None) -> int:
     frames = [plan_sharpness_by_layer(x, y, eps).assign(pair=PAIR) for eps in EPS]
     frame = pd.concat(frames, ignore_index=True)
     sweep = pd.read_csv(args.out / "sweep.csv")
-    argmax = sweep[(sweep["pair"] == PAIR) & (sweep["family"] == "argmax")].set_index("layer")["aer"]
+    roen = sweep[(sweep["pair"] == PAIR) & (sweep["extraction"] == "inter")]
+    argmax = roen[roen["method"] == "similarity"].set_index("layer")["aer"]  # similarity argmax, intersection
+    default = roen[(roen["method"] == "sinkhorn") & (roen["eps"] == 0.3)].set_index("layer")["aer"]
     frame["argmax_aer"] = frame["layer"].map(argmax)
+    frame["sinkhorn_0.3_aer"] = frame["layer"].map(default)  # the shipped default's plan at that layer
     frame = frame[["pair", "eps", "layer", "plan_entropy", "mutual_argmax_mass", "cost_ratio", "cost_std",
-                   "self_cosine", "ot_cost", "independent_cost", "converged", "argmax_aer"]]
+                   "self_cosine", "ot_cost", "independent_cost", "converged", "argmax_aer", "sinkhorn_0.3_aer"]]
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "plan_by_layer.csv", index=False, float_format="%.6f")
     doc = {"task": "plan-sharpness-by-layer", "pair": PAIR, "n_pairs": len(gold), "eps": list(EPS),
