@@ -22,6 +22,7 @@ COMMANDS = {
     "model": "optical_viz.commands.model",
     "data": "optical_viz.commands.data",
     "align": "optical_viz.commands.align",
+    "align-train": "optical_viz.commands.align_train",
     "evaluate": "optical_viz.commands.evaluate",
     "distill": "optical_viz.commands.distill",
     "bench": "optical_viz.commands.bench",

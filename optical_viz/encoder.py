@@ -17,7 +17,9 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,15 +263,27 @@ class Encoder:
 
     # ------------------------------------------------------------------ public API
     def embed_tokens(
-        self, texts: list[str], layer: int = -1, prefix: str | None = None, batch_size: int = 32
+        self, texts: list[str] | None, layer: int = -1, prefix: str | None = None, batch_size: int = 32,
+        *, words: list[list[str]] | None = None,
     ) -> TokenBatch:
         """Token embeddings of ``texts`` (no gradients), see :class:`TokenBatch`.
 
         ``prefix`` defaults to ``self.prefix``; prefix tokens are real tokens (mask True)
         with word id None. Texts are batched by length; results are in input order.
+        ``words`` (with ``texts=None``): pre-tokenized texts, e.g. gold word-alignment tokens;
+        text i is ``" ".join(words[i])`` and ``TokenBatch.words[i]`` is ``words[i]`` exactly,
+        also where a word is a Unicode space (U+3000) or yields no token (a zero-width
+        character): such a word gets no token, the others keep their indices.
         """
         self._check_layer(layer)
         prefix = self._prefix(prefix)
+        if words is not None:
+            if texts is not None:
+                raise ValueError("give texts or words, not both")
+            bad = [i for i, w in enumerate(words) if not isinstance(w, (list, tuple)) or not all(isinstance(x, str) and x for x in w)]
+            if bad:
+                raise ValueError(f"words must be lists of non-empty strings; item {bad[0]} is not")
+            texts = [" ".join(w) for w in words]
         enc = self._encode(texts, prefix)
         B = len(enc.ids)
         T = max((len(x) for x in enc.ids), default=0)
@@ -278,9 +292,11 @@ class Encoder:
             t = h.shape[1]
             emb[torch.tensor(idx, device=self.device), :t] = h  # (b, t, H) into (B, T, H)
         input_ids, mask = self._pad(enc.ids)
+        given = words
         words, word_ids, tokens = [], [], []
         for i, text in enumerate(texts):
-            w, wid = _word_ids(text, prefix, enc.offsets[i], enc.special[i])
+            spans = None if given is None else _spans(given[i])
+            w, wid = _word_ids(text, prefix, enc.offsets[i], enc.special[i], spans)
             words.append(w)
             word_ids.append(wid)
             tokens.append(self.tokenizer.convert_ids_to_tokens(enc.ids[i]))
@@ -319,24 +335,41 @@ def _check_texts(texts) -> None:
         raise ValueError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
 
 
+def _spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of ``words`` in ``" ".join(words)``."""
+    out, start = [], 0
+    for w in words:
+        out.append((start, start + len(w)))
+        start += len(w) + 1
+    return out
+
+
 def _word_ids(
-    text: str, prefix: str, offsets: list[tuple[int, int]], special: list[bool]
+    text: str, prefix: str, offsets: list[tuple[int, int]], special: list[bool],
+    spans: list[tuple[int, int]] | None = None,
 ) -> tuple[list[str], list[int | None]]:
     """Whitespace words of ``text`` (``text.split()``) and, per token, its word index.
 
     offsets : character spans of the tokens in ``prefix + text``. A token belongs to the
     word of its first non-space character; a token without one (a lone ``▁``) belongs to
     the next word, or to the last word at the end of the text. Special tokens and tokens
-    of the prefix get None.
+    of the prefix get None. ``spans``: the words' character spans in ``text`` instead of
+    ``text.split()`` (pre-tokenized text); a word of space characters only gets no token.
     """
     full = prefix + text
     P = len(prefix)
     word_of = [None] * len(full)  # character of `full` -> word index (None: space or prefix)
     words: list[str] = []
-    for m in re.finditer(r"\S+", text):
-        word_of[P + m.start() : P + m.end()] = [len(words)] * (m.end() - m.start())
-        words.append(m.group())
-    is_space = [c.isspace() for c in full]
+    for start, end in spans if spans is not None else ((m.start(), m.end()) for m in re.finditer(r"\S+", text)):
+        word_of[P + start : P + end] = [len(words)] * (end - start)
+        words.append(text[start:end])
+    if spans is None:
+        is_space = [c.isspace() for c in full]
+        last = len(words) - 1 if words else None
+    else:  # format characters (zero-width space, joiners) are no content of a word either
+        is_space = [c.isspace() or unicodedata.category(c) == "Cf" or (k >= P and word_of[k] is None)
+                    for k, c in enumerate(full)]
+        last = next((word_of[k] for k in range(len(full) - 1, P - 1, -1) if not is_space[k]), None)
     out: list[int | None] = []
     for (s, e), sp in zip(offsets, special):
         if sp:
@@ -346,7 +379,7 @@ def _word_ids(
         if c is None:  # a lone metaspace: the next non-space character decides
             c = next((k for k in range(e, len(full)) if not is_space[k]), None)
             if c is None:
-                out.append(len(words) - 1 if words else None)
+                out.append(last)
                 continue
         out.append(word_of[c])
     return words, out

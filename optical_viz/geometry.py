@@ -36,6 +36,7 @@ __all__ = [
     "plan_entropy",
     "mutual_argmax_mass",
     "eps_sweep",
+    "plan_sharpness_by_layer",
     "TOY_OBJECTIVES",
     "TokenFlow",
     "mean_pairwise_cosine",
@@ -267,6 +268,36 @@ def eps_sweep(
     frame = pd.DataFrame(rows)
     frame["cost_ratio"] = frame["ot_cost"] / frame["independent_cost"]
     return frame
+
+
+def plan_sharpness_by_layer(x_by_layer, y_by_layer, eps: float = 0.02, *, metric: str = "cosine") -> pd.DataFrame:
+    """How sharp entropic plans are at each layer, for one eps: what an OT loss at that layer sees.
+
+    x_by_layer: {layer: (x, x_mask)} with x (B, T, H) token embeddings and x_mask (B, T) bool;
+    y_by_layer: {layer: (y, y_mask)}, y (B, S, H), the same B translation pairs and layers.
+    For each layer, the :func:`eps_sweep` row at ``eps`` (``plan_entropy``, ``mutual_argmax_mass``,
+    ``ot_cost``, ``independent_cost``, ``cost_ratio``) plus ``cost_std`` (standard deviation of a
+    pair's real costs, mean over pairs: eps against it says how blurred the plans are) and
+    ``self_cosine`` (mean cosine between distinct tokens of the same sentence, mean over source
+    sentences with >= 2 tokens: 1 = collapsed). Returns a DataFrame with one row per layer.
+    """
+    from optical_viz import transport
+
+    if set(x_by_layer) != set(y_by_layer) or not x_by_layer:
+        raise ValueError(f"x_by_layer and y_by_layer must have the same non-empty layers, got "
+                         f"{sorted(x_by_layer)} and {sorted(y_by_layer)}")
+    rows = []
+    for layer in sorted(x_by_layer):
+        (x, xm), (y, ym) = x_by_layer[layer], y_by_layer[layer]
+        keep = xm.any(1) & ym.any(1)  # (B,) pairs with tokens on both sides
+        x, xm, y, ym = x[keep], xm[keep], y[keep], ym[keep]
+        row = eps_sweep(x, y, xm, ym, [eps], metric=metric).iloc[0].to_dict()
+        cost = transport.cost_matrix(x.double(), y.double(), metric=metric, x_mask=xm, y_mask=ym)  # (B, T, S)
+        pair = xm[:, :, None] & ym[:, None, :]  # (B, T, S) real entries
+        stds = [float(c[p].std()) for c, p in zip(cost, pair) if int(p.sum()) > 1]
+        selfs = [mean_pairwise_cosine(xi[mi]) for xi, mi in zip(x, xm) if int(mi.sum()) >= 2]
+        rows.append(dict(layer=int(layer), **row, cost_std=float(np.mean(stds)), self_cosine=float(np.mean(selfs))))
+    return pd.DataFrame(rows)
 
 
 # the objectives the free-token toy compares: name -> ot_loss options

@@ -58,6 +58,9 @@ __all__ = [
     "plot_scaling",
     "plot_metric_comparison",
     "plot_contrasts",
+    "plot_alignment_by_layer",
+    "plot_links_vs_gold",
+    "GOLD_LINK_COLORS",
     "plot_estimates",
     "plot_eps_sweep",
     "plot_token_flow",
@@ -1274,3 +1277,109 @@ def plot_token_flow(flow, *, ax: Axes | None = None, title: str | None = None) -
         ax.set_title(title)
     return ax
 
+
+
+def plot_alignment_by_layer(
+    rows: Sequence[Mapping] | pd.DataFrame,
+    *,
+    axes: Sequence[Axes] | None = None,
+    pairs: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    chosen: Mapping[str, int] | None = None,
+) -> list[Axes]:
+    """AER (%) by layer, one line per method family (its best setting at each layer), one panel
+    per gold pair: the sweep of :func:`optical_viz.experiments.alignment_sweep.sweep`.
+
+    rows: sweep rows (``pair``, ``family``, ``layer``, ``aer``). chosen: a layer per pair to
+    mark (the default's layer, chosen on the other pairs). The per-layer minimum is taken on
+    the pair itself (descriptive); held-out numbers are in results/alignment/heldout.json.
+    """
+    df = pd.DataFrame(list(rows)) if not isinstance(rows, pd.DataFrame) else rows
+    need = {"pair", "family", "layer", "aer"}
+    if not need <= set(df.columns):
+        raise ValueError(f"alignment sweep rows need columns {sorted(need)}, got {sorted(df.columns)}")
+    df = df[df["family"].notna()]
+    pairs = list(pairs) if pairs is not None else sorted(df["pair"].unique())
+    families = list(families) if families is not None else list(dict.fromkeys(df["family"]))
+    if axes is None:
+        fig, axes = plt.subplots(1, len(pairs), figsize=(TEXT_WIDTH, 2.4), sharey=True, squeeze=False)
+        axes = list(axes[0])
+    if len(axes) != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs need as many axes, got {len(axes)}")
+    best = df.groupby(["pair", "family", "layer"])["aer"].min().reset_index()  # best setting per layer
+    styles = {"argmax": ("0.2", "--"), "softmax": ("0.45", ":"), "itermax": ("0.6", "-.")}
+    ot = [f for f in families if f not in styles]
+    for ax, pair in zip(axes, pairs):
+        for fam in families:
+            d = best[(best["pair"] == pair) & (best["family"] == fam)].sort_values("layer")
+            if d.empty:
+                continue
+            color, ls = styles[fam] if fam in styles else (PALETTE[(ot.index(fam) + 1) % len(PALETTE)], "-")
+            ax.plot(d["layer"], 100 * d["aer"], ls, color=color, marker="o" if fam in ot else None,
+                    markersize=2.5, label=fam)
+        if chosen is not None and pair in chosen:
+            ax.axvline(chosen[pair], color="0.5", linewidth=0.7, linestyle=":")
+        ax.set_title(pair)
+        ax.set_xlabel("layer")
+        ax.grid(True, axis="y")
+    axes[0].set_ylabel("AER (%), best setting per layer")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="family")
+    return list(axes)
+
+
+#: colours of the word links against gold: hits, misses, false links (Okabe-Ito, colour-blind safe)
+GOLD_LINK_COLORS = {"hit": "#009E73", "miss": "#0072B2", "false": "#D55E00"}
+
+
+def plot_links_vs_gold(
+    predicted: Iterable[tuple[int, int]],
+    sure: Iterable[tuple[int, int]],
+    possible: Iterable[tuple[int, int]],
+    src_words: Sequence[str],
+    tgt_words: Sequence[str],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Predicted word links against gold, source words on top, target words below.
+
+    predicted, sure, possible: sets of (i, j) word links (``possible`` may omit ``sure``).
+    Three colours (``GOLD_LINK_COLORS``): hits (predicted and gold, sure or possible) solid
+    green, misses (gold sure, not predicted) dashed blue, false links (predicted, not in
+    gold) solid vermillion. ``ax.collections`` are [hits, misses, false links], in that order,
+    one segment per link sorted by (i, j).
+    """
+    pred = set(predicted)
+    sure = set(sure)
+    gold = sure | set(possible)
+    t, s = len(src_words), len(tgt_words)
+    bad = [link for link in pred | gold if not (0 <= link[0] < t and 0 <= link[1] < s)]
+    if bad:
+        raise ValueError(f"links {sorted(bad)[:5]} are outside {t} x {s} words")
+    ax = _new_ax(ax, (min(max(3.0, 0.45 * max(t, s)), TEXT_WIDTH), 1.8))
+    xs = np.linspace(0, 1, t) if t > 1 else np.array([0.5])
+    xt = np.linspace(0, 1, s) if s > 1 else np.array([0.5])
+    groups = {"hit": sorted(pred & gold), "miss": sorted(sure - pred), "false": sorted(pred - gold)}
+    styles = {"hit": ("solid", 1.6), "miss": ((0, (2.5, 1.5)), 1.2), "false": ("solid", 1.2)}
+    for kind, links in groups.items():
+        ls, lw = styles[kind]
+        ax.add_collection(LineCollection([[(xs[i], 1.0), (xt[j], 0.0)] for i, j in links], linewidths=lw,
+                                         colors=GOLD_LINK_COLORS[kind], linestyles=ls, zorder=1,
+                                         label=f"{kind} ({len(links)})"))
+    text_kw = dict(ha="center", fontsize=mpl.rcParams["xtick.labelsize"], zorder=3,
+                   bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.9))
+    rot = 45 if max(t, s) > 12 else 0
+    for x, w in zip(xs, src_words):
+        ax.text(x, 1.04, _display_token(w), va="bottom", rotation=rot, **text_kw)
+    for x, w in zip(xt, tgt_words):
+        ax.text(x, -0.04, _display_token(w), va="top", rotation=rot, **text_kw)
+    handles = [Line2D([], [], color=GOLD_LINK_COLORS[k], linestyle=styles[k][0], linewidth=styles[k][1],
+                      label=f"{name} ({len(groups[k])})")
+               for k, name in (("hit", "hits"), ("miss", "misses (gold sure)"), ("false", "false links"))]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
+    ax.set_xlim(-0.06, 1.06)
+    ax.set_ylim(-0.35, 1.35)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax

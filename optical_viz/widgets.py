@@ -29,7 +29,8 @@ from optical_viz import plots
 
 __all__ = ["AlignmentExplorer", "ProjectionExplorer", "TrainingMonitor", "render_png", "show_png"]
 
-SOLVERS = ("emd", "sinkhorn", "divergence", "unbalanced")
+SOLVERS = ("similarity", "emd", "sinkhorn", "divergence", "unbalanced", "partial")
+NO_EPS = ("emd", "partial")  # exact solvers: the eps slider is inactive
 # CSS pixels per figure inch, and device pixels per CSS pixel the PNGs are drawn with: 2 is
 # the ratio of HiDPI ("retina") screens; a plain screen downsamples, which stays sharp
 DPI = 110
@@ -75,11 +76,13 @@ class AlignmentExplorer(widgets.VBox):
 
     Controls: language (data set) and sentence pickers, an ``eps`` slider (log scale),
     a ``layer`` slider (0 = embedding output, ``encoder.num_layers`` = last layer), and
-    a solver toggle (emd / sinkhorn / divergence / unbalanced; eps is inactive for emd; divergence
-    shows the (a, b) plan and the pair's debiased Sinkhorn divergence). Every change
-    calls ``align(encoder, src, tgt, method=, eps=, layer=)`` and redraws the token plan
-    heatmap (hard token links as squares) above the word links (gold sure links dashed
-    when gold is given); the AER against gold is shown when gold links exist.
+    a solver toggle (similarity / emd / sinkhorn / divergence / unbalanced / partial; eps is
+    inactive for emd and partial, and is the softmax temperature of similarity; divergence
+    shows the (a, b) plan and the pair's debiased Sinkhorn divergence) and an extraction
+    picker. Every change calls ``align(encoder, src, tgt, method=, eps=, layer=, extraction=)``
+    and redraws the token plan heatmap (hard token links as squares) above the word links.
+    With gold links, the word panel shows the predicted links against gold in three colours
+    (hits, misses of gold sure links, false links) and the pair's AER for this setting.
 
     Parameters
     ----------
@@ -89,8 +92,9 @@ class AlignmentExplorer(widgets.VBox):
     gold : mapping name -> list of GoldAlignment, optional
         ``gold[name][k]`` are the gold word links of ``pairs[name][k]`` (0-indexed
         whitespace words, as :func:`optical_viz.data.load_word_alignment` returns).
-    method, eps, layer, extraction : initial solver, eps and layer (defaults: those of
-        :mod:`optical_viz.alignment`), and the link extraction rule (fixed).
+    method, eps, layer, extraction : the initial setting (defaults: the leave-one-pair-out
+        default of :mod:`optical_viz.alignment`; a method outside the toggle's solvers, such
+        as "dot", starts on "sinkhorn")
     start : (name, index), optional
         The pair shown first (default: the first pair of the first set).
     align_fn : callable, optional
@@ -108,7 +112,7 @@ class AlignmentExplorer(widgets.VBox):
         pairs: Mapping[str, Sequence[tuple[str, str]]],
         gold: Mapping[str, Sequence[Any]] | None = None,
         *,
-        method: str = "sinkhorn",
+        method: str | None = None,
         eps: float | None = None,
         layer: int | None = None,
         extraction: str | None = None,
@@ -118,8 +122,15 @@ class AlignmentExplorer(widgets.VBox):
     ) -> None:
         if not pairs or any(len(v) == 0 for v in pairs.values()):
             raise ValueError(f"pairs must map each name to a non-empty list, got sizes { {k: len(v) for k, v in pairs.items()} }")
+        from optical_viz import alignment as _alignment
+
+        if method is None:
+            method = _alignment.METHOD_DEFAULT if _alignment.METHOD_DEFAULT in SOLVERS else "sinkhorn"
         if method not in SOLVERS:
             raise ValueError(f"method must be one of {SOLVERS}, got {method!r}")
+        extraction = _alignment.EXTRACTION_DEFAULT if extraction is None else extraction
+        if extraction not in _alignment.EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {_alignment.EXTRACTIONS}, got {extraction!r}")
         start = start or (next(iter(pairs)), 0)
         if start[0] not in pairs or not 0 <= start[1] < len(pairs[start[0]]):
             raise ValueError(f"start {start} is not a (name, index) of pairs (sizes { {k: len(v) for k, v in pairs.items()} })")
@@ -127,8 +138,6 @@ class AlignmentExplorer(widgets.VBox):
             for name, g in gold.items():
                 if name in pairs and len(g) != len(pairs[name]):
                     raise ValueError(f"gold[{name!r}] has {len(g)} entries but pairs[{name!r}] has {len(pairs[name])}")
-        from optical_viz import alignment as _alignment
-
         align_fn = align_fn or _alignment.align
         aer_fn = aer_fn or (lambda links, g: _alignment.score_alignments([links], [g]).aer)
         eps = _alignment.EPS_DEFAULT if eps is None else eps
@@ -136,7 +145,6 @@ class AlignmentExplorer(widgets.VBox):
         self.encoder = encoder
         self.pairs = {k: list(v) for k, v in pairs.items()}
         self.gold = dict(gold) if gold is not None else {}
-        self.extraction = extraction
         self._align = align_fn
         self._aer = aer_fn
         self.alignment: Any = None
@@ -156,15 +164,18 @@ class AlignmentExplorer(widgets.VBox):
         self.layer = widgets.IntSlider(value=layer if layer >= 0 else n_layers + 1 + layer, min=0, max=n_layers,
                                        description="layer", continuous_update=False, style=style)
         self.solver = widgets.ToggleButtons(options=list(SOLVERS), value=method, description="solver", style=style)
+        self.extraction = widgets.Dropdown(options=list(_alignment.EXTRACTIONS), value=extraction,
+                                           description="extraction", style=style)
         self.image = widgets.Image(format="png")
         self.info = widgets.HTML()
-        self.eps.disabled = method == "emd"
-        for control in (self.sentence, self.eps, self.layer, self.solver):
+        self.eps.disabled = method in NO_EPS
+        for control in (self.sentence, self.eps, self.layer, self.solver, self.extraction):
             control.observe(self._on_change, names="value")
         self.language.observe(self._on_language, names="value")
         super().__init__([
             widgets.HBox([self.language, self.sentence]),
             widgets.HBox([self.solver]),
+            widgets.HBox([self.extraction]),
             widgets.HBox([self.eps, self.layer]),
             self.info,
             self.image,
@@ -196,7 +207,7 @@ class AlignmentExplorer(widgets.VBox):
 
     def _on_change(self, change: dict) -> None:
         if change["owner"] is self.solver:
-            self.eps.disabled = change["new"] == "emd"
+            self.eps.disabled = change["new"] in NO_EPS
         if not self._suspend:
             self.update()
 
@@ -206,14 +217,13 @@ class AlignmentExplorer(widgets.VBox):
         """Align the selected pair with the current controls and redraw."""
         name, k = self.language.value, self.sentence.value
         src, tgt = self.pairs[name][k]
-        kw = {"method": self.solver.value, "eps": float(self.eps.value), "layer": int(self.layer.value)}
-        if self.extraction is not None:
-            kw["extraction"] = self.extraction
+        kw = {"method": self.solver.value, "eps": float(self.eps.value), "layer": int(self.layer.value),
+              "extraction": self.extraction.value}
         try:
             al = self._align(self.encoder, src, tgt, **kw)
             gold = self.gold.get(name, [None] * (k + 1))[k]
             self.aer = float(self._aer(al.word_links, gold)) if gold is not None else None
-            png, fig = render_png(lambda f: self._draw(f, al, gold), self._figsize(al))
+            png, fig = render_png(lambda f: self._draw(f, al, gold, self.aer), self._figsize(al))
         except Exception as exc:  # shown in the widget; the controls stay usable
             self.error = exc
             self.info.value = _error_html(exc)
@@ -221,12 +231,12 @@ class AlignmentExplorer(widgets.VBox):
         self.alignment, self.figure, self.error = al, fig, None
         show_png(self.image, png)
         self.n_updates += 1
-        eps = "" if kw["method"] == "emd" else f", eps = {format(kw['eps'], EPS_FORMAT)}"
+        eps = "" if kw["method"] in NO_EPS else f", eps = {format(kw['eps'], EPS_FORMAT)}"
         aer = f" &nbsp; <b>AER = {self.aer:.3f}</b> against gold (sure + possible links)" if self.aer is not None else ""
         value = getattr(al, "value", None)
         div = (f" &nbsp; S<sub>eps</sub> = {value:.4f} (debiased: OT<sub>eps</sub>(a, b) minus the self-terms; "
                "0 when the token clouds coincide)") if value is not None else ""
-        self.info.value = (f"{html.escape(kw['method'])}{eps}, layer {kw['layer']}: "
+        self.info.value = (f"{html.escape(kw['method'])}{eps}, layer {kw['layer']}, {html.escape(kw['extraction'])}: "
                            f"{len(al.word_links)} word links{aer}{div}")
 
     @staticmethod
@@ -235,16 +245,19 @@ class AlignmentExplorer(widgets.VBox):
         return (min(max(4.5, 1.6 + 0.24 * s), 11.0), min(max(3.5, 2.6 + 0.2 * t), 10.0))
 
     @staticmethod
-    def _draw(fig: Figure, al: Any, gold: Any) -> None:
+    def _draw(fig: Figure, al: Any, gold: Any, aer: float | None = None) -> None:
         heat, words = fig.subplots(2, 1, height_ratios=[3.2, 1.0])
         plots.plot_plan(al.plan, al.src_tokens, al.tgt_tokens, links=al.token_links, ax=heat,
                         title="token transport plan (squares: hard token links)")
+        if gold is not None:
+            plots.plot_links_vs_gold(al.word_links, gold.sure, gold.possible, al.src_words, al.tgt_words, ax=words,
+                                     title="word links against gold" + (f": AER {aer:.3f}" if aer is not None else ""))
+            return
         word_plan = np.zeros((len(al.src_words), len(al.tgt_words)))  # (n_src_words, n_tgt_words) 0/1
         for i, j in al.word_links:
             word_plan[i, j] = 1.0
         plots.plot_bipartite(word_plan, al.src_words, al.tgt_words, ax=words, encode="width", min_mass=0.5,
-                             links=gold.sure if gold is not None else None,
-                             title="word links" + (" (dashed: gold sure links)" if gold is not None else ""))
+                             title="word links")
 
 
 # --------------------------------------------------------------------------- projections

@@ -69,6 +69,33 @@ def test_itermax_aligns_a_left_over_token():
     assert extract_links(sim, "itermax") == {(0, 0), (1, 1), (2, 1), (1, 2)}
 
 
+def test_softmax_extraction_by_hand():
+    p = torch.tensor([[0.5, 0.0], [0.1, 0.4]])
+    # rows normalised: [1, 0], [0.2, 0.8]; columns normalised: [5/6, 1/6], [0, 1]
+    assert extract_links(p, "softmax", threshold=0.1) == {(0, 0), (1, 0), (1, 1)}
+    assert extract_links(p, "softmax", threshold=0.5) == {(0, 0), (1, 1)}
+    assert extract_links(p, "softmax", threshold=0.19) == {(0, 0), (1, 1)}  # 1/6 < 0.19 < 0.2
+    # default 1e-3 (awesome-align's): every entry with mass both ways
+    assert extract_links(p, "softmax") == {(0, 0), (1, 0), (1, 1)}
+    # a row without mass (partial transport) links nothing instead of dividing by zero
+    assert extract_links(torch.tensor([[0.0, 0.0], [0.3, 0.7]]), "softmax") == {(1, 0), (1, 1)}
+
+
+def test_softmax_extraction_on_the_dot_plan_is_awesome_aligns():
+    """awesome-align: softmax(x . y) over target tokens and over source tokens, both > 1e-3."""
+    x = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # (1, T=3, H=2)
+    y = torch.tensor([[[3.0, 0.0], [0.0, 3.0]]])  # (1, S=2, H=2)
+    m_x, m_y = torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool)
+    plan = plans(x, y, m_x, m_y, method="dot")[0]
+    dots = torch.tensor([[6.0, 0.0], [0.0, 3.0], [3.0, 3.0]])  # x . y by hand
+    torch.testing.assert_close(plan, torch.exp(dots) / torch.exp(dots).sum())
+    # by hand: softmax over s (rows) [[.9975, .0025], [.0474, .9526], [.5, .5]];
+    # over t (columns) [[.9503, .0243], [.0024, .4879], [.0473, .4879]]
+    assert extract_links(plan, "softmax") == {(t, s) for t in range(3) for s in range(2)}  # all > 1e-3
+    assert extract_links(plan, "softmax", threshold=0.003) == {(0, 0), (1, 1), (2, 0), (2, 1)}
+    assert extract_links(plan, "softmax", threshold=0.1) == {(0, 0), (1, 1), (2, 1)}
+
+
 def test_extraction_rejects_bad_input():
     with pytest.raises(ValueError, match="extraction must be one of"):
         extract_links(PLAN, "max")
@@ -153,8 +180,8 @@ def test_evaluate_alignment_on_real_gold(encoder, data_root):
     )
     assert doc["task"] == "alignment" and doc["model"] == encoder.name
     rows = doc["results"]
-    assert {r["pair"] for r in rows} == {"enfr", "roen"}
-    assert len(rows) == 2 * 2 * 2
+    assert {r["pair"] for r in rows} == {"deen", "enfr", "roen"}
+    assert len(rows) == 3 * 2 * 2 and doc["notes"] == []
     keys = {"pair", "method", "extraction", "layer", "eps", "n", "aer", "precision", "recall", "f1"}
     for r in rows:
         assert keys <= set(r) and r["n"] == 20
@@ -164,6 +191,40 @@ def test_evaluate_alignment_on_real_gold(encoder, data_root):
     assert by["enfr", "sinkhorn", "inter"]["aer"] < 0.25
     assert by["enfr", "sinkhorn", "union"]["recall"] >= by["enfr", "sinkhorn", "inter"]["recall"]
     assert by["enfr", "sinkhorn", "union"]["precision"] <= by["enfr", "sinkhorn", "inter"]["precision"]
+
+
+def test_gold_tokens_without_a_subword_piece_are_unaligned_words(encoder, tmp_path):
+    """Bug 7 of issue 25: U+3000, zero-width characters and lone combining marks in a gold
+    file are the gold's words; those that yield no subword piece are counted in a note and
+    scored as unaligned, never an error."""
+    wa = tmp_path / "word_alignment"
+    wa.mkdir()
+    lines = [
+        ("猫 が \u3000 寝る", "the cat sleeps", "1-2 4-3 3-1"),  # U+3000 is word 3, gold-linked to "the"
+        ("le \u200b chat", "the cat", "1-1 3-2"),  # zero-width space
+        ("a \u0301 b \u200d", "a b", "1-1 3-2"),  # lone combining mark, zero-width joiner at the end
+        ("\u3000", "x", "1-1"),  # a sentence without any token on one side
+        ("the cat", "le chat", "1-1 2-2"),
+    ]
+    (wa / "xxyy.src-tgt").write_text("".join(f"{a} ||| {b}\n" for a, b, _ in lines), encoding="utf-8")
+    (wa / "xxyy.gold").write_text("".join(f"{g}\n" for _, _, g in lines), encoding="utf-8")
+    doc = evaluate_alignment(encoder, ["xxyy"], methods=("sinkhorn", "similarity"), layers=(6,),
+                             extraction=("inter", "threshold"), root=tmp_path)
+    # no piece: U+3000 (twice), U+200B, U+200D; the combining mark yields "▁́" and is a word
+    assert doc["notes"] == ["xxyy: 4 gold words yield no subword token (Unicode spaces such as U+3000, "
+                            "zero-width characters) and are scored as unaligned"]
+    assert all(r["n"] == 5 and 0 < r["aer"] < 1 for r in doc["results"])
+    from optical_viz.alignment import _alignments, _plans_nonempty, gold_tokens, unalignable_words
+    from optical_viz.data import load_word_alignment
+
+    gold = load_word_alignment("xxyy", root=tmp_path)
+    s, t = gold_tokens(encoder, gold, 6)
+    assert s.words[0] == ["猫", "が", "\u3000", "寝る"] and 2 not in s.word_ids[0]
+    assert unalignable_words(s) == 4 and unalignable_words(t) == 0
+    als = _alignments(s, t, _plans_nonempty(s, t, "sinkhorn", 0.05), "threshold", "sinkhorn", 0.05, 6, None)
+    assert all(i != 2 for i, _ in als[0].word_links) and als[3].word_links == set()
+    assert 1 in s.word_ids[2] and 3 not in s.word_ids[2]  # the mark has a piece, the joiner none
+    assert {(0, 0), (1, 1)} <= als[4].word_links
 
 
 def test_constants_are_consistent():

@@ -153,3 +153,76 @@ def test_fetch_command_reports_errors(tmp_path, capsys):
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "optical-viz data fetch: error: word_alignment: cannot download word_alignment/" in err
+
+
+def _bicici_zip(data_root) -> bytes:
+    """An archive laid out as bicici/SMTData's German-English_WordAlignment.zip, made back from
+    the converted files (``de-en.de``, ``de-en.en``, 0-indexed ``de-en.ref.wa``)."""
+    import io
+    import zipfile
+
+    base = data_root / "word_alignment_deen"
+    pairs = (base / "deen.src-tgt").read_text(encoding="utf-8").splitlines()
+    gold = (base / "deen.gold").read_text(encoding="utf-8").splitlines()
+    de = [p.split(" ||| ")[0] for p in pairs]
+    en = [p.split(" ||| ")[1] for p in pairs]
+    rows = [f"{k} {int(i) - 1} {int(j) - 1} S" for k, line in enumerate(gold) for i, j in
+            (link.split("-") for link in line.split())]
+    rows.append(f"0 {len(de[0].split()) + 5} 0 S")  # a link past its sentence: dropped
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("wa/de-en.de", "\n".join(de) + "\n")
+        z.writestr("wa/de-en.en", "\n".join(en) + "\n")
+        z.writestr("wa/de-en.ref.wa", "\n".join(rows) + "\n")
+    return buf.getvalue()
+
+
+def test_convert_bicici_archive(data_root):
+    from optical_viz.data.fetch import convert_bicici_wa
+
+    files = convert_bicici_wa(_bicici_zip(data_root))
+    for name in ("deen.src-tgt", "deen.gold"):
+        assert files[name] == (data_root / "word_alignment_deen" / name).read_bytes()
+    with pytest.raises(ValueError, match=r"no member \*\.ref\.wa"):
+        import io
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("x.de", "a\n")
+            z.writestr("x.en", "b\n")
+        convert_bicici_wa(buf.getvalue())
+
+
+def test_fetch_converts_the_deen_archive(tmp_path, data_root, monkeypatch):
+    """`data fetch word_alignment_deen` downloads the upstream zip, converts it, checks it."""
+    from optical_viz.data.manifest import ManifestEntry
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "German-English_WordAlignment.zip").write_bytes(_bicici_zip(data_root))
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(ManifestEntry, "url", property(lambda e: f"{base}/{e.upstream_path}"))
+    try:
+        root = tmp_path / "root"
+        report = fetch("deen", root=root, progress=False)
+        assert sorted(report.downloaded) == ["word_alignment_deen/deen.gold", "word_alignment_deen/deen.src-tgt"]
+        assert check(root, sets=["word_alignment_deen"]) == []
+        assert len(load_word_alignment("deen", root=root)) == 100
+        # an archive that converts to other files writes nothing
+        import zipfile
+
+        with zipfile.ZipFile(site / "German-English_WordAlignment.zip", "w") as z:
+            z.writestr("de-en.de", "a b\n")
+            z.writestr("de-en.en", "c d\n")
+            z.writestr("de-en.ref.wa", "0 0 0 S\n")
+        other = tmp_path / "other"
+        with pytest.raises(CorruptDataError, match="does not match the manifest; nothing was written"):
+            fetch("deen", root=other, progress=False)
+        assert not (other / "word_alignment_deen" / "deen.gold").exists() and _leftovers(tmp_path) == []
+    finally:
+        server.shutdown()
+        server.server_close()

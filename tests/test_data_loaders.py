@@ -174,17 +174,26 @@ def test_xquad_r_candidates_and_gold(data_root, lang, candidates):
 # --------------------------------------------------------------------------- word alignment
 
 
-@pytest.mark.parametrize("pair, n", [("enfr", 447), ("roen", 248), ("ro-en", 248)])
+@pytest.mark.parametrize("pair, n", [("enfr", 447), ("roen", 248), ("ro-en", 248), ("deen", 100)])
 def test_word_alignment_counts_match_the_gold_file(data_root, pair, n):
     gold = load_word_alignment(pair, root=data_root)
     key = pair.replace("-", "")
-    raw = _lines(data_root / f"word_alignment/{key}.gold")
+    folder = "word_alignment_deen" if key == "deen" else "word_alignment"
+    raw = _lines(data_root / f"{folder}/{key}.gold")
     assert len(gold) == len(raw) == n
     assert sum(len(g.sure) for g in gold) == sum(len(re.findall(r"\d+-\d+", line)) for line in raw)
     assert sum(len(g.possible) for g in gold) == sum(len(line.split()) for line in raw)
     for g in gold:
         assert g.sure <= g.possible
         assert all(0 <= i < len(g.src) and 0 <= j < len(g.tgt) for i, j in g.possible)
+
+
+def test_the_three_gold_sets_are_listed(data_root):
+    assert word_alignment_pairs(root=data_root) == ["deen", "enfr", "roen"]
+    de = load_word_alignment("de-en", root=data_root)
+    assert de[1].src[:3] == ["bei", "der", "zweiten"] and de[1].tgt[:2] == ["the", "second"]
+    assert (1, 0) in de[1].sure and de[1].sure == de[1].possible  # "2-1": der - the; sure links only
+    assert sum(len(g.sure) for g in de) == 1232  # 1,233 upstream, one past its sentence dropped
 
 
 def test_word_alignment_example(data_root):

@@ -26,13 +26,20 @@ def run_cli(argv: list[str]) -> int:
 
 
 def test_sets_match_the_data_readme(data_root):
-    """Repository and commit of every set, as in the table of the data folder's README."""
+    """Repository and commit of every set, as in the table of the data folder's README; the
+    sets added later are described below the table (folder, then ``from REPO @ COMMIT``)."""
+    readme = (data_root / "README.md").read_text()
     table = {}
-    for line in (data_root / "README.md").read_text().splitlines():
+    for line in readme.splitlines():
         m = re.match(r"\| (\w+)/ \| ([\w.-]+/[\w.-]+) @ ([0-9a-f]{40})", line)
         if m:
             table[m[1]] = (m[2], m[3])
-    assert table == {name: (s.repo, s.commit) for name, s in SETS.items()}
+    later = {m[1]: (m[2], m[3]) for m in re.finditer(r"`(\w+)/`, [^\n]*? from ([\w.-]+/[\w.-]+) @ ([0-9a-f]{40})", readme)}
+    assert set(later) == {"word_alignment_deen"}
+    assert {**table, **later} == {name: (s.repo, s.commit) for name, s in SETS.items()}
+    # the checksums stated there are the manifest's
+    for e in entries_for("word_alignment_deen"):
+        assert f"{e.path.split('/')[-1]} {e.sha256}" in readme
 
 
 def test_manifest_is_complete_and_well_formed():
@@ -60,6 +67,7 @@ def test_manifest_is_complete_and_well_formed():
         ("tatoeba", "tatoeba.deu-eng.deu", "data/tatoeba/v1/tatoeba.deu-eng.deu"),
         ("tatoeba", "LASER_REPO_LICENSE", "LICENSE"),
         ("word_alignment", "enfr.gold", "examples/enfr.gold"),
+        ("word_alignment_deen", "deen.gold", "German-English_WordAlignment.zip"),
         ("mafand_mt", "data/text_files/en_luo/train.luo", "data/text_files/en_luo/train.luo"),
         ("nllb_seed", "seed/eng_Latn", "seed/eng_Latn"),
     ],

@@ -385,3 +385,18 @@ def test_a_run_directory_given_as_a_model_points_to_its_student(tiny_model_dir, 
     with pytest.raises(FileNotFoundError, match=rf"{run} is a distillation run directory, not a model directory: "
                                                 rf"its model is {run / 'student'}"):
         load_encoder(run)
+
+
+def test_embed_tokens_on_given_words_keeps_every_word(encoder):
+    """Pre-tokenized words (gold tokens): a word of Unicode spaces or zero-width characters
+    gets no token, the other words keep their indices."""
+    b = encoder.embed_tokens(None, words=[["a", "\u3000", "chat", "\u200b"], ["日本", "\u3000", "語"]], prefix="")
+    assert b.words == [["a", "\u3000", "chat", "\u200b"], ["日本", "\u3000", "語"]]
+    assert {w for w in b.word_ids[0] if w is not None} == {0, 2}  # a trailing lone "▁" joins "chat"
+    assert 1 not in b.word_ids[1] and {0, 2} <= set(b.word_ids[1])
+    plain = encoder.embed_tokens(["a chat"], prefix="")
+    assert b.tokens[0][:3] == plain.tokens[0][:3] == ["<s>", "▁a", "▁chat"]
+    with pytest.raises(ValueError, match="texts or words, not both"):
+        encoder.embed_tokens(["a"], words=[["a"]])
+    with pytest.raises(ValueError, match="lists of non-empty strings; item 0"):
+        encoder.embed_tokens(None, words=[["a", ""]])

@@ -9,6 +9,7 @@ import torch
 from optical_viz import geometry
 from optical_viz.geometry import (
     eps_sweep,
+    plan_sharpness_by_layer,
     alignment,
     alignment_report,
     language_probe_accuracy,
@@ -139,6 +140,33 @@ def test_eps_sweep_from_sharp_to_uniform():
     assert sweep["independent_cost"].iloc[0] == pytest.approx(ref, rel=1e-9)
     with pytest.raises(ValueError, match="eps_values must be positive"):
         eps_sweep(x, y, mask, mask, [0.1, 0.0])
+
+
+def test_plan_sharpness_by_layer_tells_a_collapsed_layer_from_a_sharp_one():
+    # layer 1: y a noisy permutation of x (sharp plans); layer 2: every token near one direction
+    g = torch.Generator().manual_seed(1)
+    B, T, H = 4, 6, 16
+    x = torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    y = 0.05 * torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    for i in range(B):
+        y[i] += x[i, torch.randperm(T, generator=g)]
+    common = torch.randn(H, generator=g, dtype=torch.float64)
+    xc = common + 0.05 * torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    yc = common + 0.05 * torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 4:] = False  # padding must not count
+    frame = plan_sharpness_by_layer({1: (x, mask), 2: (xc, mask)}, {1: (y, mask), 2: (yc, mask)}, eps=0.02)
+    sharp, flat = frame.set_index("layer").loc[1], frame.set_index("layer").loc[2]
+    assert list(frame["layer"]) == [1, 2]
+    assert sharp["plan_entropy"] < 0.6 < 0.9 < flat["plan_entropy"]
+    assert flat["self_cosine"] > 0.95 and abs(sharp["self_cosine"]) < 0.3
+    assert sharp["cost_std"] > 10 * flat["cost_std"]
+    # cost_std against the masked cost matrices directly
+    c = 1 - torch.nn.functional.cosine_similarity(x[:, :, None], y[:, None], dim=-1)  # (B, T, T)
+    ref = np.mean([c[i][mask[i]][:, mask[i]].std().item() for i in range(B)])
+    assert sharp["cost_std"] == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(ValueError, match="same non-empty layers"):
+        plan_sharpness_by_layer({1: (x, mask)}, {2: (y, mask)})
 
 
 @pytest.mark.parametrize("method", ["pca", pytest.param("umap", marks=pytest.mark.slow), "tsne"])  # umap: ~20 s (numba)

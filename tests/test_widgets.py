@@ -75,7 +75,8 @@ GOLD = {"enfr": [Gold(["the", "cat", "sleeps"], ["le", "chat", "dort"], {(0, 0),
 @pytest.fixture
 def explorer():
     aligner = FakeAligner()
-    ex = ow.AlignmentExplorer(FakeEncoder(), PAIRS, GOLD, eps=0.1, align_fn=aligner, aer_fn=fake_aer)
+    ex = ow.AlignmentExplorer(FakeEncoder(), PAIRS, GOLD, method="sinkhorn", eps=0.1, extraction="threshold",
+                              align_fn=aligner, aer_fn=fake_aer)
     return ex, aligner
 
 
@@ -83,7 +84,8 @@ def test_alignment_explorer_draws_on_creation(explorer):
     ex, aligner = explorer
     from optical_viz.alignment import LAYER_DEFAULT
 
-    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=LAYER_DEFAULT)]
+    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=LAYER_DEFAULT,
+                                  extraction="threshold")]
     assert ex.error is None and ex.n_updates == 1
     assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
     heat = ex.figure.axes[0]
@@ -131,12 +133,50 @@ def test_language_change_resets_the_sentence_once(explorer):
     assert ex.aer is None and "AER" not in ex.info.value  # no gold for roen
 
 
-def test_word_links_panel_shows_predicted_and_gold(explorer):
-    ex, _ = explorer
+def test_word_links_panel_shows_hits_misses_and_false_links(explorer):
+    ex, aligner = explorer
     words = ex.figure.axes[1]  # [heatmap, word links, colour bar]
-    predicted, gold = words.collections
-    assert len(predicted.get_segments()) == len(ex.alignment.word_links)
-    assert len(gold.get_segments()) == len(GOLD["enfr"][0].sure)
+    hits, misses, false = words.collections
+    pred, g = ex.alignment.word_links, GOLD["enfr"][0]
+    assert len(hits.get_segments()) == len(pred & g.possible)
+    assert len(misses.get_segments()) == len(g.sure - pred)
+    assert len(false.get_segments()) == len(pred - g.possible)
+    assert f"AER {ex.aer:.3f}" in words.get_title()
+    # pair 1: gold sure {(0, 0)}, possible adds (3, 4); the fake aligner links each row to its argmax
+    ex.sentence.value = 1
+    pred, g = ex.alignment.word_links, GOLD["enfr"][1]
+    hits, misses, false = ex.figure.axes[1].collections
+    assert {tuple(map(tuple, seg)) for seg in hits.get_segments()}  # (0, 0) and (3, 4) are hits
+    assert len(hits.get_segments()) == len(pred & g.possible) == 2
+    assert len(misses.get_segments()) == 0 and len(false.get_segments()) == len(pred) - 2 == 2
+    colors = [tuple(c.get_colors()[0]) for c in ex.figure.axes[1].collections if len(c.get_segments())]
+    assert len(set(colors)) == 2  # hits and false links differ in colour
+    assert f"AER = {ex.aer:.3f}" in ex.info.value and ex.aer == pytest.approx(fake_aer(pred, g))
+
+
+def test_extraction_control_realigns(explorer):
+    ex, aligner = explorer
+    ex.extraction.value = "itermax"
+    assert aligner.calls[-1]["extraction"] == "itermax" and "itermax" in ex.info.value
+    ex.solver.value = "partial"
+    assert ex.eps.disabled and aligner.calls[-1]["method"] == "partial"
+    ex.solver.value = "similarity"
+    assert not ex.eps.disabled
+
+
+def test_links_vs_gold_by_hand():
+    from optical_viz.plots import GOLD_LINK_COLORS, plot_links_vs_gold
+
+    ax = plot_links_vs_gold({(0, 0), (1, 2), (2, 1)}, {(0, 0), (1, 1)}, {(2, 1)}, ["a", "b", "c"], ["x", "y", "z"])
+    hits, misses, false = ax.collections
+    # hits: (0, 0) sure and (2, 1) possible; miss: (1, 1); false: (1, 2)
+    assert [len(c.get_segments()) for c in ax.collections] == [2, 1, 1]
+    assert false.get_segments()[0].tolist() == [[0.5, 1.0], [1.0, 0.0]]  # source b (x=.5) -> target z (x=1)
+    import matplotlib.colors as mcolors
+
+    assert mcolors.to_hex(misses.get_colors()[0]) == GOLD_LINK_COLORS["miss"].lower()
+    with pytest.raises(ValueError, match="outside 3 x 3 words"):
+        plot_links_vs_gold({(3, 0)}, set(), set(), ["a", "b", "c"], ["x", "y", "z"])
 
 
 def test_alignment_explorer_shows_errors_and_stays_usable():

@@ -15,12 +15,12 @@ MAX_HEATMAP_TOKENS = 120
 # Copies of optical_viz.alignment's vocabulary and defaults, for the choices and the help:
 # importing alignment loads torch (seconds), too slow for `optical-viz --help`;
 # tests/test_cli.py checks they agree.
-METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity")
-EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax")
+METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity", "dot")
+EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax", "softmax")
 METHOD_DEFAULT = "sinkhorn"
-EPS_DEFAULT = 0.05
-LAYER_DEFAULT = 6
-EXTRACTION_DEFAULT = "threshold"
+EPS_DEFAULT = 0.3
+LAYER_DEFAULT = 7
+EXTRACTION_DEFAULT = "inter"
 # what matplotlib's savefig writes (the suffix chooses the format)
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
 

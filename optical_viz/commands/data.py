@@ -41,7 +41,7 @@ def register(sub) -> None:
 def _list(args) -> int:
     from optical_viz import paths
     from optical_viz.data.loaders import index_set
-    from optical_viz.data.manifest import SETS, read_manifest
+    from optical_viz.data.manifest import SETS, WORD_ALIGNMENT_SETS, read_manifest
 
     root = paths.data_root(args.root)
     manifest = read_manifest()
@@ -50,12 +50,12 @@ def _list(args) -> int:
     for s in SETS.values():
         entries = [e for e in manifest if e.set == s.name]
         rel = [e.path[len(s.name) + 1:] for e in entries]
-        n_lang = len(index_set(s.name, rel)) if s.name != "word_alignment" else sum(r.endswith(".gold") for r in rel)
+        n_lang = len(index_set(s.name, rel)) if s.name not in WORD_ALIGNMENT_SETS else sum(r.endswith(".gold") for r in rel)
         have = sum((root / e.path).is_file() for e in entries)
         present = "yes" if have == len(entries) else "no" if have == 0 else f"partial {have}/{len(entries)}"
         mb = sum(e.size for e in entries) / 1e6
         print(f"{s.name:<16}{n_lang:>6}  {len(entries):>6}  {mb:>6.1f}  {present:<14}{s.license}")
-    print("langs: languages (word_alignment: language pairs); present: files on disk (not checksummed)")
+    print("langs: languages (word alignment sets: language pairs); present: files on disk (not checksummed)")
     return 0
 
 

@@ -61,7 +61,9 @@ def register(sub) -> None:
     p.add_argument("--run-depth", type=count(1), default=100, help="candidates per query in --run (default 100)")
     p.add_argument("--index", choices=("exact", "faiss-flat", "faiss-hnsw"), default="exact",
                    help="dense search: exact (streamed, the default) or a FAISS index (pip install faiss-cpu)")
-    g = p.add_argument_group("alignment")
+    g = p.add_argument_group(
+        "alignment", "without --method, --extraction, --eps and --layer: the leave-one-pair-out default setting "
+        "(chosen on two gold pairs, scored on the third: results/alignment/heldout.json)")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
     g.add_argument("--method", default=None, help="transport method(s), comma-separated, from "
                    f"{', '.join(align.METHODS)} (default: {align.METHOD_DEFAULT})")
@@ -181,10 +183,18 @@ def _alignment(args) -> int:
     layers = [int(x) for x in _split(args.layer)] or [al.LAYER_DEFAULT]
     eps = al.EPS_DEFAULT if args.eps is None else args.eps
     pairs = _split(args.pair) or None  # None: every pair of the data root
+    default = all(v is None for v in (args.method, args.extraction, args.eps, args.layer))
+    # the default's threshold and solver keywords apply to the default setting only
+    extra = {"threshold": al.THRESHOLD_DEFAULT, **al.SOLVER_DEFAULT} if default else {}
     encoder = load_encoder(_model(args.model))
     extraction = extractions[0] if len(extractions) == 1 else extractions
-    result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root)
+    result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root, **extra)
+    if default:
+        result["setting"] = f"leave-one-pair-out default ({al.DEFAULT_SOURCE}): {al.DEFAULT_DESCRIPTION}"
     print(json.dumps(result, indent=2, default=str))
+    if default:
+        print(f"setting: the leave-one-pair-out default, {al.DEFAULT_DESCRIPTION} (chosen on two gold pairs, "
+              f"scored on the third; {al.DEFAULT_SOURCE}); --method/--extraction/--eps/--layer choose another")
     if args.json is not None:
         _write_json(args.json, result)
     return 0

@@ -30,6 +30,7 @@ from optical_viz.data.languages import (
     resolve_language,
 )
 from optical_viz.data.manifest import (
+    WORD_ALIGNMENT_SETS,
     _manifest_index,
     CorruptDataError,
     MissingDataError,
@@ -275,8 +276,8 @@ def languages(
     For ``xquad`` / ``xquad_r``: all the set's languages, English included.
     """
     name = BITEXT_SOURCES[source][0] if source in BITEXT_SOURCES else get_set(source).name
-    if name == "word_alignment":
-        raise ValueError("word_alignment has language pairs, not languages: use word_alignment_pairs()")
+    if name in WORD_ALIGNMENT_SETS:
+        raise ValueError(f"{name} has language pairs, not languages: use word_alignment_pairs()")
     files = _set_files(name, root)
     index = index_set(name, files)
     if name in ("xquad", "xquad_r"):
@@ -489,10 +490,30 @@ def load_xquad_r(lang: str, root: PathLike = None) -> XQuADR:
 # --------------------------------------------------------------------------- word alignment
 
 
+def _word_alignment_sets(root: PathLike) -> dict[str, str]:
+    """Pair -> the set folder holding its ``XXYY.src-tgt`` and ``XXYY.gold``, over the gold sets
+    (``word_alignment/``, ``word_alignment_deen/``); the first set wins a pair found twice."""
+    out: dict[str, str] = {}
+    missing = None
+    for name in WORD_ALIGNMENT_SETS:
+        try:
+            files = set(_set_files(name, root))
+        except MissingDataError as exc:
+            missing = missing or exc
+            continue
+        for f in sorted(files):
+            key = f[: -len(".src-tgt")]
+            if f.endswith(".src-tgt") and key + ".gold" in files:
+                out.setdefault(key, name)
+    if not out and missing is not None:
+        raise missing
+    return out
+
+
 def word_alignment_pairs(root: PathLike = None) -> list[str]:
-    """Pairs (``"enfr"``, ``"roen"``...) whose ``XXYY.src-tgt`` and ``XXYY.gold`` both exist."""
-    files = set(_set_files("word_alignment", root))
-    return sorted(f[: -len(".src-tgt")] for f in files if f.endswith(".src-tgt") and f[: -len(".src-tgt")] + ".gold" in files)
+    """Pairs (``"deen"``, ``"enfr"``, ``"roen"``...) whose ``XXYY.src-tgt`` and ``XXYY.gold``
+    both exist in one of the gold sets' folders (``word_alignment/``, ``word_alignment_deen/``)."""
+    return sorted(_word_alignment_sets(root))
 
 
 def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]:
@@ -505,19 +526,22 @@ def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]
     includes ``sure``. Any pair with both files in the folder is read, also one that is not
     in the manifest (a gold set of your own), with every line validated.
     """
-    available = word_alignment_pairs(root)
+    sets = _word_alignment_sets(root)
+    available = sorted(sets)
     key = pair.lower().replace("-", "").replace("_", "")
     if key not in available:
+        folders = " and ".join(str(paths.data_root(root) / s) for s in WORD_ALIGNMENT_SETS)
         raise ValueError(
-            f"word_alignment: no pair {pair!r} under {paths.data_root(root) / 'word_alignment'}; "
+            f"word_alignment: no pair {pair!r} under {folders}; "
             f"available: {', '.join(available) or 'none'}; closest: {', '.join(close_codes(key, available)) or 'none'}"
         )
-    texts, golds = _pair_lines("word_alignment", f"{key}.src-tgt", f"{key}.gold", root)
-    gold_file = require_file("word_alignment", f"{key}.gold", root)
+    set_name = sets[key]
+    texts, golds = _pair_lines(set_name, f"{key}.src-tgt", f"{key}.gold", root)
+    gold_file = require_file(set_name, f"{key}.gold", root)
     out: list[GoldAlignment] = []
     for lineno, (text, gold) in enumerate(zip(texts, golds), start=1):
         if text.count("|||") != 1:
-            raise _corrupt("word_alignment", require_file("word_alignment", f"{key}.src-tgt", root), root,
+            raise _corrupt(set_name, require_file(set_name, f"{key}.src-tgt", root), root,
                            f"line {lineno} is not 'source ||| target'")
         left, right = text.split("|||")
         src, tgt = _ascii_tokens(left), _ascii_tokens(right)
@@ -527,7 +551,7 @@ def load_word_alignment(pair: str, root: PathLike = None) -> list[GoldAlignment]
             m = _GOLD_LINK.match(link)
             i, j = (int(m[1]) - 1, int(m[3]) - 1) if m else (-1, -1)
             if not m or not (0 <= i < len(src) and 0 <= j < len(tgt)):
-                raise _corrupt("word_alignment", gold_file, root,
+                raise _corrupt(set_name, gold_file, root,
                                f"line {lineno}: link {link!r} is not 1-indexed i-j / ipj within "
                                f"{len(src)} x {len(tgt)} words")
             possible.add((i, j))

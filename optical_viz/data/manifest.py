@@ -17,6 +17,7 @@ from optical_viz import paths
 __all__ = [
     "DataSet",
     "SETS",
+    "WORD_ALIGNMENT_SETS",
     "ManifestEntry",
     "Problem",
     "DataError",
@@ -44,6 +45,8 @@ class DataSet:
     ``upstream`` maps local paths (relative to the set folder) to upstream paths: the first
     rule whose local prefix matches wins; a rule ending in ``/`` (or the empty prefix) maps a
     folder, any other rule one file. ``licenses`` overrides ``license`` for single files.
+    ``convert`` names a converter (``optical_viz.data.fetch.CONVERTERS``) when the local
+    files are made from an upstream archive (their upstream path) rather than copied.
     """
 
     name: str
@@ -54,6 +57,7 @@ class DataSet:
     upstream: tuple[tuple[str, str], ...]
     licenses: tuple[tuple[str, str], ...] = ()
     aliases: tuple[str, ...] = ()
+    convert: str = ""  # "": files copied as they are; else the converter of an upstream archive
 
     def upstream_path(self, local: str) -> str:
         """Upstream path of ``local`` (a path relative to the set folder)."""
@@ -67,6 +71,8 @@ class DataSet:
     def license_of(self, local: str) -> str:
         return dict(self.licenses).get(local, self.license)
 
+
+_DEEN_ZIP = "German-English_WordAlignment.zip"
 
 SETS: dict[str, DataSet] = {
     s.name: s
@@ -110,8 +116,18 @@ SETS: dict[str, DataSet] = {
             "gold sets: original publishers' terms", upstream=(("LICENSE", "LICENSE"), ("", "examples/")),
             licenses=(("LICENSE", "BSD-3-Clause"),),
         ),
+        # described below the table of the data README: converted from an archive upstream
+        DataSet(
+            "word_alignment_deen", "gold word alignments, German-English Europarl (Bicici 2011)",
+            "bicici/SMTData", "eb81ef33c1d77412eee2b5a0ab8dd97936d23cb0",
+            "no licence stated upstream (its README: for testing word alignment systems)",
+            upstream=(("deen.gold", _DEEN_ZIP), ("deen.src-tgt", _DEEN_ZIP)), aliases=("deen",), convert="bicici_wa",
+        ),
     ]
 }
+
+#: the sets holding gold word alignments (``XXYY.src-tgt`` + ``XXYY.gold``)
+WORD_ALIGNMENT_SETS = ("word_alignment", "word_alignment_deen")
 
 
 def get_set(name: str) -> DataSet:
