@@ -51,8 +51,7 @@ def test_the_fitted_map_lowers_the_mse_to_the_teacher():
 
 
 def test_a_tiny_ridge_recovers_an_exact_linear_relation():
-    # Y = X @ M exactly (no normalisation in between: the teacher stub returns unit rows of X @ M,
-    # so take X with rows that X @ M maps to unit vectors: X = Y @ M^-1)
+    """Unit teacher rows Y and student rows X = Y @ M^-1: Y = X @ M exactly, which a ridge of 1e-6 recovers."""
     g = torch.Generator().manual_seed(1)
     M = torch.randn(H, H, generator=g, dtype=torch.float64)
     Y = torch.nn.functional.normalize(torch.randn(40, H, generator=g, dtype=torch.float64), dim=-1)
