@@ -180,3 +180,26 @@ def test_a_minilm_student_starts_in_the_teachers_space_and_reloads(default_model
     info = json.loads((result.student_dir / "optical_viz_training.json").read_text())
     assert info["start"] == {"method": "linear_map", "pairs": 160, "ridge": 1.0}
     assert np.isfinite([m["loss"] for m in result.metrics if "loss" in m]).all()
+
+
+@pytest.mark.slow  # ~20 s: three tiny runs with two real models
+def test_a_resumed_run_with_the_start_gives_the_metrics_of_an_uninterrupted_one(default_model_dir, data_root, tmp_path):
+    """Resuming does not fit the map again: the checkpoint holds the trained map (and the student)."""
+    from optical_viz.distill import distill, read_metrics
+    from optical_viz.encoder import minilm_model_dir
+
+    def cfg(out):
+        return tiny_distill_config(out, teacher=str(minilm_model_dir()), student=str(default_model_dir),
+                                   loss={"name": "contrastive"}, steps=3, max_length=16, checkpoint_every=1,
+                                   eval={"heldout_sentences": 4}, start={"method": "linear_map", "pairs": 16})
+
+    def losses(out):
+        return [(m["step"], m["loss"]) for m in read_metrics(out) if "loss" in m]
+
+    distill(cfg(tmp_path / "whole"), root=data_root, progress=False)
+    first = distill(cfg(tmp_path / "parts"), root=data_root, progress=False, max_steps=2)
+    assert first.student_dir is None
+    distill(cfg(tmp_path / "parts"), resume=True, root=data_root, progress=False)
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 3
+    whole, parts = (read_dense(tmp_path / name / "student" / "2_Dense")[0] for name in ("whole", "parts"))
+    assert torch.equal(whole, parts)
