@@ -29,6 +29,7 @@ from pydantic.dataclasses import dataclass
 
 from optical_viz.data.loaders import FLORES_SPLITS as BITEXT_SPLITS
 from optical_viz.encoder import PRECISIONS
+from optical_viz.linear_map import START_METHODS
 from optical_viz.losses import EPS_MODES, GRAD_MODES, LOSSES, MARGINALS, OBJECTIVES, PLANS, check_ot_options
 from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
 from optical_viz.transport import METRICS
@@ -38,6 +39,7 @@ __all__ = [
     "ContrastiveConfig",
     "LossConfig",
     "EvalConfig",
+    "StartConfig",
     "DistillConfig",
     "SAMPLINGS",
     "DEVICES",
@@ -168,6 +170,23 @@ class LossConfig:
 
 
 @dataclass(config=STRICT)
+class StartConfig:
+    """How the student starts, before step 1 (the same for every loss; issue 26).
+
+    method: "none" (the student as loaded) or "linear_map": a ridge least-squares map from
+        the student's last layer to the teacher's space, fitted on ``pairs`` training bitext
+        pairs (the first ones a sampler with the run's seed draws) and trained with the
+        student afterwards; see :mod:`optical_viz.linear_map`. Needed when the teacher is
+        another model (its space unrelated to the student's), pointless for self-distillation.
+    pairs: bitext pairs the map is fitted on. ridge: its L2 penalty (> 0).
+    """
+
+    method: choice(START_METHODS) = "none"
+    pairs: Int = 800
+    ridge: Float = 1.0
+
+
+@dataclass(config=STRICT)
 class EvalConfig:
     """Periodic evaluation.
 
@@ -221,6 +240,8 @@ class DistillConfig:
     checkpoint_every, keep_checkpoints: a checkpoint (``RUN/checkpoints/step-N/``) every N
         steps, the last ``keep_checkpoints`` kept while training (an earlier one is used when
         the latest is damaged) and only the last once the run has finished.
+    start: how the student starts (:class:`StartConfig`): as loaded, or with a linear map to
+        the teacher's space fitted on bitext before step 1.
     snapshots: steps (each in [1, steps)) at which the student is also written as a model
         directory ``RUN/student-step-N/``, as the final ``RUN/student/`` (e.g. ``[50, 200]``
         for learning curves of the retrieval scores).
@@ -254,6 +275,7 @@ class DistillConfig:
     dropout: Optional[Float] = None
     gradient_checkpointing: Optional[Bool] = None
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    start: StartConfig = dataclasses.field(default_factory=StartConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     seed: Int = 0
     device: choice(DEVICES) = "auto"
@@ -359,6 +381,8 @@ class DistillConfig:
         check(not outside, f"snapshots: steps {outside} are not in [1, steps={self.steps}) (the final student is always written)")
         check(len(set(self.snapshots)) == len(self.snapshots), f"snapshots: duplicates in {self.snapshots}")
         check(self.length_buckets >= 1, f"length_buckets must be >= 1 (1: no regrouping), got {self.length_buckets}")
+        check(self.start.pairs >= 1, f"start.pairs must be >= 1, got {self.start.pairs}")
+        check(self.start.ridge > 0, f"start.ridge must be > 0, got {self.start.ridge}")
         check(self.teacher_cache_mb >= 0, f"teacher_cache_mb must be >= 0 (0: no cache), got {self.teacher_cache_mb}")
         bad = [t for t in self.loss.terms if t not in LOSSES]
         check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")

@@ -624,17 +624,23 @@ def _write_model_dir(src: Path, out: Path, *, progress: bool) -> None:
     steps.close()
 
 
-def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: int, prefix: str, max_length: int) -> None:
+def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: int, prefix: str, max_length: int,
+                                      dense: bool = False) -> None:
     """Add the sentence-transformers files to the transformers model directory ``path``, so
     that ``SentenceTransformer(path)`` encodes as :meth:`Encoder.embed_sentences` does: mean
     pooling over all real tokens, L2 normalisation, and (for e5, ``prefix == "query: "``) the
-    prompts ``query: `` / ``passage: ``, with "query" the default prompt."""
+    prompts ``query: `` / ``passage: ``, with "query" the default prompt. ``dense``: a linear
+    map ``2_Dense`` (written by :func:`optical_viz.linear_map.write_dense`) sits between the
+    pooling and the normalisation, which then moves to ``3_Normalize``."""
     path = Path(path)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ]
+    if dense:
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    n = len(modules)
+    modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": "sentence_transformers.models.Normalize"})
     pooling = {
         "word_embedding_dimension": int(hidden_size),
         "pooling_mode_cls_token": False,
@@ -651,7 +657,7 @@ def write_sentence_transformers_files(path: str | os.PathLike, *, hidden_size: i
     if has_no_pooler(path):  # load without the pooler: no "newly initialized pooler" report
         sbert["model_args"] = {"add_pooling_layer": False}
     (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no parameters: an empty folder
+    (path / modules[-1]["path"]).mkdir(exist_ok=True)  # Normalize has no parameters: an empty folder
     files = {
         "modules.json": modules,
         "1_Pooling/config.json": pooling,

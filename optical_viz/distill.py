@@ -1,7 +1,8 @@
 """Cross-lingual distillation: a frozen teacher, a trainable student, one loss to compare.
 
 The teacher (frozen, eval mode) embeds the English side of a bitext; the student (a
-trainable copy of the same encoder) embeds the low-resource side; a loss from
+trainable copy of the same encoder or of another one; with another, ``start: {method:
+linear_map}`` first maps it into the teacher's space) embeds the low-resource side; a loss from
 :mod:`optical_viz.losses` pulls the two together. Everything that defines a run lives
 in one :class:`DistillConfig`, saved as ``RUN/config.yaml`` next to its results.
 
@@ -24,7 +25,9 @@ Run directory (other modules rely on it)::
 
     RUN/config.yaml           the resolved configuration
     RUN/metrics.jsonl         one JSON object per line: "step", loss terms ("loss", "loss_ot",
-                              ...), "lr", "examples_per_s", "step_time_s", OT diagnostics
+                              ...), at step 0 with a start "start_pairs", "start_mse_before",
+                              "start_mse_after" (the fitted linear map), "lr",
+                              "examples_per_s", "step_time_s", OT diagnostics
                               ("ot_converged", "ot_plan_entropy", "ot_plan_cost", "ot_eps"),
                               "teacher_cache_hit" (share of the batch's English sentences whose
                               teacher states were cached; absent with teacher_cache_mb 0),
@@ -119,7 +122,15 @@ from optical_viz.config import (  # noqa: E402
 # ----------------------------------------------------------------------------- data, models, held-out signal
 # Each in its own module; re-exported here (tests, notebooks and benchmarks import them from here).
 from optical_viz.data.training import BitextSampler, Corpus, load_training_data  # noqa: E402
-from optical_viz.models import TeacherCache, _load_models, _Models, _save_student, _set_checkpointing, _tokenize  # noqa: E402
+from optical_viz.models import (  # noqa: E402
+    TeacherCache,
+    _apply_start,
+    _load_models,
+    _Models,
+    _save_student,
+    _set_checkpointing,
+    _tokenize,
+)
 from optical_viz.monitor import HELDOUT_KEYS, HeldoutScores, heldout_scores  # noqa: E402
 
 
@@ -201,7 +212,8 @@ class Trainer:
     ``compute_loss(pairs)`` = ``loss_from_states(batch_states(pairs))`` is its loss.
     """
 
-    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator, root=None):
+    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator, root=None,
+                 start=None):
         import torch
 
         self.torch = torch
@@ -211,7 +223,8 @@ class Trainer:
         self.acc = accelerator
         self.device = accelerator.device
         self.teacher = models.teacher
-        self.student = models.student
+        self.student = models.student  # with config.start's linear map already on it
+        self.start = start  # the optical_viz.linear_map.LinearMapFit of the start, None without one
         _set_checkpointing(self.student.model, config.checkpointing())
         self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature,
                                      length_buckets=config.length_buckets, length=self._pair_length)
@@ -642,7 +655,8 @@ def build_trainer(
     accelerator = _accelerator(config, cpu=True)
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
-    return Trainer(config, Path(config.output_dir), corpora, models, accelerator, root=root)
+    start = _apply_start(config, models, corpora)
+    return Trainer(config, Path(config.output_dir), corpora, models, accelerator, root=root, start=start)
 
 
 def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) -> DistillResult:
@@ -656,7 +670,9 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     accelerator.wait_for_everyone()
     _seed_everything(config.seed)
     models = _load_models(config, accelerator.device)
-    trainer = Trainer(config, run_dir, corpora, models, accelerator, root=root)
+    # the start (a fitted linear map): a checkpoint holds the trained map, which replaces it
+    start = _apply_start(config, models, corpora, fit=ckpt is None)
+    trainer = Trainer(config, run_dir, corpora, models, accelerator, root=root, start=start)
     main = accelerator.is_main_process
 
     metrics_path = run_dir / "metrics.jsonl"
@@ -679,7 +695,10 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
                 f.write(json.dumps(rec) + "\n")
 
     if trainer.step == 0 and not trainer.metrics and main:
-        log({"step": 0, **trainer.heldout_metrics()})
+        fit = trainer.start
+        start = {} if fit is None else {"start_pairs": fit.pairs, "start_mse_before": fit.mse_before,
+                                        "start_mse_after": fit.mse_after}
+        log({"step": 0, **start, **trainer.heldout_metrics()})
     stop = min(config.steps, max_steps) if max_steps is not None else config.steps
     from tqdm.auto import tqdm
 

@@ -463,6 +463,12 @@ def load_encoder(
     enc.pooling = st.pooling
     if st.pooling != "mean":  # cached sentence embeddings of mean pooling must not be reused
         enc.identity = f"{enc.identity}:{st.pooling}"
+    if st.dense_path is not None:  # a linear map to another model's space (a distilled student's start)
+        from optical_viz.linear_map import attach_linear_map, read_dense
+
+        weight, bias = read_dense(Path(path) / st.dense_path)
+        attach_linear_map(enc, weight, bias)
+        enc.model.eval()
     return enc
 
 
@@ -596,6 +602,8 @@ class SentenceTransformersConfig:
     query_prompt: the prompt of queries (``prompts["query"]``), None when none is given
     passage_prompt: the prompt of passages (``prompts["passage"]``), None when none is given
     max_seq_length: tokens (specials included), None when not given
+    dense_path: folder of a linear ``Dense`` module (identity activation) between the pooling
+        and the normalisation, None when there is none (see :mod:`optical_viz.linear_map`)
     """
 
     transformer_path: str = ""
@@ -603,6 +611,7 @@ class SentenceTransformersConfig:
     query_prompt: str | None = None
     passage_prompt: str | None = None
     max_seq_length: int | None = None
+    dense_path: str | None = None
 
 
 #: sentence-transformers pooling flags -> the pooling this encoder implements (None: not usable)
@@ -621,7 +630,8 @@ def read_sentence_transformers_config(path: str | os.PathLike) -> SentenceTransf
     mean pooling and no prompt, for a plain transformers directory).
 
     Raises ValueError for a pooling mode other than mean or CLS, or a module type other than
-    Transformer, Pooling and Normalize (a Dense projection, say), naming the file.
+    Transformer, Pooling, one Dense before the normalisation (a linear map, applied per token:
+    it commutes with mean and CLS pooling) and Normalize, naming the file.
     """
     path = Path(path)
     out = SentenceTransformersConfig()
@@ -629,6 +639,7 @@ def read_sentence_transformers_config(path: str | os.PathLike) -> SentenceTransf
     if not modules_file.is_file():
         return out
     modules = json.loads(modules_file.read_text())
+    normalized = False
     for m in modules:
         kind = str(m.get("type", "")).rsplit(".", 1)[-1]
         if kind == "Transformer":
@@ -645,10 +656,14 @@ def read_sentence_transformers_config(path: str | os.PathLike) -> SentenceTransf
                     "(set pooling_mode_mean_tokens or pooling_mode_cls_token)"
                 )
             out.pooling = "cls" if "cls" in modes[0] else "mean"
-        elif kind != "Normalize":
+        elif kind == "Dense" and out.dense_path is None and not normalized:
+            out.dense_path = m.get("path", "")
+        elif kind == "Normalize":
+            normalized = True
+        else:
             raise ValueError(
-                f"{modules_file}: module {m.get('type')!r} cannot be used; optical_viz reads Transformer, Pooling "
-                "and Normalize modules only (a model with a Dense projection or other head is not supported)"
+                f"{modules_file}: module {m.get('type')!r} cannot be used; optical_viz reads Transformer, Pooling, "
+                "one Dense (before Normalize) and Normalize modules only (a model with another head is not supported)"
             )
     for name in ("sentence_bert_config.json", f"{out.transformer_path}/sentence_bert_config.json"):
         f = path / name

@@ -1,7 +1,8 @@
 """The teacher and student of a distillation run: loaded, fed, and the student written out.
 
 :func:`_load_models` loads both encoders (the teacher frozen in eval mode, the student a
-trainable copy with the configured layers frozen); :func:`_tokenize` turns texts into
+trainable copy with the configured layers frozen); :func:`_apply_start` starts the student
+as ``config.start`` says (a linear map to the teacher's space); :func:`_tokenize` turns texts into
 their padded inputs; :class:`TeacherCache` keeps the frozen teacher's hidden states per
 English sentence, bounded in bytes; :func:`_save_student` writes the trained student as a
 model directory (``RUN/student/``) that ``load_encoder`` and sentence-transformers open.
@@ -10,6 +11,7 @@ private to it, and it re-exports ``TeacherCache``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -69,6 +71,47 @@ def _load_models(config: DistillConfig, device) -> _Models:
     return _Models(teacher, student)
 
 
+def _apply_start(config: DistillConfig, models: _Models, corpora, fit: bool = True):
+    """Start the student as ``config.start`` says, before its optimizer is made.
+
+    ``linear_map``: fit the map from the student's space to the teacher's on the first
+    ``start.pairs`` pairs that a sampler with the run's seed draws from ``corpora`` (a
+    sampler of its own: the training batches are those of a run without the start), and put
+    it on the student's last layer, trainable. ``fit=False`` (resuming from a checkpoint,
+    which holds the trained map) attaches the identity instead. Returns the
+    :class:`optical_viz.linear_map.LinearMapFit`, or None (no fit)."""
+    import torch
+
+    from optical_viz.data.training import BitextSampler
+    from optical_viz.linear_map import attach_linear_map, fit_linear_map
+
+    start = config.start
+    if start.method == "none":
+        return None
+    result = None
+    if fit:
+        sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature)
+        pairs = []
+        while len(pairs) < start.pairs:
+            pairs += sampler.next_batch()
+        pairs = pairs[: start.pairs]
+        was = models.student.progress, models.teacher.progress
+        models.student.progress = models.teacher.progress = False
+        models.student.model.eval()  # dropout off while the map is fitted
+        try:
+            result = fit_linear_map(models.student, models.teacher, [p[1] for p in pairs], [p[2] for p in pairs],
+                                    ridge=start.ridge)
+        finally:
+            models.student.progress, models.teacher.progress = was
+            models.student.model.train()
+        weight = result.weight
+    else:
+        weight = torch.eye(models.student.hidden_size)
+    attach_linear_map(models.student, weight)
+    models.student.model.train()
+    return result
+
+
 def _set_checkpointing(model, on: bool) -> None:
     """Turn activation (gradient) checkpointing of a transformers model on or off."""
     new = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5
@@ -95,7 +138,8 @@ def _select_trainable(model, config: DistillConfig) -> None:
             p.requires_grad_(False)
     if config.train_layers is not None:
         n_layers = model.config.num_hidden_layers
-        keep = {f"layer.{i}." for i in range(n_layers - config.train_layers, n_layers)}
+        # the start's linear map (optical_viz.linear_map.MappedModel) sits above the top layer
+        keep = {f"layer.{i}." for i in range(n_layers - config.train_layers, n_layers)} | {"linear_map."}
         for name, p in model.named_parameters():
             if not any(k in name for k in keep):
                 p.requires_grad_(False)
@@ -181,13 +225,20 @@ def _save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) ->
 def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
     from optical_viz.convert import write_sentence_transformers_files
 
+    from optical_viz.linear_map import MappedModel, write_dense
+
     model = trainer.acc.unwrap_model(trainer.model)
+    mapped = isinstance(model, MappedModel)
+    if mapped:  # the start's linear map: a Dense module after the pooling (it commutes with mean pooling)
+        write_dense(tmp, model.linear_map)
+        model = model.transformer
     model.save_pretrained(tmp, safe_serialization=True)
     trainer.student.tokenizer.save_pretrained(tmp)
     # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
     # (mean pooling is what the losses trained, whatever the initial model pooled by)
     write_sentence_transformers_files(
-        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length
+        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length,
+        dense=mapped,
     )
     info = {
         "languages": [c.lang for c in trainer.sampler.corpora],
@@ -198,6 +249,7 @@ def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
         "steps": trainer.step,
         "teacher": config.teacher,
         "student_init": config.student if config.student is not None else config.teacher,
+        "start": dataclasses.asdict(config.start),
         "seed": config.seed,
         "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
     }

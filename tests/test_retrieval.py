@@ -435,3 +435,36 @@ def test_cli_output_on_a_read_only_file_system_is_refused_before_the_evaluation(
     err = capsys.readouterr().err.strip()
     assert err == f"optical-viz evaluate: error: --json {ro / 'r.json'}: cannot be written, {ro} is not writable (Read-only file system)"
     assert loaded == []
+
+
+def test_a_student_is_scored_against_the_teacher_it_was_distilled_from(data_root, memory_cache, tmp_path, monkeypatch):
+    """Issue 26: a student distilled into another model's space (all-MiniLM-L6-v2's) is at
+    chance against passages of the default model; with no teacher given, evaluate() must use
+    the teacher recorded in the student's optical_viz_training.json."""
+    from optical_viz import encoder as encoder_mod, retrieval
+    from optical_viz.paths import TRAINING_INFO
+
+    student_dir = tmp_path / "run" / "student"
+    student_dir.mkdir(parents=True)
+    (student_dir / TRAINING_INFO).write_text(json.dumps({"teacher": "/models/minilm", "prefix": "query: "}))
+    made = {}
+
+    def fake_load(name=None, precision="fp32"):
+        made[str(name)] = LexicalEncoder(str(name))
+        return made[str(name)]
+
+    monkeypatch.setattr(encoder_mod, "load_encoder", fake_load)
+    rep = evaluate("flores", student=student_dir, langs=["fra_Latn"], split="dev", root=data_root,
+                   cache=memory_cache, n_bootstrap=10, progress=False)
+    assert "None" not in made, "the English side was encoded by the default model, not the student's teacher"
+    assert made["/models/minilm"].calls
+    assert retrieval.trained_teacher(student_dir) == "/models/minilm"
+    assert rep.model == f"student={student_dir} teacher=/models/minilm"
+    assert any("distilled against" in n for n in rep.notes)
+    # an explicit teacher wins; a model without a record keeps the default
+    evaluate("flores", student=student_dir, teacher="/models/other", langs=["fra_Latn"], split="dev", root=data_root,
+             cache=memory_cache, n_bootstrap=10, progress=False)
+    assert made["/models/other"].calls
+    (student_dir / TRAINING_INFO).write_text(json.dumps({"teacher": None}))
+    assert retrieval.trained_teacher(student_dir) is None
+    assert retrieval.trained_teacher(tmp_path / "nothing") is None

@@ -191,8 +191,9 @@ def run_grid(
         return []
     code = code_version()
     machine = _machine()
-    teacher = load_encoder(precision=spec.precision)
-    teacher_cache = EmbeddingCache()  # on disk: the teacher's embeddings are shared by all runs
+    default = load_encoder(precision=spec.precision)
+    teachers = {None: default}  # config.teacher -> Encoder: a student is scored against the teacher it learnt from
+    teacher_cache = EmbeddingCache()  # on disk: the teachers' embeddings are shared by all runs (keyed by model)
     records = []
     bar = tqdm(todo, desc=f"reproduce {spec.scale}", unit="run", disable=not progress, file=sys.stdout)
     for run in bar:
@@ -212,6 +213,10 @@ def run_grid(
                     atomic_write(timing_file, json.dumps({"train_s": prior + time.perf_counter() - t0}))
                 rec["train_s"] = json.loads(timing_file.read_text())["train_s"] if timing_file.is_file() else None
             students = {}  # model directory -> (Encoder, its in-memory cache), loaded once per run
+            teacher_name = run.config.teacher if run.trained else None
+            if teacher_name not in teachers:
+                teachers[teacher_name] = load_encoder(teacher_name, precision=spec.precision)
+            teacher = teachers[teacher_name]
             for ev in run.evaluations:
                 out = run.result_path(results_dir, ev)
                 if out.is_file():
@@ -223,7 +228,7 @@ def run_grid(
                                                  EmbeddingCache(":memory:"))
                     student, student_cache = students[student_dir]
                 else:
-                    student, student_cache = teacher, teacher_cache
+                    student, student_cache = default, teacher_cache
                 t0 = time.perf_counter()
                 if ev.task == ALIGNMENT:  # corpus-level AER, no per-query values
                     langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root), {}, {}
@@ -253,7 +258,7 @@ def run_grid(
                     "subsets": {f"{l}|{d}": list(v) for (l, d), v in subsets.items()},
                     "config": run.config.to_dict() if run.config is not None else None,
                     "student": str(student_dir) if run.trained else "default model (zero-shot)",
-                    "teacher": "default model",
+                    "teacher": teacher_name if teacher_name is not None else "default model",
                     "precision": teacher.precision,  # as computed ("auto" resolved on this machine)
                     "code": code,
                     "machine": machine,

@@ -235,34 +235,46 @@ def _resample_weights(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return w / k
 
 
-def _replicates(terms: Sequence[tuple[float, _Table]], n: int, seed: int) -> np.ndarray:
+def _replicates(terms: Sequence[tuple[float, _Table]], n: int, seed: int,
+                clusters: Mapping[str, str] | None = None) -> np.ndarray:
     """(n,) bootstrap replicates of ``sum(sign * point(table))`` over ``terms``.
 
     Tables with several seeds must share them (one seed draw for all); a single-seed table
     needs none. Tables with the same language set share one language draw; different sets are
     drawn independently. Every language name has one query draw, shared by all tables.
+
+    clusters: language unit -> cluster (e.g. ``"n5:yor_Latn" -> "yor_Latn"``); None: every unit
+    is its own cluster. The language draw then resamples clusters: the units of a drawn cluster
+    come in together, each weighing ``w_cluster * C / L`` (C clusters, L units; the observed
+    draw gives every unit 1 / L), and the units of one cluster share one query draw (they must
+    have the same queries). With None the draws are exactly those of the unclustered bootstrap.
     """
+    clusters = dict(clusters or {})
     multi = {t.seeds for _, t in terms if len(t.seeds) > 1}
     if len(multi) > 1:
         raise ValueError(f"the terms must have the same seeds (or a single seed), got {sorted(multi)}")
     rng = np.random.default_rng(seed)
     seed_w = _resample_weights(rng, n, len(multi.pop())) if multi else None  # (n, S)
+    unit = {lang: clusters.get(lang, lang) for _, t in terms for lang in t.langs}  # language -> its cluster
     lang_w: dict[tuple[str, ...], np.ndarray] = {}
     for _, t in terms:
         if t.langs not in lang_w:
-            lang_w[t.langs] = _resample_weights(rng, n, len(t.langs))  # (n, L)
+            names = sorted({unit[lang] for lang in t.langs})
+            w = _resample_weights(rng, n, len(names))  # (n, C): a draw of clusters
+            col = [names.index(unit[lang]) for lang in t.langs]
+            lang_w[t.langs] = w[:, col] * (len(names) / len(t.langs))  # (n, L): each unit its cluster's weight
     n_queries: dict[str, int] = {}
     for _, t in terms:
         for lang in t.langs:
             q = t.values[lang].shape[1]
-            if n_queries.setdefault(lang, q) != q:
-                raise ValueError(f"language {lang!r} has {n_queries[lang]} and {q} queries in different terms: "
-                                 f"the same queries must be scored in every term")
-    query_w = {lang: _resample_weights(rng, n, n_queries[lang]) for lang in sorted(n_queries)}  # (n, Q)
+            if n_queries.setdefault(unit[lang], q) != q:
+                raise ValueError(f"language {lang!r} has {n_queries[unit[lang]]} and {q} queries in different terms "
+                                 f"or units of its cluster {unit[lang]!r}: the same queries must be scored in every term")
+    query_w = {c: _resample_weights(rng, n, n_queries[c]) for c in sorted(n_queries)}  # (n, Q) per cluster
     out = np.zeros(n)
     for sign, t in terms:
         # M[b, s, l]: mean of seed s on language l under query draw b
-        M = np.stack([query_w[lang] @ t.values[lang].T for lang in t.langs], axis=2)  # (n, S_t, L)
+        M = np.stack([query_w[unit[lang]] @ t.values[lang].T for lang in t.langs], axis=2)  # (n, S_t, L)
         if len(t.seeds) > 1:
             out += sign * np.einsum("bs,bsl,bl->b", seed_w, M, lang_w[t.langs])
         else:
@@ -310,6 +322,7 @@ def paired_difference(
     interval: float = INTERVAL,
     margin: float = MARGIN,
     alpha: float = ALPHA,
+    clusters: Mapping[str, str] | None = None,
 ) -> Contrast:
     """The paired difference ``estimate(a) - estimate(b)`` with interval, p-value and TOST.
 
@@ -319,11 +332,14 @@ def paired_difference(
     Both arms see the same seed, language and query draws. ``margin`` is in the values' unit
     (percent points for the protocol's 1.0). With the same seeds in both arms,
     ``samples == hierarchical_bootstrap(a).samples - hierarchical_bootstrap(b).samples``.
+    clusters: language unit -> cluster, for units that are not independent: pooled over
+    sizes, ``"n5:yor_Latn"`` and ``"n50:yor_Latn"`` are one language and are resampled together
+    (``{"n5:yor_Latn": "yor_Latn", ...}``); None: every unit is drawn on its own.
     """
     _check_args(n, interval)
     _check_test_args(margin, alpha)
     d = _paired(_table(a, "a"), _table(b, "b"), -1.0, ("a", "b"))
-    return _contrast(d.point(), _replicates([(1.0, d)], n, seed), interval, margin, alpha)
+    return _contrast(d.point(), _replicates([(1.0, d)], n, seed, clusters), interval, margin, alpha)
 
 
 def difference_in_differences(

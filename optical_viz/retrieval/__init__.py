@@ -45,6 +45,7 @@ from optical_viz.retrieval._tasks import (
     load_clir,
     resolve_task_languages,
     task_languages,
+    trained_teacher,
 )
 from optical_viz.retrieval._trec import RUN_DEPTH, read_qrels, read_run, trec_query_ids, write_qrels, write_run
 
@@ -56,5 +57,5 @@ __all__ = [
     "INDEXES", "TopK", "DenseSearch", "dense_search", "exact_top_k", "faiss_search", "FaissIndex",
     "RUN_DEPTH", "write_run", "write_qrels", "read_run", "read_qrels", "trec_query_ids",
     "TASKS", "CLIRCollection", "RetrievalProblem", "build_problems", "default_flores_split",
-    "load_clir", "resolve_task_languages", "task_languages",
+    "load_clir", "resolve_task_languages", "task_languages", "trained_teacher",
 ]

@@ -33,7 +33,9 @@ from optical_viz.retrieval._tasks import (
     build_problems,
     default_flores_split,
     resolve_task_languages,
+    trained_teacher,
 )
+from optical_viz.paths import TRAINING_INFO
 
 QUERY_CHUNK = 2048  # queries scored at a time; dense scoring also streams over candidate chunks
 
@@ -120,7 +122,9 @@ def evaluate(
     encoder: symmetric setting: one model encodes queries and candidates (an Encoder, a
         model directory, or None for the default model when no student is given).
     student, teacher: the asymmetric OPTICAL setting: the student encodes the non-English
-        side, the teacher (default: the default model) the English side. For "xx->en" and
+        side, the teacher the English side. Teacher None: the teacher the student was
+        distilled against (its ``optical_viz_training.json``, a note says so), else the
+        default model. For "xx->en" and
         "xx->pool" that is queries by the student, candidates by the teacher; for "en->xx"
         the English queries go to the teacher and the candidates to the student.
     langs: codes in any form ``resolve_language`` knows, a comma-separated string, or "all".
@@ -186,6 +190,9 @@ def evaluate(
         problems = [subset_problem(p, max_queries, max_candidates) for p in problems]
 
     if student is not None:
+        if teacher is None and (recorded := trained_teacher(student)) is not None:
+            teacher = recorded
+            notes.append(f"teacher {recorded}: the model the student was distilled against (its {TRAINING_INFO})")
         student, teacher = _load(student, precision), _load(teacher, precision)
         model = f"student={student.name} teacher={teacher.name}"
     else:

@@ -416,6 +416,26 @@ def default_flores_split(*models) -> tuple[str, str | None]:
     return "all", None
 
 
+def trained_teacher(model) -> str | None:
+    """The teacher a distilled student was trained against, as its ``optical_viz_training.json``
+    records it (a model directory or hub id); None when the model records none (not a
+    distilled student, or one distilled from the default model).
+
+    A student trained into another model's space is only meaningful against that model's
+    English side: :func:`optical_viz.retrieval.evaluate` uses this teacher when none is given.
+    """
+    import json
+
+    if model is None:
+        return None
+    for folder in _model_folders(model):
+        info = folder / TRAINING_INFO
+        if info.is_file():
+            teacher = json.loads(info.read_text()).get("teacher")
+            return str(teacher) if teacher is not None else None
+    return None
+
+
 def _model_folders(model) -> list[Path]:
     if isinstance(model, (str, os.PathLike)):
         p = Path(model)
