@@ -60,7 +60,8 @@ def lab(tmp_path, data_root, default_model_dir):
     """A JupyterLab server over a copy of notebooks/; yields (base_url, token, workdir)."""
     work = tmp_path / "lab"
     shutil.copytree(REPO / "notebooks", work / "notebooks")
-    (work / "configs").symlink_to(REPO / "configs")  # notebooks read ../configs
+    for shared in ("configs", "results"):  # notebooks read ../configs and ../results (02: the alignment sweep)
+        (work / shared).symlink_to(REPO / shared)
     # render every cell: JupyterLab's default windowing keeps cells below the fold out of the DOM
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)

@@ -293,8 +293,9 @@ def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, 
 
     seen = {}
 
-    def fake_evaluate_alignment(enc, pairs, methods, layers, extraction, eps, root):
-        seen.update(pairs=pairs, methods=methods, layers=layers, extraction=extraction, eps=eps)
+    def fake_evaluate_alignment(enc, pairs, methods, layers, extraction, eps, root, **setting):
+        seen.clear()
+        seen.update(pairs=pairs, methods=methods, layers=layers, extraction=extraction, eps=eps, **setting)
         return {"task": "alignment", "model": enc.name, "results": [{"pair": "enfr", "aer": 0.1}]}
 
     monkeypatch.setattr(alignment, "evaluate_alignment", fake_evaluate_alignment)
@@ -307,6 +308,8 @@ def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, 
     assert json.loads(out.read_text())["results"][0]["aer"] == 0.1
     assert cli.main(["evaluate", "alignment"]) == 0
     assert seen["layers"] == [alignment.LAYER_DEFAULT] and seen["eps"] == alignment.EPS_DEFAULT
+    assert seen["threshold"] == alignment.THRESHOLD_DEFAULT  # the leave-one-pair-out default's own keywords
+    assert "the leave-one-pair-out default" in capsys.readouterr().out
     assert cli.main(["evaluate", "alignment", "--extraction", "nope"]) == 2
     assert "unknown extraction(s) ['nope']" in capsys.readouterr().err
 
