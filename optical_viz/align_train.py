@@ -35,7 +35,7 @@ from torch import Tensor
 from pydantic.dataclasses import dataclass as _pdataclass
 
 from optical_viz.alignment import METHODS
-from optical_viz.config import STRICT, BitextSource, Float, Int, Str, choice, load_yaml, parse
+from optical_viz.config import STRICT, BitextSource, Float, Int, Str, choice, parse, parse_yaml
 
 __all__ = ["AlignTrainConfig", "AlignTrainResult", "self_training_loss", "link_targets", "align_train"]
 
@@ -96,11 +96,7 @@ class AlignTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "AlignTrainConfig":
-        data = load_yaml(path, what="alignment fine-tuning config")
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        return parse_yaml(cls, path, what="alignment fine-tuning config")
 
     def resolved(self) -> dict:
         """The aligner settings with the alignment defaults filled in."""

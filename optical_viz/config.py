@@ -45,6 +45,7 @@ __all__ = [
     "DEVICES",
     "deep_merge",
     "load_yaml",
+    "parse_yaml",
     "parse",
     "check_bitext_sources",
 ]
@@ -298,11 +299,7 @@ class DistillConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "DistillConfig":
-        data = load_yaml(path, what="distillation config")
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        return parse_yaml(cls, path, what="distillation config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -457,6 +454,16 @@ def load_yaml(path: str | os.PathLike, what: str = "config") -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of {what} keys at the top level, got {type(data).__name__}")
     return data
+
+
+def parse_yaml(cls, path: str | os.PathLike, what: str = "config"):
+    """A YAML file validated into the pydantic dataclass ``cls`` (:func:`load_yaml`, then
+    :func:`parse`); a bad value is one ValueError line that starts with the file's path."""
+    data = load_yaml(path, what=what)
+    try:
+        return parse(cls, data, what=what)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def parse(cls, data, what: str = "config"):
