@@ -1,13 +1,13 @@
 """The teacher and student of a distillation run: loaded, fed, and the student written out.
 
-:func:`_load_models` loads both encoders (the teacher frozen in eval mode, the student a
-trainable copy with the configured layers frozen); :func:`_apply_start` starts the student
-as ``config.start`` says (a linear map to the teacher's space); :func:`_tokenize` turns texts into
+:func:`load_models` loads both encoders (the teacher frozen in eval mode, the student a
+trainable copy with the configured layers frozen); :func:`apply_start` starts the student
+as ``config.start`` says (a linear map to the teacher's space); :func:`tokenize` turns texts into
 their padded inputs; :class:`TeacherCache` keeps the frozen teacher's hidden states per
-English sentence, bounded in bytes; :func:`_save_student` writes the trained student as a
+English sentence, bounded in bytes; :func:`save_student` writes the trained student as a
 model directory (``RUN/student/``) that ``load_encoder`` and sentence-transformers open.
-The trainer (:mod:`optical_viz.distill`) is their one user: the underscored helpers are
-private to it, and it re-exports ``TeacherCache``.
+The trainer (:mod:`optical_viz.distill`) is their main user (and re-exports ``TeacherCache``);
+tools and tests that build a run's pieces by hand use them too.
 """
 from __future__ import annotations
 
@@ -25,16 +25,21 @@ if TYPE_CHECKING:
     from optical_viz.config import DistillConfig
     from optical_viz.distill import Trainer
 
-__all__ = ["TeacherCache"]
+__all__ = ["Models", "load_models", "apply_start", "set_checkpointing", "tokenize", "TeacherCache", "save_student"]
 
 
 @dataclass
-class _Models:
+class Models:
+    """The two encoders of a run (:func:`load_models`)."""
+
     teacher: object  # optical_viz.encoder.Encoder, frozen
     student: object  # optical_viz.encoder.Encoder, trainable copy
 
 
-def _load_models(config: DistillConfig, device) -> _Models:
+def load_models(config: DistillConfig, device) -> Models:
+    """The teacher (frozen, eval mode) and the student (trainable as ``config`` says: frozen
+    embeddings, ``train_layers``, ``dropout``) of ``config``, on ``device``; a model that cannot
+    be loaded is a FileNotFoundError or ValueError naming its role."""
     import torch
 
     from optical_viz.encoder import load_encoder
@@ -68,10 +73,10 @@ def _load_models(config: DistillConfig, device) -> _Models:
                 m.p = config.dropout
     student.model.train()
     _select_trainable(student.model, config)
-    return _Models(teacher, student)
+    return Models(teacher, student)
 
 
-def _apply_start(config: DistillConfig, models: _Models, corpora, fit: bool = True):
+def apply_start(config: DistillConfig, models: Models, corpora, fit: bool = True):
     """Start the student as ``config.start`` says, before its optimizer is made.
 
     ``linear_map``: fit the map from the student's space to the teacher's on the first
@@ -112,7 +117,7 @@ def _apply_start(config: DistillConfig, models: _Models, corpora, fit: bool = Tr
     return result
 
 
-def _set_checkpointing(model, on: bool) -> None:
+def set_checkpointing(model, on: bool) -> None:
     """Turn activation (gradient) checkpointing of a transformers model on or off."""
     new = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5
     if on:
@@ -145,7 +150,7 @@ def _select_trainable(model, config: DistillConfig) -> None:
                 p.requires_grad_(False)
 
 
-def _tokenize(enc, texts: list[str], max_length: int, device):
+def tokenize(enc, texts: list[str], max_length: int, device):
     """``enc.prefix + text`` tokenized, truncated to ``max_length`` tokens (``</s>`` kept),
     padded to the longest -> input_ids (B, T) long, attention_mask (B, T) long (1 on real tokens)."""
     batch = enc.tokenizer(
@@ -215,7 +220,7 @@ class TeacherCache:
         return self.hits / self.lookups if self.lookups else 0.0
 
 
-def _save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
+def save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
     """Write the final student as a model directory (atomically) that load_encoder and
     sentence-transformers open."""
     with atomic_directory(student_dir) as tmp:

@@ -74,7 +74,7 @@ def teacher_cache_models(data_root, default_model_dir):
     from accelerate import Accelerator
 
     from optical_viz.data.training import load_training_data
-    from optical_viz.models import _load_models
+    from optical_viz.models import load_models
 
     cfg = tiny_distill_config("/nonexistent", languages=["yor_Latn", "deu_Latn"], dropout=0.0)  # no dropout: forwards repeat exactly
-    return cfg, load_training_data(cfg, root=data_root), _load_models(cfg, Accelerator(cpu=True).device)
+    return cfg, load_training_data(cfg, root=data_root), load_models(cfg, Accelerator(cpu=True).device)
