@@ -51,6 +51,7 @@ __all__ = [
     "mean_pool",
     "content_weights",
     "ot_settings",
+    "check_ot_options",
     "OTConfig",
     "OBJECTIVES",
     "PLANS",
@@ -197,6 +198,14 @@ def ot_settings(settings: OTConfig | None = None, **options) -> OTConfig:
             raise ValueError(f"{exc}; the options are OTConfig's fields: {[f.name for f in dataclasses.fields(OTConfig)]}") from None
     settings.check()
     return settings
+
+
+def check_ot_options(**options) -> None:
+    """Raise a one-line ValueError for OT options (fields of :class:`OTConfig`) that are unknown,
+    of a wrong type or choice, or would not do what they say: :func:`ot_settings` for its error.
+    The keyword form of ``OTConfig(...).check()`` for a mapping that is not a config yet (the
+    protocol's OT variants, :mod:`optical_viz.protocol`)."""
+    ot_settings(**options)
 
 
 def ot_loss(
