@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -114,12 +115,11 @@ class AlignConfig:
             raise ValueError(f"method must be one of {ALIGNERS}, got {self.method!r}")
         if self.extraction not in EXTRACTIONS:
             raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {self.extraction!r}")
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (math.isfinite(self.eps) and self.eps > 0):
+        if not _number(self.eps) or not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a finite number > 0 (in cost units), got {self.eps!r}")
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
+        if isinstance(self.layer, bool) or not isinstance(self.layer, numbers.Integral):
             raise ValueError(f"layer must be an integer (0 = embedding output, -1 = last), got {self.layer!r}")
-        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
-                                           or not self.threshold > 0):
+        if self.threshold is not None and not (_number(self.threshold) and self.threshold > 0):
             raise ValueError(f"threshold must be > 0 or None, got {self.threshold!r}")
         if not isinstance(self.solver_kw, dict):
             raise ValueError(f"solver_kw must be a mapping of solver keywords (rho, mass), got {self.solver_kw!r}")
@@ -148,6 +148,10 @@ class AlignConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 # ----------------------------------------------------------------------------- data and retrieval
