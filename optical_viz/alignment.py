@@ -35,12 +35,9 @@ SOFTMAX_THRESHOLD = 1e-3  # awesome-align's default for both conditional probabi
 MAX_ITER = 300  # Sinkhorn iterations for alignment: the argmax links settle long before tol
 
 # earlier names, kept for the code that still reads them (experiments/grid.py: METHODS,
-# experiments/evaluation.py: METHOD_DEFAULT, notebook 02: LAYER_DEFAULT, EPS_DEFAULT); new code
-# reads ALIGNERS and AlignConfig
+# experiments/evaluation.py: METHOD_DEFAULT); new code reads ALIGNERS and AlignConfig
 METHODS = ALIGNERS
 METHOD_DEFAULT = _DEFAULT.method
-LAYER_DEFAULT = _DEFAULT.layer
-EPS_DEFAULT = _DEFAULT.eps
 
 
 @dataclass

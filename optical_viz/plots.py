@@ -811,18 +811,6 @@ def metrics_frame(metrics: Any) -> pd.DataFrame:
     return df
 
 
-def read_metrics(source: Any) -> pd.DataFrame:
-    """``metrics_frame(rundir.read_metrics(source))`` for a run directory or ``metrics.jsonl``
-    path, else ``metrics_frame(source)``: the earlier name of :func:`metrics_frame`, kept while
-    notebooks 03 and 04 call it (new code: :func:`optical_viz.rundir.read_metrics` reads,
-    :func:`metrics_frame` tabulates)."""
-    if isinstance(source, (str, os.PathLike)):
-        from optical_viz.rundir import read_metrics as read_records
-
-        source = read_records(source)
-    return metrics_frame(source)
-
-
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.number)) and not isinstance(x, bool) and math.isfinite(x)
 

@@ -386,18 +386,13 @@ def test_metrics_frame_flattens_eval(metrics_file):
         plots.metrics_frame(metrics_file.parent)
 
 
-def test_read_metrics_is_rundir_then_metrics_frame(metrics_file):
-    """The earlier name, kept for notebooks 03 and 04: a run folder or file read by rundir."""
-    from optical_viz.rundir import read_metrics
+def test_plots_reads_no_metrics_file():
+    """One name per idea: rundir.read_metrics reads metrics.jsonl, plots.metrics_frame tabulates
+    the records; plots has no reader of its own (it had one named read_metrics too)."""
+    from optical_viz import rundir
 
-    pd.testing.assert_frame_equal(plots.read_metrics(metrics_file.parent), plots.metrics_frame(read_metrics(metrics_file)))
-    (metrics_file.parent / "empty").mkdir()
-    assert len(plots.read_metrics(metrics_file.parent / "empty")) == 0
-    with metrics_file.open("a") as f:
-        f.write('{"step": 50, "lo')  # a half-written last line is left out
-    assert len(plots.read_metrics(metrics_file)) == 10
-    with pytest.raises(FileNotFoundError):
-        plots.read_metrics(metrics_file.parent / "nowhere")
+    assert not hasattr(plots, "read_metrics") and "read_metrics" not in plots.__all__
+    assert callable(rundir.read_metrics)
 
 
 @pytest.fixture
