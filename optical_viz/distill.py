@@ -502,6 +502,12 @@ class Trainer:
 
     # --- checkpoints
 
+    def save_student(self, config: DistillConfig, student_dir: Path) -> None:
+        """The student as it is now, as a model directory with its training record
+        (:func:`optical_viz.models.save_student`)."""
+        save_student(self.acc.unwrap_model(self.model), self.student, config, student_dir,
+                     corpora=self.sampler.corpora, steps=self.step)
+
     def save_checkpoint(self) -> Path:
         final = self.run_dir / "checkpoints" / f"step-{self.step}"
         # complete or absent; SHA256SUMS lets a resume catch a file truncated or edited later
@@ -725,7 +731,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         snapshot = run_dir / f"student-step-{trainer.step}"
         # a resumed run that recomputes step N has the same weights: an existing snapshot stays
         if main and trainer.step in config.snapshots and not snapshot.exists():
-            save_student(trainer, config, snapshot)
+            trainer.save_student(config, snapshot)
         if trainer.step % config.log_every == 0 or last or "heldout_cosine" in rec or "eval" in rec:
             log(rec)
         if trainer.step % config.checkpoint_every == 0 or trainer.step == stop:
@@ -739,7 +745,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     if trainer.step >= config.steps:
         student_dir = run_dir / "student"
         if main:
-            save_student(trainer, config, student_dir)
+            trainer.save_student(config, student_dir)
             # finished: the student holds the weights; the last checkpoint stays to extend the
             # run (older ones only guard an unfinished run against a damaged latest: ~0.25 GB each)
             trainer.drop_checkpoints(keep=1)

@@ -23,7 +23,8 @@ from optical_viz.rundir import atomic_directory
 
 if TYPE_CHECKING:
     from optical_viz.config import DistillConfig
-    from optical_viz.distill import Trainer
+    from optical_viz.data.training import Corpus
+    from optical_viz.encoder import Encoder
 
 __all__ = ["Models", "load_models", "apply_start", "set_checkpointing", "tokenize", "TeacherCache", "save_student"]
 
@@ -220,42 +221,44 @@ class TeacherCache:
         return self.hits / self.lookups if self.lookups else 0.0
 
 
-def save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
-    """Write the final student as a model directory (atomically) that load_encoder and
-    sentence-transformers open."""
+def save_student(model, student: Encoder, config: DistillConfig, student_dir: Path, *,
+                 corpora: list[Corpus], steps: int) -> None:
+    """Write the student ``model`` (unwrapped from accelerate; its tokenizer, prefix and length
+    are ``student``'s) as a model directory (atomically) that load_encoder and
+    sentence-transformers open, with its training record: ``config``, the ``corpora`` it was
+    trained on and its ``steps``."""
     with atomic_directory(student_dir) as tmp:
-        _write_student(trainer, config, tmp)
+        _write_student(model, student, config, tmp, corpora, steps)
 
 
-def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
+def _write_student(model, student: Encoder, config: DistillConfig, tmp: Path, corpora, steps: int) -> None:
     from optical_viz.convert import write_sentence_transformers_files
 
     from optical_viz.linear_map import MappedModel, write_dense
 
-    model = trainer.acc.unwrap_model(trainer.model)
     mapped = isinstance(model, MappedModel)
     if mapped:  # the start's linear map: a Dense module after the pooling (it commutes with mean pooling)
         write_dense(tmp, model.linear_map)
         model = model.transformer
     model.save_pretrained(tmp, safe_serialization=True)
-    trainer.student.tokenizer.save_pretrained(tmp)
+    student.tokenizer.save_pretrained(tmp)
     # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
     # (mean pooling is what the losses trained, whatever the initial model pooled by)
     write_sentence_transformers_files(
-        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length,
+        tmp, hidden_size=model.config.hidden_size, prefix=student.prefix, max_length=student.max_length,
         dense=mapped,
     )
     info = {
-        "languages": [c.lang for c in trainer.sampler.corpora],
+        "languages": [c.lang for c in corpora],
         "bitext_sources": list(config.bitext_sources),
-        "bitext_files": [f for c in trainer.sampler.corpora for f in c.files],  # user files: sha256, counts
+        "bitext_files": [f for c in corpora for f in c.files],  # user files: sha256, counts
         "bitext_split": config.bitext_split,
         "loss": config.loss.name,
-        "steps": trainer.step,
+        "steps": steps,
         "teacher": config.teacher,
         "student_init": config.student if config.student is not None else config.teacher,
         "start": dataclasses.asdict(config.start),
         "seed": config.seed,
-        "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
+        "prefix": student.prefix,  # the input prefix it was trained with ("query: " for e5)
     }
     (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
