@@ -89,33 +89,50 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 # the default model's architecture at a size that trains in seconds on one CPU thread
-TINY_E5_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
-@pytest.fixture(scope="session")
-def tiny_e5_dir(tmp_path_factory, default_model_dir) -> Path:
-    """The default model's twin at a tiny size: its config (BERT, XLM-R's 250k SentencePiece
-    vocabulary, 512 positions) with ``TINY_E5_SIZES`` (2 layers of 32 dimensions) and seeded
-    random weights, its tokenizer and its sentence-transformers files (mean pooling, the
-    "query: " prompt). 33 MB of weights instead of 470; a distill step takes milliseconds.
-
-    For the plumbing of training (run loop, resume, checkpoints, interruption, metrics, CLI
-    wiring): what happens to the model's numbers is not the point of those tests."""
+def _tiny_twin(model_dir: Path, path: Path) -> Path:
+    """A copy of the model directory ``model_dir`` at ``path`` with its config at
+    ``TINY_SIZES`` and seeded random weights; tokenizer and sentence-transformers files kept."""
     import json
     import shutil
 
     import torch
     from transformers import BertConfig, BertModel
 
-    path = tmp_path_factory.mktemp("models") / "tiny-e5"
-    skip = {"config.json", "model.safetensors", "model.safetensors.sha256", "optical_viz_build.json"}
-    shutil.copytree(default_model_dir, path,
-                    ignore=lambda folder, names: [n for n in names if n in skip and Path(folder) == default_model_dir])
-    cfg = json.loads((default_model_dir / "config.json").read_text())
-    cfg.update(TINY_E5_SIZES)
+    model_dir = Path(model_dir)
+    skip = {"config.json", "model.safetensors", "model.safetensors.sha256", "optical_viz_build.json",
+            "pytorch_model.bin", "README.md"}
+    shutil.copytree(model_dir, path,
+                    ignore=lambda folder, names: [n for n in names if n in skip and Path(folder) == model_dir])
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg.update(TINY_SIZES)
     torch.manual_seed(0)
     BertModel(BertConfig.from_dict(cfg), add_pooling_layer=False).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_e5_dir(tmp_path_factory, default_model_dir) -> Path:
+    """The default model's twin at a tiny size: its config (BERT, XLM-R's 250k SentencePiece
+    vocabulary, 512 positions) with ``TINY_SIZES`` (2 layers of 32 dimensions) and seeded
+    random weights, its tokenizer and its sentence-transformers files (mean pooling, the
+    "query: " prompt). 33 MB of weights instead of 470; a distill step takes milliseconds.
+
+    For the plumbing of training (run loop, resume, checkpoints, interruption, metrics, CLI
+    wiring): what happens to the model's numbers is not the point of those tests."""
+    return _tiny_twin(default_model_dir, tmp_path_factory.mktemp("models") / "tiny-e5")
+
+
+@pytest.fixture(scope="session")
+def tiny_minilm_dir(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2's twin at ``TINY_SIZES`` (English WordPiece, no prompt, random
+    weights): with ``tiny_e5_dir``, a cross-model pair (two tokenizers, one hidden size) as
+    MiniLM and e5 are, for the plumbing of cross-model distillation."""
+    from optical_viz.encoder import minilm_model_dir
+
+    return _tiny_twin(minilm_model_dir(), tmp_path_factory.mktemp("models") / "tiny-minilm")
 
 
 def tiny_e5_config(out, model_dir, **changes):
