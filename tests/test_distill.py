@@ -139,7 +139,7 @@ def test_empty_or_mismatched_bitext_is_rejected(tmp_path, data_root, monkeypatch
         distill(_tiny(tmp_path / "b"), root=data_root, progress=False)
 
 
-@pytest.mark.slow  # ~25 s (make test-fast leaves it out)
+@pytest.mark.slow  # two 1-step runs of the tiny model
 def test_near_uniform_plans_are_reported(tmp_path, data_root, tiny):
     # eps far above the spread of the costs: the plan is nearly uniform, which makes the OT
     # loss pull every token to the mean; the trainer says so at the first step
@@ -148,7 +148,7 @@ def test_near_uniform_plans_are_reported(tmp_path, data_root, tiny):
     assert wide.metrics[1]["ot_plan_entropy"] > 0.95
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        # Yoruba content tokens of 20-token sentences: eps 0.02 is already blurry (0.97), 0.005 is not
+        # eps 0.005 is far below the spread of the costs (e5's ~0.06, the tiny model's ~0.17)
         sharp = distill(tiny(tmp_path / "sharp", steps=1, loss={"ot": {"eps": 0.005, "eps_scaling": 0.5, "max_iter": 1000}}),
                         root=data_root, progress=False)
     assert sharp.metrics[1]["ot_plan_entropy"] < wide.metrics[1]["ot_plan_entropy"] - 0.05
@@ -218,7 +218,7 @@ def _trajectories(tmp_path, data_root, tiny, old: dict, new: dict, **changes) ->
     return runs["old"]["loss"], runs["new"]["loss"]
 
 
-@pytest.mark.slow  # 2 x 20 MSE steps, the top two layers trained (130 s on the loaded 2-core machine)
+@pytest.mark.slow  # 2 x 20 MSE steps of the tiny model, both layers trained
 def test_skipping_activation_checkpointing_keeps_the_mse_trajectory(tmp_path, data_root, tiny):
     cfg = tiny(tmp_path / "x").replace(loss="mse")
     assert not cfg.checkpointing()  # the default at this size: off
@@ -228,14 +228,14 @@ def test_skipping_activation_checkpointing_keeps_the_mse_trajectory(tmp_path, da
     np.testing.assert_allclose(new, old, rtol=0, atol=TRAJECTORY_ATOL)
 
 
-@pytest.mark.slow  # ~8 s: two models, MSE steps with and without checkpointing
+@pytest.mark.slow  # two tiny models, MSE steps with and without checkpointing
 def test_mse_recomputes_activations_only_where_memory_needs_it(tmp_path, data_root, tiny):
     from accelerate import Accelerator
 
     from optical_viz.distill import _load_models, Trainer, load_training_data
 
     cfg = tiny(tmp_path / "run")
-    big = cfg.replace(batch_size=32, max_length=64)  # 4.8 GB peak for MSE without checkpointing
+    big = cfg.replace(batch_size=32, max_length=64)  # the default model: 4.8 GB peak for MSE without checkpointing
     assert [big.replace(loss=n).checkpointing() for n in ("ot", "contrastive", "mse", "ot+mse")] == [
         False, False, True, True]
     # the protocol's 16 x 48 (and this 4 x 20) fit without: checkpointing would only cost time
@@ -257,7 +257,7 @@ def test_mse_recomputes_activations_only_where_memory_needs_it(tmp_path, data_ro
     assert flags == [True, False, True]
 
 
-@pytest.mark.slow  # ~30 s (make test-fast leaves it out)
+@pytest.mark.slow  # two 2-step runs of the tiny model
 def test_bf16_after_fp32_in_one_process(tmp_path, data_root, tiny):
     # CPU autocast in bf16 (CUDA's usual precision); a second run in the same process may
     # change precision (accelerate keeps a process-wide state)
