@@ -50,10 +50,15 @@ model: $(INSTALLED)
 test: setup
 	$(PY) -m pytest -q
 
-# the edit-test loop: everything not marked slow (2.2 min on an idle machine,
-# 2.0 min of CPU; see README, Tests); `make test` stays the full suite
+# the edit-test loop: everything not marked slow, as two single-threaded pytest processes, one
+# per core (--shard, tests/conftest.py; 2.0 min of CPU in all, see README, Tests); the second
+# shard's report is printed after the first's; PYTEST_ARGS="..." goes to both. `make test` stays the full suite
 test-fast: $(PY)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
+	@log=$$(mktemp); \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" --shard 1/2 $(PYTEST_ARGS) > $$log 2>&1 & pid=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" --shard 0/2 $(PYTEST_ARGS); rc=$$?; \
+	wait $$pid; rc1=$$?; echo "== shard 1/2 (exit $$rc1)"; cat $$log; rm -f $$log; \
+	[ $$rc = 0 ] && [ $$rc1 = 0 ]
 
 demo: setup
 	$(BIN)/optical-viz demo

@@ -25,6 +25,38 @@ if (SHARED / "data" / "README.md").is_file():
     os.environ.setdefault("OPTICAL_VIZ_DATA", str(SHARED / "data"))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard", default=None, metavar="I/N",
+        help="run only shard I of N (0 <= I < N): every N-th collected test from the I-th on, so that "
+             "N single-threaded processes share the suite on N cores (make test-fast runs 2)",
+    )
+
+
+def shard_of(spec: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N), checked: 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard: expected I/N (e.g. 0/2), got {spec!r}") from None
+    if not 0 <= i < n:
+        raise pytest.UsageError(f"--shard: expected 0 <= I < N, got {spec!r}")
+    return i, n
+
+
+def pytest_collection_modifyitems(config, items):
+    """``--shard I/N``: keep every N-th test from the I-th on (in collection order, so that each
+    shard gets a similar mix of each file's quick and slow tests); the rest are deselected."""
+    spec = config.getoption("--shard")
+    if spec is None:
+        return
+    i, n = shard_of(spec)
+    keep = items[i::n]
+    kept = set(map(id, keep))
+    config.hook.pytest_deselected(items=[it for it in items if id(it) not in kept])
+    items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data sets (``$OPTICAL_VIZ_DATA``, else ``../shared/data``)."""
@@ -86,6 +118,59 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                          intermediate_size=32, max_position_embeddings=64)).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_model_dir()).save_pretrained(path)
     return path
+
+
+# the default model's architecture at a size that trains in seconds on one CPU thread
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def _tiny_twin(model_dir: Path, path: Path) -> Path:
+    """A copy of the model directory ``model_dir`` at ``path`` with its config at
+    ``TINY_SIZES`` and seeded random weights; tokenizer and sentence-transformers files kept."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    model_dir = Path(model_dir)
+    skip = {"config.json", "model.safetensors", "model.safetensors.sha256", "optical_viz_build.json",
+            "pytorch_model.bin", "README.md"}
+    shutil.copytree(model_dir, path,
+                    ignore=lambda folder, names: [n for n in names if n in skip and Path(folder) == model_dir])
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg.update(TINY_SIZES)
+    torch.manual_seed(0)
+    BertModel(BertConfig.from_dict(cfg), add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_e5_dir(tmp_path_factory, default_model_dir) -> Path:
+    """The default model's twin at a tiny size: its config (BERT, XLM-R's 250k SentencePiece
+    vocabulary, 512 positions) with ``TINY_SIZES`` (2 layers of 32 dimensions) and seeded
+    random weights, its tokenizer and its sentence-transformers files (mean pooling, the
+    "query: " prompt). 33 MB of weights instead of 470; a distill step takes milliseconds.
+
+    For the plumbing of training (run loop, resume, checkpoints, interruption, metrics, CLI
+    wiring): what happens to the model's numbers is not the point of those tests."""
+    return _tiny_twin(default_model_dir, tmp_path_factory.mktemp("models") / "tiny-e5")
+
+
+@pytest.fixture(scope="session")
+def tiny_minilm_dir(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2's twin at ``TINY_SIZES`` (English WordPiece, no prompt, random
+    weights): with ``tiny_e5_dir``, a cross-model pair (two tokenizers, one hidden size) as
+    MiniLM and e5 are, for the plumbing of cross-model distillation."""
+    from optical_viz.encoder import minilm_model_dir
+
+    return _tiny_twin(minilm_model_dir(), tmp_path_factory.mktemp("models") / "tiny-minilm")
+
+
+def tiny_e5_config(out, model_dir, **changes):
+    """:func:`tiny_distill_config` with the tiny twin of the default model (``tiny_e5_dir``) as
+    teacher and student."""
+    return tiny_distill_config(out, teacher=str(model_dir), student=str(model_dir), **changes)
 
 def tiny_distill_config(out, **changes):
     """A DistillConfig of a few CPU steps on Yoruba FLORES bitext, writing to ``out``: 4 steps

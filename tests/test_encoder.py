@@ -236,18 +236,18 @@ def test_auto_precision_is_bf16_only_where_native(cpu_bf16):
         resolve_precision("fp16")
 
 
-def test_explicit_bf16_without_native_bf16_is_kept_and_warns_once(cpu_bf16, default_model_dir):
+def test_explicit_bf16_without_native_bf16_is_kept_and_warns_once(cpu_bf16, tiny_e5_dir):
     from optical_viz.encoder import resolve_precision
 
     cpu_bf16(False)
     with pytest.warns(RuntimeWarning, match=r"emulates it, measured 6-7x slower than fp32") as caught:
         assert resolve_precision("bf16", "cpu") == "bf16"  # a protocol that fixed bf16 keeps it
-        fast = load_encoder(default_model_dir, precision="bf16")
+        fast = load_encoder(tiny_e5_dir, precision="bf16")  # the choice of precision, not its numbers
     assert len([w for w in caught if "bf16" in str(w.message)]) == 1 and fast.precision == "bf16"
     cpu_bf16(True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert load_encoder(default_model_dir, precision="auto").precision == "bf16"
+        assert load_encoder(tiny_e5_dir, precision="auto").precision == "bf16"
 
 
 def test_training_precision_auto_follows_the_cpu(cpu_bf16):

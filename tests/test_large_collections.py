@@ -13,8 +13,8 @@ from optical_viz.retrieval import Relevance, dense_scores, dense_search, exact_t
 
 @pytest.fixture(scope="module")
 def small_collection(tmp_path_factory, data_root):
-    """A small real model and a FLORES-dev CLIR collection (see tests/test_trec.py)."""
-    from test_trec import _clir_collection, _small_model
+    """A small real model and a FLORES-dev CLIR collection (see tests/test_retrieval_trec.py)."""
+    from test_retrieval_trec import _clir_collection, _small_model
 
     root = tmp_path_factory.mktemp("clir")
     return _small_model(root / "bert-2x64"), _clir_collection(data_root, root / "clir")

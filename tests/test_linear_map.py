@@ -15,7 +15,7 @@ from optical_viz.linear_map import MappedModel, attach_linear_map, fit_linear_ma
 H = 8  # width of the stub encoders
 RECOVER_TOL = 1e-3  # a map fitted at a tiny ridge on noise-free data: max abs error of X @ W vs Y
 MIN_COSINE = 0.9999  # the same weights, float32, encoded twice
-# held-out MSE to the teacher, mapped student over plain e5 (~0.0053: unrelated unit vectors in 384-d)
+# held-out MSE to the teacher, mapped student over the plain one (unrelated unit vectors)
 MAX_MSE_RATIO = 0.8
 
 
@@ -135,20 +135,21 @@ def test_start_config_is_checked(tmp_path, start, message):
         tiny_distill_config(tmp_path, start=start)
 
 
-@pytest.mark.slow  # ~40 s: a 2-step run with two real models, then three encodings
-def test_a_minilm_student_starts_in_the_teachers_space_and_reloads(default_model_dir, data_root, tmp_path):
-    """Tiny setting, real models: MiniLM teaches e5 with ``start: linear_map``. The map fitted
-    on 160 training pairs lowers the MSE to the teacher on held-out FLORES dev pairs (no map:
-    two unrelated spaces); the saved student reloads (load_encoder and sentence-transformers)
-    and encodes the same vectors as the trained one in memory."""
+@pytest.mark.slow  # a 2-step run with two tiny models, then three encodings
+def test_a_minilm_student_starts_in_the_teachers_space_and_reloads(tiny_e5_dir, tiny_minilm_dir, data_root, tmp_path):
+    """MiniLM teaches e5 with ``start: linear_map``, both as tiny random twins (conftest: two
+    tokenizers, one hidden size). The map fitted on 160 training pairs lowers the MSE to the
+    teacher on held-out FLORES dev pairs (no map: two unrelated spaces); the saved student
+    reloads (load_encoder and sentence-transformers) and encodes the same vectors as the
+    trained one in memory."""
     from sentence_transformers import SentenceTransformer
 
     from optical_viz.data import load_flores
     from optical_viz.distill import build_trainer, distill
-    from optical_viz.encoder import load_encoder, minilm_model_dir
+    from optical_viz.encoder import load_encoder
 
-    minilm = str(minilm_model_dir())
-    cfg = tiny_distill_config(tmp_path / "run", teacher=minilm, student=str(default_model_dir), loss={"name": "mse"},
+    minilm = str(tiny_minilm_dir)
+    cfg = tiny_distill_config(tmp_path / "run", teacher=minilm, student=str(tiny_e5_dir), loss={"name": "mse"},
                               steps=2, max_length=16, eval={"heldout_sentences": 4},
                               start={"method": "linear_map", "pairs": 160, "ridge": 1.0})
     result = distill(cfg, root=data_root, progress=False)
@@ -159,7 +160,7 @@ def test_a_minilm_student_starts_in_the_teachers_space_and_reloads(default_model
     en = load_flores("eng_Latn", split="dev", root=data_root).texts[:16]
     teacher = load_encoder(minilm, device="cpu")
     t = teacher.embed_sentences(en)  # (16, H)
-    plain = load_encoder(default_model_dir, device="cpu")
+    plain = load_encoder(tiny_e5_dir, device="cpu")
     student = load_encoder(result.student_dir, device="cpu")
     assert isinstance(student.model, MappedModel) and student.identity != plain.identity
 
@@ -182,14 +183,14 @@ def test_a_minilm_student_starts_in_the_teachers_space_and_reloads(default_model
     assert np.isfinite([m["loss"] for m in result.metrics if "loss" in m]).all()
 
 
-@pytest.mark.slow  # ~20 s: three tiny runs with two real models
-def test_a_resumed_run_with_the_start_gives_the_metrics_of_an_uninterrupted_one(default_model_dir, data_root, tmp_path):
+@pytest.mark.slow  # three runs of two tiny models
+def test_a_resumed_run_with_the_start_gives_the_metrics_of_an_uninterrupted_one(tiny_e5_dir, tiny_minilm_dir, data_root,
+                                                                                tmp_path):
     """Resuming does not fit the map again: the checkpoint holds the trained map (and the student)."""
     from optical_viz.distill import distill, read_metrics
-    from optical_viz.encoder import minilm_model_dir
 
     def cfg(out):
-        return tiny_distill_config(out, teacher=str(minilm_model_dir()), student=str(default_model_dir),
+        return tiny_distill_config(out, teacher=str(tiny_minilm_dir), student=str(tiny_e5_dir),
                                    loss={"name": "contrastive"}, steps=3, max_length=16, checkpoint_every=1,
                                    eval={"heldout_sentences": 4}, start={"method": "linear_map", "pairs": 16})
 

@@ -104,18 +104,19 @@ def _tiny(out, **kw):
     return tiny_distill_config(out, steps=2, max_length=16, eval={"heldout_sentences": 4}, **kw)
 
 
-@pytest.mark.slow  # 3 short trainings with two models, ~30 s
+@pytest.mark.slow  # 3 short trainings of two tiny models
 @pytest.mark.filterwarnings("ignore:OT plans are nearly uniform")
 @pytest.mark.parametrize("loss", ["mse", "contrastive", "ot"])
-def test_minilm_teaches_the_multilingual_student(loss, minilm, default_model_dir, data_root, tmp_path):
-    """English-only MiniLM (WordPiece) teaches multilingual e5 (SentencePiece): OT plans bridge
-    the two tokenizations; the student comes out as a sentence-transformers model."""
-    cfg = _tiny(tmp_path / loss, teacher=str(minilm), student=str(default_model_dir), loss={"name": loss})
+def test_minilm_teaches_the_multilingual_student(loss, tiny_minilm_dir, tiny_e5_dir, data_root, tmp_path):
+    """English-only MiniLM (WordPiece) teaches multilingual e5 (SentencePiece), both as tiny
+    random twins (conftest): OT plans bridge the two tokenizations; the student comes out as a
+    sentence-transformers model."""
+    cfg = _tiny(tmp_path / loss, teacher=str(tiny_minilm_dir), student=str(tiny_e5_dir), loss={"name": loss})
     result = distill(cfg, root=data_root, progress=False)
     losses = [m[f"loss_{loss}"] for m in result.metrics if f"loss_{loss}" in m]
     assert len(losses) == 2 and np.isfinite(losses).all()
     info = json.loads((result.student_dir / "optical_viz_training.json").read_text())
-    assert info["teacher"] == str(minilm) and info["prefix"] == "query: "
+    assert info["teacher"] == str(tiny_minilm_dir) and info["prefix"] == "query: "
     assert _st_cosines(result.student_dir).min() >= MIN_COSINE
 
 
@@ -160,8 +161,8 @@ def test_cached_hub_id_loads_from_its_snapshot_without_network(minilm, tmp_path,
     assert torch.equal(enc.embed_sentences(SENTENCES[:2]), ref.embed_sentences(SENTENCES[:2]))
 
 
-@pytest.mark.slow  # ~60 s: a 10-step MSE run with two models, then two small evaluations
-def test_a_student_copying_minilm_beats_chance_against_minilm_passages(minilm, default_model_dir, data_root, tmp_path):
+@pytest.mark.slow  # a 10-step MSE run of two tiny models, then two small evaluations
+def test_a_student_copying_minilm_beats_chance_against_minilm_passages(tiny_minilm_dir, tiny_e5_dir, data_root, tmp_path):
     """Issue 26, the cross-model path end to end: a student distilled (the linear-map start,
     then MSE, English on both bitext sides) to copy the English-only teacher is scored, with no
     teacher named, against passages that the TEACHER encodes, and beats chance there. Before
@@ -169,7 +170,7 @@ def test_a_student_copying_minilm_beats_chance_against_minilm_passages(minilm, d
     been trained against; and without the start the student stays at chance (two unrelated
     spaces). The map is fitted on the very sentences scored: this checks the path (pooling,
     prompts, which model encodes which side, the Dense module in the saved student), not
-    generalisation."""
+    generalisation, so both models are tiny random twins of MiniLM and e5 (conftest)."""
     from optical_viz.data import load_flores
     from optical_viz.retrieval import evaluate
 
@@ -181,7 +182,8 @@ def test_a_student_copying_minilm_beats_chance_against_minilm_passages(minilm, d
     (collection / "queries.tsv").write_text("".join(f"q{i}\t{t}\n" for i, t in enumerate(english)))
     (collection / "passages.tsv").write_text("".join(f"p{i}\t{t}\n" for i, t in enumerate(english)))
     (collection / "qrels.tsv").write_text("".join(f"q{i}\tp{i}\n" for i in range(len(english))))
-    cfg = tiny_distill_config(tmp_path / "run", teacher=str(minilm), student=str(default_model_dir),
+    minilm = tiny_minilm_dir
+    cfg = tiny_distill_config(tmp_path / "run", teacher=str(minilm), student=str(tiny_e5_dir),
                               loss={"name": "mse"}, languages=["yor_Latn"], bitext_sources=[str(bitext)],
                               steps=COPY_STEPS, batch_size=8, max_length=32, lr=COPY_LR, warmup_steps=2,
                               train_layers=None, checkpoint_every=COPY_STEPS, eval={"heldout_sentences": 4},
@@ -194,7 +196,7 @@ def test_a_student_copying_minilm_beats_chance_against_minilm_passages(minilm, d
 
     rep, trained = r1(student=result.student_dir)  # no teacher named: the one it was distilled against
     assert any(str(minilm) in note for note in rep.notes), rep.notes  # MiniLM encoded the passages
-    _, untrained = r1(student=str(default_model_dir), teacher=str(minilm))
+    _, untrained = r1(student=str(tiny_e5_dir), teacher=str(minilm))
     chance = 1 / len(english)
     assert untrained < 3 * chance  # two unrelated spaces: e5 queries against MiniLM passages
     assert trained > 3 * chance, f"R@1 {trained:.3f} after the start and {COPY_STEPS} MSE steps (chance {chance:.3f})"

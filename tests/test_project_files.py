@@ -1,6 +1,7 @@
 """What a researcher expects beside the code: a licence, a citation, a changelog with the version."""
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def test_the_suite_deletes_a_passed_tests_tmp_path(tmp_path):
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),
          "--rootdir", str(tmp_path), f"--basetemp={base}", str(tmp_path / "test_probe.py")],
         capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},  # pytest's own settings; no plugins (2 s less)
     )
     assert "1 failed, 1 passed" in out.stdout, out.stdout[-2000:]
     assert not (base / "test_passes0").exists()
