@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Union
 
 from pydantic.dataclasses import dataclass
 
-from optical_viz import paths
 from optical_viz.config import (
     STRICT,
     Bool,
@@ -162,6 +161,25 @@ def _config_entry(entry) -> tuple[str, int | None]:
     return str(entry), None
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What :func:`~optical_viz.experiments.run.run_grid` needs of a grid besides its runs: a
+    grid file's (:attr:`GridSpec.run_options`) or a protocol's
+    (:func:`optical_viz.experiments.stages.run_options`).
+
+    scale: names the plan and the result files; n_bootstrap: resamples of each 95% interval;
+    prune: delete a run's weights once its evaluations are written; precision: of every
+    evaluated model; estimate: the printed plan's costs
+    (:func:`~optical_viz.experiments.run.estimate_seconds`).
+    """
+
+    scale: str
+    n_bootstrap: int = 1000
+    prune: bool = False
+    precision: str = "fp32"
+    estimate: dict = dataclasses.field(default_factory=dict)
+
+
 @dataclass(config=STRICT)
 class GridSpec:
     """A whole grid (one scale). Load with :meth:`from_yaml`.
@@ -192,6 +210,12 @@ class GridSpec:
             for path in [*(_config_entry(c)[0] for c in q.configs.values()), *([q.unseen] if q.unseen else [])]:
                 if not (self.base_dir / path).is_file():
                     raise FileNotFoundError(f"{q.name}: config {self.base_dir / path} does not exist")
+
+    @property
+    def run_options(self) -> "RunOptions":
+        """What the run loop needs of this grid besides its runs."""
+        return RunOptions(scale=self.scale, n_bootstrap=self.n_bootstrap, prune=self.prune,
+                          precision=self.precision, estimate=dict(self.estimate))
 
     @property
     def titles(self) -> dict[str, str]:
@@ -237,10 +261,6 @@ def _looks_like_a_distill_config(doc: dict) -> bool:
 
     fields = {f.name for f in dataclasses.fields(DistillConfig)}
     return bool(doc) and sum(k in fields for k in doc) > len(doc) / 2
-
-
-def default_grid_path(scale: str) -> Path:
-    return paths.REPO_ROOT / "configs" / f"grid-{scale}.yaml"
 
 
 # ----------------------------------------------------------------------------- the grid
