@@ -34,8 +34,8 @@ from torch import Tensor
 
 from pydantic.dataclasses import dataclass as _pdataclass
 
-from optical_viz.alignment import METHODS
 from optical_viz.config import STRICT, BitextSource, Float, Int, Str, choice, parse, parse_yaml
+from optical_viz.options import ALIGNERS, EXTRACTIONS, AlignConfig
 
 __all__ = ["AlignTrainConfig", "AlignTrainResult", "self_training_loss", "link_targets", "align_train"]
 
@@ -58,8 +58,9 @@ class AlignTrainConfig:
     model: the model to fine-tune (None: the converted default model); languages and
     bitext_sources / bitext_split: the training bitext as in a distillation config (never a
     gold set); max_pairs: bitext pairs used (<= 20,000, shuffled with ``seed``); layer,
-    method, eps, extraction, threshold: the aligner that makes the targets (None: the
-    defaults of optical_viz.alignment); prefix: the input prefix ("" as the aligner reads).
+    method, eps, extraction, threshold: the aligner that makes the targets (None: that of
+    ``AlignConfig()``, the setting ``optical-viz align`` uses; see :meth:`resolved`); prefix:
+    the input prefix ("" as the aligner reads).
     """
 
     languages: typing.List[Str]
@@ -68,9 +69,9 @@ class AlignTrainConfig:
     model: Optional[Str] = None
     max_pairs: Int = MAX_PAIRS
     layer: Optional[Int] = None
-    method: Optional[choice(METHODS)] = None
+    method: Optional[choice(ALIGNERS)] = None
     eps: Optional[Float] = None
-    extraction: Optional[Str] = None
+    extraction: Optional[choice(EXTRACTIONS)] = None
     threshold: Optional[Float] = None
     prefix: Str = ""
     batch_size: Int = 8
@@ -98,19 +99,11 @@ class AlignTrainConfig:
     def from_yaml(cls, path: str | os.PathLike) -> "AlignTrainConfig":
         return parse_yaml(cls, path, what="alignment fine-tuning config")
 
-    def resolved(self) -> dict:
-        """The aligner settings with the alignment defaults filled in."""
-        from optical_viz import alignment as al
-
-        default = self.method is None and self.extraction is None and self.eps is None and self.layer is None
-        return {
-            "layer": al.LAYER_DEFAULT if self.layer is None else self.layer,
-            "method": self.method or al.METHOD_DEFAULT,
-            "eps": al.EPS_DEFAULT if self.eps is None else self.eps,
-            "extraction": self.extraction or al.EXTRACTION_DEFAULT,
-            "threshold": self.threshold if self.threshold is not None else (al.THRESHOLD_DEFAULT if default else None),
-            "solver_kw": dict(al.SOLVER_DEFAULT) if default else {},
-        }
+    def resolved(self) -> AlignConfig:
+        """The aligner that makes the targets: ``AlignConfig()`` with this config's method, eps,
+        layer, extraction and threshold where they are given."""
+        return AlignConfig.with_options(method=self.method, eps=self.eps, layer=self.layer, extraction=self.extraction,
+                                        threshold=self.threshold)
 
 
 # --------------------------------------------------------------------------- the objective
@@ -224,7 +217,7 @@ def align_train(config: AlignTrainConfig, out: str | os.PathLike, *, steps: int 
         write_sentence_transformers_files(tmp, hidden_size=enc.hidden_size, prefix=enc.prefix, max_length=enc.max_length)
         info = {"languages": list(config.languages), "bitext_sources": list(config.bitext_sources),
                 "bitext_split": config.bitext_split, "loss": "align-self-training", "steps": steps,
-                "pairs": len(pairs), "aligner": {k2: v for k2, v in s.items()}, "student_init": config.model,
+                "pairs": len(pairs), "aligner": s.to_dict(), "student_init": config.model,
                 "seed": config.seed, "prefix": enc.prefix}
         (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")
         import yaml
@@ -234,7 +227,7 @@ def align_train(config: AlignTrainConfig, out: str | os.PathLike, *, steps: int 
     return AlignTrainResult(out / "student", losses, len(pairs))
 
 
-def _step_loss(enc, batch: list[tuple[str, str]], s: dict, config: AlignTrainConfig) -> Tensor:
+def _step_loss(enc, batch: list[tuple[str, str]], s: AlignConfig, config: AlignTrainConfig) -> Tensor:
     """The self-training loss of one batch of (source, English) pairs, with gradients."""
     srcs, tgts = [b[0] for b in batch], [b[1] for b in batch]
     states, masks = [], []
@@ -242,11 +235,11 @@ def _step_loss(enc, batch: list[tuple[str, str]], s: dict, config: AlignTrainCon
         tok = enc.tokenizer([config.prefix + t for t in texts], add_special_tokens=True, truncation=True,
                             max_length=config.max_length, padding=True, return_tensors="pt")
         content = enc.content_mask(texts, max_length=config.max_length, prefix=config.prefix)  # (B, T) bool
-        h = enc.hidden_states(tok["input_ids"], tok["attention_mask"].bool(), s["layer"])  # (B, T, H)
+        h = enc.hidden_states(tok["input_ids"], tok["attention_mask"].bool(), s.layer)  # (B, T, H)
         states.append(h)
         masks.append(content[:, : h.shape[1]].to(h.device))
     (x, y), (xm, ym) = states, masks
-    targets = link_targets(x, y, xm, ym, s["method"], s["eps"], s["extraction"], s["threshold"], **s["solver_kw"])
+    targets = link_targets(x, y, xm, ym, s.method, s.eps, s.extraction, s.threshold, **s.solver_kw)
     return self_training_loss(x, y, xm, ym, targets)
 
 

@@ -5,6 +5,11 @@ turned into hard token links by an *extraction* rule, token links into whitespac
 links (a word pair is linked if any of their subwords are), and word links are scored
 against gold sure/possible links with AER, precision, recall and F1.
 
+The aligners (:data:`ALIGNERS`) and extractions (:data:`EXTRACTIONS`) are named in
+:mod:`optical_viz.options`, with :class:`AlignConfig`, the aligner's setting whose defaults
+(the leave-one-pair-out setting) every function here, ``optical-viz align``, ``optical-viz
+evaluate alignment`` and the alignment explorer start from.
+
 >>> from optical_viz.encoder import load_encoder
 >>> al = align(load_encoder(), "The cat sleeps .", "Le chat dort .")
 >>> sorted(al.word_links)                                         # doctest: +SKIP
@@ -21,26 +26,18 @@ import torch
 from torch import Tensor
 
 from optical_viz import transport
+# the aligners (OT solvers, "similarity", "dot"), the link extractions and the aligner's setting
+from optical_viz.options import ALIGNERS, EXTRACTIONS, AlignConfig
 
-# alignment plans: the OT solvers of optical_viz.transport; "similarity", the marginal-free
-# baseline exp(-cost / eps) normalised to total mass one (SimAlign's matrix, cosine with
-# temperature eps); "dot", exp(x . y) of the raw hidden states (awesome-align's matrix)
-METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity", "dot")
-EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax", "softmax")
-# the leave-one-pair-out default (results/alignment/heldout.json, tools/alignment_sweep.py): over
-# layers x plans x extractions on de-en, en-fr and ro-en with multilingual-e5-small, each family's
-# setting chosen on two pairs and scored on the third; Sinkhorn had the lowest mean held-out AER
-# (16.3%: de-en 13.7, en-fr 6.9, ro-en 28.3), shipped with its setting best on all three pairs
-LAYER_DEFAULT = 7
-EPS_DEFAULT = 0.3
-EXTRACTION_DEFAULT = "inter"
-METHOD_DEFAULT = "sinkhorn"
-THRESHOLD_DEFAULT = 0.5  # fraction of the one-to-one mass 1 / max(T, S)
-SOLVER_DEFAULT: dict = {}  # solver keywords of the default setting (rho, mass)
-DEFAULT_SOURCE = "results/alignment/heldout.json"
-DEFAULT_DESCRIPTION = "sinkhorn eps=0.3, inter, layer 7"
+_DEFAULT = AlignConfig()  # the leave-one-pair-out setting: the defaults of the functions below
+THRESHOLD_FRACTION = 0.5  # the "threshold" extraction's cut: this fraction of the one-to-one mass 1 / max(T, S)
 SOFTMAX_THRESHOLD = 1e-3  # awesome-align's default for both conditional probabilities
 MAX_ITER = 300  # Sinkhorn iterations for alignment: the argmax links settle long before tol
+
+# earlier names, kept for the code that still reads them (experiments/grid.py: METHODS,
+# experiments/evaluation.py: METHOD_DEFAULT); new code reads ALIGNERS and AlignConfig
+METHODS = ALIGNERS
+METHOD_DEFAULT = _DEFAULT.method
 
 
 @dataclass
@@ -70,7 +67,7 @@ class Alignment:
     method: str
     eps: float
     layer: int
-    extraction: str = EXTRACTION_DEFAULT
+    extraction: str = _DEFAULT.extraction
     value: float | None = None
 
 
@@ -162,16 +159,16 @@ def _softmax_links(p: Tensor, threshold: float) -> Tensor:
     return (rows > threshold) & (cols > threshold)
 
 
-def extract_links(plan: Tensor, extraction: str = EXTRACTION_DEFAULT, threshold: float | None = None) -> set[tuple[int, int]]:
+def extract_links(plan: Tensor, extraction: str = _DEFAULT.extraction, threshold: float | None = None) -> set[tuple[int, int]]:
     """Hard token links from a plan.
 
     plan        (T, S) non-negative plan (or any similarity: larger = more aligned)
     extraction  "inter": row argmax and column argmax agree (SimAlign's ArgMax);
                 "union": either argmax; "grow-diag": the intersection grown into the union
                 (Koehn et al. 2003); "threshold": plan[t, s] >= threshold / max(T, S), the
-                one-to-one mass of a uniform plan (default 0.5); "itermax": SimAlign's
+                one-to-one mass of a uniform plan (default THRESHOLD_FRACTION 0.5); "itermax": SimAlign's
                 IterMax; "softmax": awesome-align's extraction, the row- and the
-                column-normalised plan both > threshold (default 1e-3): on the "dot" plan
+                column-normalised plan both > threshold (default SOFTMAX_THRESHOLD 1e-3): on the "dot" plan
                 exp(x . y) / Z exactly softmax(x . y) over rows and over columns
     returns     set of (t, s)
 
@@ -181,7 +178,7 @@ def extract_links(plan: Tensor, extraction: str = EXTRACTION_DEFAULT, threshold:
     p = _check_plan(plan)
     T, S = p.shape
     if extraction == "threshold":
-        links = p >= (THRESHOLD_DEFAULT if threshold is None else threshold) / max(T, S)
+        links = p >= (THRESHOLD_FRACTION if threshold is None else threshold) / max(T, S)
     elif extraction == "softmax":
         links = _softmax_links(p, SOFTMAX_THRESHOLD if threshold is None else threshold)
     elif extraction == "itermax":
@@ -261,7 +258,7 @@ def _tokens_of(tb, allow_empty: bool = False, side: str = "texts") -> _Tokens:
     """``_Tokens`` of a ``TokenBatch``: the real-word tokens, left-aligned and re-padded."""
     # a "word" of invisible characters only (U+200B ZERO WIDTH SPACE, U+3000, U+FEFF) is no word:
     # its tokens are dropped, so it is never aligned
-    keep = [[k for k, w in enumerate(wids) if w is not None and not _invisible(tb.words[i][w])]
+    keep = [[k for k, w in enumerate(wids) if w is not None and not is_invisible(tb.words[i][w])]
             for i, wids in enumerate(tb.word_ids)]
     empty = [i for i, k in enumerate(keep) if not k]
     if empty and not allow_empty:
@@ -281,7 +278,7 @@ def _tokens_of(tb, allow_empty: bool = False, side: str = "texts") -> _Tokens:
     )
 
 
-def _invisible(word: str) -> bool:
+def is_invisible(word: str) -> bool:
     """Whether ``word`` has only format (Cf), separator (Z*) or control (Cc) characters."""
     return all(unicodedata.category(c)[0] == "Z" or unicodedata.category(c) in ("Cf", "Cc") for c in word)
 
@@ -291,8 +288,8 @@ def plans(
     y: Tensor,
     x_mask: Tensor,
     y_mask: Tensor,
-    method: str = METHOD_DEFAULT,
-    eps: float = EPS_DEFAULT,
+    method: str = _DEFAULT.method,
+    eps: float = _DEFAULT.eps,
     **kw,
 ) -> Tensor:
     """Alignment plans for a batch: cosine cost, then ``method``.
@@ -302,8 +299,8 @@ def plans(
     the debiased divergence is built on; see :func:`divergences` for its value; "dot":
     exp(x . y) / Z over the real pairs, no cosine and no eps)
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ALIGNERS:
+        raise ValueError(f"method must be one of {ALIGNERS}, got {method!r}")
     if method == "divergence":
         method = "sinkhorn"
     if method == "dot":
@@ -346,14 +343,18 @@ def unalignable_words(tokens: _Tokens) -> int:
     return sum(len(w) - len(set(ids)) for w, ids in zip(tokens.words, tokens.word_ids))
 
 
-def divergences(x: Tensor, y: Tensor, x_mask: Tensor, y_mask: Tensor, eps: float = EPS_DEFAULT) -> Tensor:
+def divergences(x: Tensor, y: Tensor, x_mask: Tensor, y_mask: Tensor, eps: float = _DEFAULT.eps) -> Tensor:
     """(B,) debiased Sinkhorn divergences between the token clouds of each pair (cosine
-    cost, uniform over real tokens): 0 when the two sentences' tokens coincide."""
+    cost as the plans', eps in its units, uniform over real tokens): 0 when the two sentences'
+    tokens coincide. :func:`optical_viz.losses.ot_loss` with objective "divergence", solved to
+    the budget of a plan asked for on its own (transport.SINKHORN_MAX_ITER / SINKHORN_TOL): a
+    value reported, not a training step's."""
     from optical_viz.losses import ot_loss
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "sinkhorn", RuntimeWarning)
-        return ot_loss(x.float(), y.float(), x_mask, y_mask, objective="divergence", eps=eps, max_iter=1000, tol=1e-5).per_example
+        return ot_loss(x.float(), y.float(), x_mask, y_mask, objective="divergence", metric="cosine", eps=eps,
+                       eps_mode="absolute", max_iter=transport.SINKHORN_MAX_ITER, tol=transport.SINKHORN_TOL).per_example
 
 
 def _alignments(src: _Tokens, tgt: _Tokens, plan: Tensor, extraction: str, method: str, eps: float, layer: int,
@@ -388,10 +389,10 @@ def align(
     encoder,
     src: str,
     tgt: str,
-    method: str = METHOD_DEFAULT,
-    eps: float = EPS_DEFAULT,
-    layer: int = LAYER_DEFAULT,
-    extraction: str = EXTRACTION_DEFAULT,
+    method: str = _DEFAULT.method,
+    eps: float = _DEFAULT.eps,
+    layer: int = _DEFAULT.layer,
+    extraction: str = _DEFAULT.extraction,
     *,
     prefix: str = "",
     threshold: float | None = None,
@@ -408,10 +409,10 @@ def align_batch(
     encoder,
     srcs: Sequence[str],
     tgts: Sequence[str],
-    method: str = METHOD_DEFAULT,
-    eps: float = EPS_DEFAULT,
-    layer: int = LAYER_DEFAULT,
-    extraction: str = EXTRACTION_DEFAULT,
+    method: str = _DEFAULT.method,
+    eps: float = _DEFAULT.eps,
+    layer: int = _DEFAULT.layer,
+    extraction: str = _DEFAULT.extraction,
     *,
     prefix: str = "",
     threshold: float | None = None,
@@ -435,10 +436,10 @@ def align_batch(
 def evaluate_alignment(
     encoder,
     pairs: Sequence[str] | None = None,
-    methods: Sequence[str] = (METHOD_DEFAULT,),
-    layers: Sequence[int] = (LAYER_DEFAULT,),
-    extraction: str | Sequence[str] = EXTRACTION_DEFAULT,
-    eps: float | Sequence[float] = EPS_DEFAULT,
+    methods: Sequence[str] = (_DEFAULT.method,),
+    layers: Sequence[int] = (_DEFAULT.layer,),
+    extraction: str | Sequence[str] = _DEFAULT.extraction,
+    eps: float | Sequence[float] = _DEFAULT.eps,
     root=None,
     *,
     prefix: str = "",
@@ -469,8 +470,8 @@ def evaluate_alignment(
     extractions = [extraction] if isinstance(extraction, str) else list(extraction)
     epss = [eps] if isinstance(eps, (int, float)) else list(eps)
     for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {m!r}")
+        if m not in ALIGNERS:
+            raise ValueError(f"method must be one of {ALIGNERS}, got {m!r}")
     for e in extractions:
         if e not in EXTRACTIONS:
             raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {e!r}")
@@ -516,17 +517,12 @@ def gold_tokens(encoder, gold: Sequence, layer: int, prefix: str = "") -> tuple[
 
 
 __all__ = [
-    "METHODS",
-    "divergences",
+    "ALIGNERS",
     "EXTRACTIONS",
-    "LAYER_DEFAULT",
-    "EPS_DEFAULT",
-    "EXTRACTION_DEFAULT",
+    "AlignConfig",
+    "divergences",
     "SOFTMAX_THRESHOLD",
-    "THRESHOLD_DEFAULT",
-    "SOLVER_DEFAULT",
-    "DEFAULT_SOURCE",
-    "DEFAULT_DESCRIPTION",
+    "THRESHOLD_FRACTION",
     "Alignment",
     "AlignmentScore",
     "extract_links",
@@ -538,4 +534,5 @@ __all__ = [
     "evaluate_alignment",
     "gold_tokens",
     "unalignable_words",
+    "is_invisible",
 ]

@@ -4,9 +4,14 @@ Every section is a pydantic v2 dataclass (``extra="forbid"``): a wrong type, an 
 key (with the closest valid key suggested) or a value outside its choices is a
 ``ValueError`` of one line that names the field, e.g.
 ``configs/x.yaml: loss.ot.epsilon: unknown key; did you mean 'eps'?``. The choices are
-imported from the modules that own them (losses, transport, retrieval, data, encoder),
-never retyped here. Cross-field checks (a loss weight for a term the loss has, an
-evaluation task that exists, languages that resolve) run when a config is built.
+imported from :mod:`optical_viz.options`, the vocabulary that the modules implementing them
+(losses, transport, retrieval, data, encoder) import too, never retyped here; this module
+imports no torch. Cross-field checks (a loss weight for a term the loss has, an evaluation
+task that exists, languages that resolve) run when a config is built.
+
+:class:`OTConfig` is the one place where the OT loss's defaults are written:
+:func:`optical_viz.losses.ot_loss` called without options computes what the trainer computes
+with a default ``loss.ot``.
 
 >>> cfg = DistillConfig.from_yaml("configs/quick.yaml")
 >>> cfg.merge({"steps": 8, "eval": {"heldout_sentences": 8}}).eval.task   # deep merge
@@ -27,12 +32,20 @@ from typing import Annotated, Literal, Optional
 from pydantic import BeforeValidator, ConfigDict, Strict, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from optical_viz.data.loaders import FLORES_SPLITS as BITEXT_SPLITS
-from optical_viz.encoder import PRECISIONS
-from optical_viz.linear_map import START_METHODS
-from optical_viz.losses import EPS_MODES, GRAD_MODES, LOSSES, MARGINALS, OBJECTIVES, PLANS, check_ot_options
-from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
-from optical_viz.transport import METRICS
+from optical_viz.options import (
+    EPS_MODES,
+    FLORES_SPLITS as BITEXT_SPLITS,
+    FLORES_TASK_SPLITS,
+    LOSS_GRAD_MODES,
+    LOSSES,
+    MARGINALS,
+    METRICS,
+    OBJECTIVES,
+    PLANS,
+    PRECISIONS,
+    START_METHODS,
+    TASKS,
+)
 
 __all__ = [
     "OTConfig",
@@ -119,9 +132,19 @@ def check_bitext_sources(sources: list) -> list[str]:
 class OTConfig:
     """Options of the OT (OPTICAL) loss; see :func:`optical_viz.losses.ot_loss` and README, Method.
 
-    The default minimises the debiased Sinkhorn divergence between content tokens, which is
-    0 exactly when the student's tokens are the teacher's. OPTICAL as run for results/full is
-    ``objective: entropic, marginals: uniform`` (the configs of the committed grid say so).
+    The one place where the OT loss's defaults are written: ``losses.ot_loss(x, y, mx, my)``
+    takes them from here (``ot_loss(..., settings)`` or keyword overrides of these fields), and
+    the trainer passes its ``loss.ot``. The default minimises the debiased Sinkhorn divergence
+    between content tokens, which is 0 exactly when the student's tokens are the teacher's.
+    OPTICAL as run for results/full is ``objective: entropic, marginals: uniform`` (the configs
+    of the committed grid say so).
+
+    ``layer`` and ``marginals`` choose the loss's inputs, which the trainer prepares
+    (:meth:`optical_viz.distill.Trainer.batch_states`): the hidden states of ``layer``, and
+    token weights from :func:`optical_viz.losses.content_weights` for ``content`` (None,
+    uniform over real tokens, for ``uniform``). ``ot_loss`` uses the weights it is given.
+    ``max_iter`` / ``tol`` are a budget per training step; a plan solved on its own
+    (:func:`optical_viz.transport.sinkhorn`) defaults to a tighter one.
     """
 
     objective: choice(OBJECTIVES) = "divergence"  # entropic | plan_cost | divergence
@@ -132,12 +155,40 @@ class OTConfig:
     eps_mode: choice(EPS_MODES) = "absolute"  # absolute (cost units) | relative (x per-pair std of the costs)
     eps_scaling: Optional[Float] = None  # annealing ratio in (0, 1) for small eps (e.g. 0.5)
     metric: choice(METRICS) = "cosine"
-    grad: choice(GRAD_MODES) = "envelope"
+    grad: choice(LOSS_GRAD_MODES) = "envelope"
     rho: Optional[Float] = None  # None: balanced; > 0: unbalanced (KL marginal penalty)
     marginals: choice(MARGINALS) = "content"  # content: tokens of words only; uniform: every real token
     layer: Int = -1  # hidden layer compared (0 = embedding output, -1 = last)
     max_iter: Int = 300
     tol: Float = 1e-4  # L1 marginal error; unconverged problems are counted in metrics ("ot_converged")
+
+    def check(self) -> None:
+        """Raise ValueError for a setting that would not do what it says (types and choices are
+        checked when the config is built). Run by :func:`optical_viz.losses.ot_loss` and when a
+        :class:`DistillConfig` is built, so that a YAML file fails at load time with the same
+        message as the call would."""
+        objective, plan, grad, rho, eps = self.objective, self.plan, self.grad, self.rho, self.eps
+        if plan == "emd" and (objective != "plan_cost" or grad != "envelope"):
+            raise ValueError(
+                f"plan='emd' is the exact OT cost with its exact envelope gradient: use objective='plan_cost' "
+                f"and grad='envelope' (got objective={objective!r}, grad={grad!r})"
+            )
+        if plan == "sinkhorn" and objective == "plan_cost" and grad == "envelope":
+            raise ValueError(
+                "objective='plan_cost' with grad='envelope' would descend OT_eps, not <P, C>: use grad='unroll', "
+                "objective='entropic', or plan='emd'"
+            )
+        if rho is not None and not rho > 0:
+            raise ValueError(f"rho must be positive (or None for balanced OT), got {rho!r}")
+        if rho is not None and (objective == "divergence" or plan == "emd"):
+            raise ValueError(
+                f"rho (unbalanced OT) is available for plan='sinkhorn' with objective 'entropic' or 'plan_cost', "
+                f"not objective={objective!r}, plan={plan!r}"
+            )
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        if self.eps_scaling is not None and not 0 < self.eps_scaling < 1:
+            raise ValueError(f"eps_scaling must be a ratio in (0, 1) or None, got {self.eps_scaling!r}")
 
 
 @dataclass(config=STRICT)
@@ -385,10 +436,8 @@ class DistillConfig:
         check(not bad, f"loss.name: {bad} not among {list(LOSSES)} (combine with '+', e.g. ot+contrastive)")
         extra = sorted(set(self.loss.weights) - set(self.loss.terms))
         check(not extra, f"loss.weights: {extra} are not terms of loss {self.loss.name!r}")
-        ot = self.loss.ot
         try:
-            check_ot_options(objective=ot.objective, plan=ot.plan, eps=ot.eps, eps_mode=ot.eps_mode,
-                             eps_scaling=ot.eps_scaling, grad=ot.grad, rho=ot.rho)
+            self.loss.ot.check()
         except ValueError as exc:
             errors.append(f"loss.ot: {exc}")
         check(self.loss.contrastive.temperature > 0, f"loss.contrastive.temperature must be > 0, got {self.loss.contrastive.temperature}")

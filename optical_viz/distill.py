@@ -81,6 +81,7 @@ __all__ = [
     "Trainer",
     "BatchStates",
     "StepLoss",
+    "ot_term",
     "TeacherCache",
     "Corpus",
     "latest_checkpoint",
@@ -123,13 +124,13 @@ from optical_viz.config import (  # noqa: E402
 # Each in its own module; re-exported here (tests, notebooks and benchmarks import them from here).
 from optical_viz.data.training import BitextSampler, Corpus, load_training_data  # noqa: E402
 from optical_viz.models import (  # noqa: E402
+    Models,
     TeacherCache,
-    _apply_start,
-    _load_models,
-    _Models,
-    _save_student,
-    _set_checkpointing,
-    _tokenize,
+    apply_start,
+    load_models,
+    save_student,
+    set_checkpointing,
+    tokenize,
 )
 from optical_viz.monitor import HELDOUT_KEYS, HeldoutScores, heldout_scores  # noqa: E402
 
@@ -204,6 +205,26 @@ class StepLoss:
     terms: dict
 
 
+def ot_term(states: BatchStates, settings: OTConfig):
+    """The OT loss that a trainer with ``loss.ot = settings`` minimises on a batch's states ->
+    :class:`optical_viz.losses.OTLoss` (``.loss`` the scalar, ``.plan``, ``.converged``, ...).
+
+    :func:`optical_viz.losses.ot_loss` with ``settings`` between the student's and the
+    teacher's tokens at ``settings.layer`` (in float32), with the batch's token weights (content
+    tokens for ``marginals: content``, see :meth:`Trainer.batch_states`). Sinkhorn's warnings of
+    unconverged problems are silenced: the trainer counts them in the metrics (``ot_converged``).
+    """
+    from optical_viz import losses
+
+    layer = settings.layer
+    with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
+        warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
+        return losses.ot_loss(
+            states.student[layer].float(), states.teacher[layer].float(), states.student_mask, states.teacher_mask,
+            settings, student_weights=states.student_weights, teacher_weights=states.teacher_weights,
+        )
+
+
 class Trainer:
     """The training state of one distillation run: models, optimizer, schedule, sampler.
 
@@ -212,7 +233,7 @@ class Trainer:
     ``compute_loss(pairs)`` = ``loss_from_states(batch_states(pairs))`` is its loss.
     """
 
-    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: _Models, accelerator, root=None,
+    def __init__(self, config: DistillConfig, run_dir: Path, corpora, models: Models, accelerator, root=None,
                  start=None):
         import torch
 
@@ -225,7 +246,7 @@ class Trainer:
         self.teacher = models.teacher
         self.student = models.student  # with config.start's linear map already on it
         self.start = start  # the optical_viz.linear_map.LinearMapFit of the start, None without one
-        _set_checkpointing(self.student.model, config.checkpointing())
+        set_checkpointing(self.student.model, config.checkpointing())
         self.sampler = BitextSampler(corpora, config.batch_size, config.seed, config.sampling, config.sampling_temperature,
                                      length_buckets=config.length_buckets, length=self._pair_length)
         params = [p for p in self.student.model.parameters() if p.requires_grad]
@@ -270,7 +291,7 @@ class Trainer:
         torch = self.torch
         cache = self.teacher_cache
         if cache is None:
-            ids, mask = _tokenize(self.teacher, texts, self.cfg.max_length, self.device)  # (B, S)
+            ids, mask = tokenize(self.teacher, texts, self.cfg.max_length, self.device)  # (B, S)
             tick("tokenize")
             with torch.no_grad(), self.acc.autocast():
                 hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (B, S, H)
@@ -281,7 +302,7 @@ class Trainer:
         misses = [t for t in dict.fromkeys(texts) if t not in entries]
         self.last_cache_hit = sum(t in entries for t in texts) / len(texts)  # before this batch's misses are added
         if misses:
-            ids, mask = _tokenize(self.teacher, misses, self.cfg.max_length, self.device)  # (M, S')
+            ids, mask = tokenize(self.teacher, misses, self.cfg.max_length, self.device)  # (M, S')
             tick("tokenize")
             with torch.no_grad(), self.acc.autocast():
                 hidden = self._hidden(self.teacher.model, ids, mask, layers)  # layer -> (M, S', H)
@@ -315,7 +336,7 @@ class Trainer:
         # MSE also needs student(English): one student forward over both sides (DDP allows
         # a single forward per backward)
         student_texts = src + tgt if "mse" in terms else src
-        s_ids, s_mask = _tokenize(self.student, student_texts, self.cfg.max_length, self.device)  # (B or 2B, T)
+        s_ids, s_mask = tokenize(self.student, student_texts, self.cfg.max_length, self.device)  # (B or 2B, T)
         layers = {-1} | ({cfg.ot.layer} if "ot" in terms else set())
         sw = tw = None
         content = "ot" in terms and cfg.ot.marginals == "content"  # no mass on <s>, </s>, prefix pieces
@@ -342,20 +363,8 @@ class Trainer:
                            student_weights=sw, teacher_weights=tw, english=e_hidden, english_mask=e_mask)
 
     def ot_term(self, states: BatchStates):
-        """The configured OT loss (``loss.ot``) between the student's and the teacher's tokens
-        of ``states`` at layer ``loss.ot.layer`` -> :class:`optical_viz.losses.OTLoss`
-        (``.loss`` the scalar the trainer minimises, ``.plan``, ``.converged``, ...)."""
-        from optical_viz import losses
-
-        o = self.cfg.loss.ot
-        with warnings.catch_warnings():  # counted in the metrics instead of a warning per step
-            warnings.filterwarnings("ignore", message="sinkhorn", category=RuntimeWarning)
-            return losses.ot_loss(
-                states.student[o.layer].float(), states.teacher[o.layer].float(), states.student_mask, states.teacher_mask,
-                objective=o.objective, plan=o.plan, eps=o.eps, eps_mode=o.eps_mode, eps_scaling=o.eps_scaling,
-                metric=o.metric, student_weights=states.student_weights, teacher_weights=states.teacher_weights,
-                grad=o.grad, rho=o.rho, max_iter=o.max_iter, tol=o.tol,
-            )
+        """The configured OT loss (``loss.ot``) of ``states``: :func:`ot_term`."""
+        return ot_term(states, self.cfg.loss.ot)
 
     def loss_from_states(self, states: BatchStates, timings: dict | None = None) -> StepLoss:
         """The configured loss terms of a batch's hidden states and their weighted sum.
@@ -492,6 +501,12 @@ class Trainer:
         return json.loads(report.frame.to_json(orient="records"))
 
     # --- checkpoints
+
+    def save_student(self, config: DistillConfig, student_dir: Path) -> None:
+        """The student as it is now, as a model directory with its training record
+        (:func:`optical_viz.models.save_student`)."""
+        save_student(self.acc.unwrap_model(self.model), self.student, config, student_dir,
+                     corpora=self.sampler.corpora, steps=self.step)
 
     def save_checkpoint(self) -> Path:
         final = self.run_dir / "checkpoints" / f"step-{self.step}"
@@ -654,8 +669,8 @@ def build_trainer(
         corpora = load_training_data(config, root=root)
     accelerator = _accelerator(config, cpu=True)
     _seed_everything(config.seed)
-    models = _load_models(config, accelerator.device)
-    start = _apply_start(config, models, corpora)
+    models = load_models(config, accelerator.device)
+    start = apply_start(config, models, corpora)
     return Trainer(config, Path(config.output_dir), corpora, models, accelerator, root=root, start=start)
 
 
@@ -669,9 +684,9 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     # every process has checked the run directory (in distill) before the main one writes into it
     accelerator.wait_for_everyone()
     _seed_everything(config.seed)
-    models = _load_models(config, accelerator.device)
+    models = load_models(config, accelerator.device)
     # the start (a fitted linear map): a checkpoint holds the trained map, which replaces it
-    start = _apply_start(config, models, corpora, fit=ckpt is None)
+    start = apply_start(config, models, corpora, fit=ckpt is None)
     trainer = Trainer(config, run_dir, corpora, models, accelerator, root=root, start=start)
     main = accelerator.is_main_process
 
@@ -716,7 +731,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
         snapshot = run_dir / f"student-step-{trainer.step}"
         # a resumed run that recomputes step N has the same weights: an existing snapshot stays
         if main and trainer.step in config.snapshots and not snapshot.exists():
-            _save_student(trainer, config, snapshot)
+            trainer.save_student(config, snapshot)
         if trainer.step % config.log_every == 0 or last or "heldout_cosine" in rec or "eval" in rec:
             log(rec)
         if trainer.step % config.checkpoint_every == 0 or trainer.step == stop:
@@ -730,7 +745,7 @@ def _distill(config, run_dir, corpora, ckpt, resume, max_steps, root, progress) 
     if trainer.step >= config.steps:
         student_dir = run_dir / "student"
         if main:
-            _save_student(trainer, config, student_dir)
+            trainer.save_student(config, student_dir)
             # finished: the student holds the weights; the last checkpoint stays to extend the
             # run (older ones only guard an unfinished run against a damaged latest: ~0.25 GB each)
             trainer.drop_checkpoints(keep=1)

@@ -26,16 +26,15 @@ from pathlib import Path
 import torch
 
 from optical_viz import convert
+# of the embedding methods and of training; "auto": bf16 where the hardware computes it natively
+# (see native_bf16), fp32 elsewhere; owned by options, which the CLI reads without importing torch
+from optical_viz.options import PRECISIONS
 from optical_viz.paths import TRAINING_INFO
 
 __all__ = [
     "Encoder", "TokenBatch", "load_encoder", "PRECISIONS", "SentenceTransformersConfig",
     "read_sentence_transformers_config", "minilm_model_dir", "native_bf16", "resolve_precision",
 ]
-
-#: of the embedding methods and of training; "auto": bf16 where the hardware computes it
-#: natively (see :func:`native_bf16`), fp32 elsewhere
-PRECISIONS = ("auto", "fp32", "bf16")
 
 #: bf16 on a CPU without native bf16, as measured (issue 22): 64 FLORES sentences, one thread,
 #: on a 2-core AVX2 machine (no AVX512-BF16, no AMX)

@@ -32,11 +32,13 @@ from pathlib import Path
 
 import torch
 
+# how a distillation student starts (DistillConfig.start.method): as loaded, or with a fitted
+# map; owned by options (the config imports no torch)
+from optical_viz.options import START_METHODS
+
 __all__ = ["START_METHODS", "LinearMapFit", "MappedModel", "fit_linear_map", "attach_linear_map", "write_dense", "read_dense",
            "DENSE_DIR", "IDENTITY_ACTIVATION"]
 
-#: how a distillation student starts (``DistillConfig.start.method``): as loaded, or with a fitted map
-START_METHODS = ("none", "linear_map")
 DENSE_DIR = "2_Dense"  # the sentence-transformers module folder of the map in a student directory
 IDENTITY_ACTIVATION = "torch.nn.modules.linear.Identity"
 

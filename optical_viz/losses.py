@@ -21,18 +21,27 @@ whose padding rows may hold anything; masks are bool ``(B, T)``, True on real to
 >>> import torch
 >>> x, y = torch.randn(2, 5, 8), torch.randn(2, 7, 8)
 >>> mx, my = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 7, dtype=torch.bool)
->>> out = ot_loss(x, y, mx, my, objective="divergence", eps=0.1)
+>>> out = ot_loss(x, y, mx, my, eps=0.1)             # OTConfig's defaults, eps overridden
 >>> out.loss.shape, out.plan.shape
 (torch.Size([]), torch.Size([2, 5, 7]))
+
+The OT loss's options and their defaults are :class:`optical_viz.config.OTConfig`, written
+once there; the trainer passes its ``loss.ot``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
 from optical_viz import transport
+from optical_viz.config import OTConfig, format_errors
+# the losses' vocabulary (owned by options, which the config and the CLI read without torch;
+# their meanings are written there)
+from optical_viz.options import EPS_MODES, LOSS_GRAD_MODES, LOSSES, MARGINALS, OBJECTIVES, PLANS
 
 __all__ = [
     "OTLoss",
@@ -41,31 +50,18 @@ __all__ = [
     "mse_loss",
     "mean_pool",
     "content_weights",
+    "ot_settings",
     "check_ot_options",
+    "OTConfig",
     "OBJECTIVES",
     "PLANS",
     "EPS_MODES",
     "MARGINALS",
-    "GRAD_MODES",
+    "LOSS_GRAD_MODES",
     "combine",
     "LOSSES",
 ]
 
-LOSSES = ("ot", "contrastive", "mse")
-# what the OT loss minimises (its reported value is exactly what its gradient descends):
-#   "entropic"   OT_eps = <P, C> + eps KL(P | a x b) at the entropic optimum (OPTICAL as run so far)
-#   "plan_cost"  <P, C> of the entropic plan, differentiated through the solver
-#   "divergence" debiased Sinkhorn divergence OT_eps(x, y) - (OT_eps(x, x) + OT_eps(y, y)) / 2
-OBJECTIVES = ("entropic", "plan_cost", "divergence")
-# how the plan is computed: entropic Sinkhorn, or an exact (unregularised) plan per pair (POT)
-PLANS = ("sinkhorn", "emd")
-# eps in cost units ("absolute"), or times the per-pair standard deviation of the costs ("relative")
-EPS_MODES = ("absolute", "relative")
-# token marginals: uniform over real tokens, or only content tokens (no <s>, </s>, prefix, padding)
-MARGINALS = ("content", "uniform")
-# gradient of the OT loss: plan held constant (envelope theorem) or through the solver; the
-# solver's modes (transport.GRAD_MODES) but "none": a loss always has a gradient
-GRAD_MODES = tuple(m for m in transport.GRAD_MODES if m != "none")
 
 
 @dataclass
@@ -181,26 +177,56 @@ def _entropic(cost, mask_x, mask_y, a, b, eps_b, *, grad, rho, eps_scaling, max_
     return value, res.plan.detach(), plan_cost, res.converged
 
 
+def ot_settings(settings: OTConfig | None = None, **options) -> OTConfig:
+    """``settings`` (default ``OTConfig()``) with ``options`` (fields of :class:`OTConfig`) in
+    their place, validated: an unknown field, a bad type or choice, or a combination that would
+    not do what it says (:meth:`OTConfig.check`) is a ValueError of one line naming the field.
+
+    >>> ot_settings(eps=0.1).objective
+    'divergence'
+    """
+    if settings is None:
+        settings = OTConfig()
+    elif not isinstance(settings, OTConfig):
+        raise ValueError(f"settings must be an OTConfig (or None for its defaults), got {type(settings).__name__}")
+    if options:
+        try:
+            settings = dataclasses.replace(settings, **options)
+        except ValidationError as exc:
+            raise ValueError(format_errors(exc, OTConfig)) from None
+        except TypeError as exc:  # a keyword that is no field
+            raise ValueError(f"{exc}; the options are OTConfig's fields: {[f.name for f in dataclasses.fields(OTConfig)]}") from None
+    settings.check()
+    return settings
+
+
+def check_ot_options(**options) -> None:
+    """Raise a one-line ValueError for OT options (fields of :class:`OTConfig`) that are unknown,
+    of a wrong type or choice, or would not do what they say: :func:`ot_settings` for its error.
+    The keyword form of ``OTConfig(...).check()`` for a mapping that is not a config yet (the
+    protocol's OT variants, :mod:`optical_viz.protocol`)."""
+    ot_settings(**options)
+
+
 def ot_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
     student_mask: torch.Tensor,
     teacher_mask: torch.Tensor,
+    settings: OTConfig | None = None,
     *,
-    objective: str = "entropic",
-    plan: str = "sinkhorn",
-    eps: float = 0.02,
-    eps_mode: str = "absolute",
-    eps_scaling: float | None = None,
-    metric: str = "cosine",
     student_weights: torch.Tensor | None = None,
     teacher_weights: torch.Tensor | None = None,
-    grad: str = "envelope",
-    rho: float | None = None,
-    max_iter: int = 100,
-    tol: float = 1e-6,
+    **options,
 ) -> OTLoss:
     """OT loss between student and teacher tokens; ``loss`` is exactly what its gradient descends.
+
+    ``settings``: an :class:`optical_viz.config.OTConfig` (None: its defaults, those of the
+    trainer's ``loss.ot``); ``options``: any of its fields, in place of the settings' (e.g.
+    ``ot_loss(x, y, mx, my, objective="entropic", eps=0.1)``). Called without either, it
+    computes what the trainer computes with a default ``loss.ot`` on the same states and
+    weights. ``layer`` and ``marginals`` are the trainer's (which states and which weights it
+    passes); here they are unused.
 
     With ``C`` the (B, T, S) cost between student and teacher tokens and ``a``, ``b`` the token
     marginals, per pair:
@@ -220,6 +246,8 @@ def ot_loss(
     student: (B, T, H) student token embeddings of the low-resource sentences.
     teacher: (B, S, H) teacher token embeddings of their English translations.
     student_mask: (B, T) bool; teacher_mask: (B, S) bool; True on real tokens.
+    The options (fields of OTConfig):
+
     plan: "sinkhorn" (entropic) or "emd" (exact plan per pair through POT, no eps;
         objective "plan_cost" and grad "envelope" only).
     eps: entropic regularisation > 0. ``eps_mode="absolute"``: in units of the cost (cosine
@@ -231,19 +259,22 @@ def ot_loss(
     eps_scaling: None, or the annealing ratio of :func:`optical_viz.transport.sinkhorn`
         (makes small eps affordable).
     metric: "cosine", "sqeuclidean" or "dot" (see :func:`optical_viz.transport.cost_matrix`).
-    student_weights, teacher_weights: optional (B, T) / (B, S) non-negative token weights,
-        normalised into the marginals (for example :func:`content_weights`); default
-        uniform over real tokens.
     grad: "envelope" (plan treated as constant; exact for "entropic" and "divergence" at
         convergence, and for exact plans) or "unroll" (differentiate through the Sinkhorn
         iterations).
     rho: None for balanced OT; a positive float relaxes the marginals (unbalanced OT with
         KL marginal penalty ``rho``; objectives "entropic" and "plan_cost").
+    max_iter, tol: the Sinkhorn budget per solve (iterations, L1 marginal error).
+
+    student_weights, teacher_weights: optional (B, T) / (B, S) non-negative token weights,
+        normalised into the marginals (for example :func:`content_weights`, which the trainer
+        passes for ``marginals: content``); default uniform over real tokens.
 
     Gradients reach ``student`` (and ``teacher`` if it requires grad) through the costs.
     """
     _check_tokens(student, teacher, student_mask, teacher_mask)
-    check_ot_options(objective=objective, plan=plan, eps=eps, eps_mode=eps_mode, eps_scaling=eps_scaling, grad=grad, rho=rho)
+    s = ot_settings(settings, **options)
+    objective, plan, eps, metric = s.objective, s.plan, s.eps, s.metric
     cost = transport.cost_matrix(student, teacher, metric=metric, x_mask=student_mask, y_mask=teacher_mask)  # (B, T, S)
     a = transport.marginal(student_mask, student_weights, dtype=cost.dtype)  # (B, T)
     b = transport.marginal(teacher_mask, teacher_weights, dtype=cost.dtype)  # (B, S)
@@ -252,8 +283,8 @@ def ot_loss(
         per_example = res.cost  # (B,) exact OT cost; gradient = plan * dC (envelope, exact)
         return _result(per_example, res.cost.detach(), res.plan, cost, cost.new_zeros(len(cost)), res.converged, objective, eps)
     pair = (a > 0)[:, :, None] & (b > 0)[:, None, :]  # (B, T, S): token pairs that carry mass
-    eps_b = _eps_per_pair(cost, pair, eps, eps_mode)  # (B,)
-    kw = dict(grad=grad, rho=rho, eps_scaling=eps_scaling, max_iter=max_iter, tol=tol)
+    eps_b = _eps_per_pair(cost, pair, eps, s.eps_mode)  # (B,)
+    kw = dict(grad=s.grad, rho=s.rho, eps_scaling=s.eps_scaling, max_iter=s.max_iter, tol=s.tol)
     value, P, plan_cost, converged = _entropic(cost, student_mask, teacher_mask, a, b, eps_b, **kw)
     if objective == "entropic":
         per_example = value
@@ -282,44 +313,6 @@ def _result(per_example, plan_cost, plan, cost, eps_b, converged, objective, eps
         eps=eps_b.detach(),
         converged=converged,
     )
-
-
-def check_ot_options(*, objective, plan, eps, eps_mode, eps_scaling, grad, rho) -> None:
-    """Raise ValueError for an OT loss setting that is unknown or would not do what it says.
-
-    Shared by :func:`ot_loss` and the distillation config, so that a YAML file fails at load
-    time with the same message as the call would.
-    """
-    _check_choice("objective", objective, OBJECTIVES)
-    _check_choice("plan", plan, PLANS)
-    _check_choice("eps_mode", eps_mode, EPS_MODES)
-    _check_choice("grad", grad, GRAD_MODES)
-    if plan == "emd" and (objective != "plan_cost" or grad != "envelope"):
-        raise ValueError(
-            f"plan='emd' is the exact OT cost with its exact envelope gradient: use objective='plan_cost' "
-            f"and grad='envelope' (got objective={objective!r}, grad={grad!r})"
-        )
-    if plan == "sinkhorn" and objective == "plan_cost" and grad == "envelope":
-        raise ValueError(
-            "objective='plan_cost' with grad='envelope' would descend OT_eps, not <P, C>: use grad='unroll', "
-            "objective='entropic', or plan='emd'"
-        )
-    if rho is not None and not (isinstance(rho, (int, float)) and rho > 0):
-        raise ValueError(f"rho must be positive (or None for balanced OT), got {rho!r}")
-    if rho is not None and (objective == "divergence" or plan == "emd"):
-        raise ValueError(
-            f"rho (unbalanced OT) is available for plan='sinkhorn' with objective 'entropic' or 'plan_cost', "
-            f"not objective={objective!r}, plan={plan!r}"
-        )
-    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps must be positive, got {eps!r}")
-    if eps_scaling is not None and not (isinstance(eps_scaling, (int, float)) and 0 < eps_scaling < 1):
-        raise ValueError(f"eps_scaling must be a ratio in (0, 1) or None, got {eps_scaling!r}")
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,13 @@
 """The teacher and student of a distillation run: loaded, fed, and the student written out.
 
-:func:`_load_models` loads both encoders (the teacher frozen in eval mode, the student a
-trainable copy with the configured layers frozen); :func:`_apply_start` starts the student
-as ``config.start`` says (a linear map to the teacher's space); :func:`_tokenize` turns texts into
+:func:`load_models` loads both encoders (the teacher frozen in eval mode, the student a
+trainable copy with the configured layers frozen); :func:`apply_start` starts the student
+as ``config.start`` says (a linear map to the teacher's space); :func:`tokenize` turns texts into
 their padded inputs; :class:`TeacherCache` keeps the frozen teacher's hidden states per
-English sentence, bounded in bytes; :func:`_save_student` writes the trained student as a
+English sentence, bounded in bytes; :func:`save_student` writes the trained student as a
 model directory (``RUN/student/``) that ``load_encoder`` and sentence-transformers open.
-The trainer (:mod:`optical_viz.distill`) is their one user: the underscored helpers are
-private to it, and it re-exports ``TeacherCache``.
+The trainer (:mod:`optical_viz.distill`) is their main user (and re-exports ``TeacherCache``);
+tools and tests that build a run's pieces by hand use them too.
 """
 from __future__ import annotations
 
@@ -23,18 +23,24 @@ from optical_viz.rundir import atomic_directory
 
 if TYPE_CHECKING:
     from optical_viz.config import DistillConfig
-    from optical_viz.distill import Trainer
+    from optical_viz.data.training import Corpus
+    from optical_viz.encoder import Encoder
 
-__all__ = ["TeacherCache"]
+__all__ = ["Models", "load_models", "apply_start", "set_checkpointing", "tokenize", "TeacherCache", "save_student"]
 
 
 @dataclass
-class _Models:
+class Models:
+    """The two encoders of a run (:func:`load_models`)."""
+
     teacher: object  # optical_viz.encoder.Encoder, frozen
     student: object  # optical_viz.encoder.Encoder, trainable copy
 
 
-def _load_models(config: DistillConfig, device) -> _Models:
+def load_models(config: DistillConfig, device) -> Models:
+    """The teacher (frozen, eval mode) and the student (trainable as ``config`` says: frozen
+    embeddings, ``train_layers``, ``dropout``) of ``config``, on ``device``; a model that cannot
+    be loaded is a FileNotFoundError or ValueError naming its role."""
     import torch
 
     from optical_viz.encoder import load_encoder
@@ -68,10 +74,10 @@ def _load_models(config: DistillConfig, device) -> _Models:
                 m.p = config.dropout
     student.model.train()
     _select_trainable(student.model, config)
-    return _Models(teacher, student)
+    return Models(teacher, student)
 
 
-def _apply_start(config: DistillConfig, models: _Models, corpora, fit: bool = True):
+def apply_start(config: DistillConfig, models: Models, corpora, fit: bool = True):
     """Start the student as ``config.start`` says, before its optimizer is made.
 
     ``linear_map``: fit the map from the student's space to the teacher's on the first
@@ -112,7 +118,7 @@ def _apply_start(config: DistillConfig, models: _Models, corpora, fit: bool = Tr
     return result
 
 
-def _set_checkpointing(model, on: bool) -> None:
+def set_checkpointing(model, on: bool) -> None:
     """Turn activation (gradient) checkpointing of a transformers model on or off."""
     new = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5
     if on:
@@ -145,7 +151,7 @@ def _select_trainable(model, config: DistillConfig) -> None:
                 p.requires_grad_(False)
 
 
-def _tokenize(enc, texts: list[str], max_length: int, device):
+def tokenize(enc, texts: list[str], max_length: int, device):
     """``enc.prefix + text`` tokenized, truncated to ``max_length`` tokens (``</s>`` kept),
     padded to the longest -> input_ids (B, T) long, attention_mask (B, T) long (1 on real tokens)."""
     batch = enc.tokenizer(
@@ -215,42 +221,44 @@ class TeacherCache:
         return self.hits / self.lookups if self.lookups else 0.0
 
 
-def _save_student(trainer: Trainer, config: DistillConfig, student_dir: Path) -> None:
-    """Write the final student as a model directory (atomically) that load_encoder and
-    sentence-transformers open."""
+def save_student(model, student: Encoder, config: DistillConfig, student_dir: Path, *,
+                 corpora: list[Corpus], steps: int) -> None:
+    """Write the student ``model`` (unwrapped from accelerate; its tokenizer, prefix and length
+    are ``student``'s) as a model directory (atomically) that load_encoder and
+    sentence-transformers open, with its training record: ``config``, the ``corpora`` it was
+    trained on and its ``steps``."""
     with atomic_directory(student_dir) as tmp:
-        _write_student(trainer, config, tmp)
+        _write_student(model, student, config, tmp, corpora, steps)
 
 
-def _write_student(trainer: Trainer, config: DistillConfig, tmp: Path) -> None:
+def _write_student(model, student: Encoder, config: DistillConfig, tmp: Path, corpora, steps: int) -> None:
     from optical_viz.convert import write_sentence_transformers_files
 
     from optical_viz.linear_map import MappedModel, write_dense
 
-    model = trainer.acc.unwrap_model(trainer.model)
     mapped = isinstance(model, MappedModel)
     if mapped:  # the start's linear map: a Dense module after the pooling (it commutes with mean pooling)
         write_dense(tmp, model.linear_map)
         model = model.transformer
     model.save_pretrained(tmp, safe_serialization=True)
-    trainer.student.tokenizer.save_pretrained(tmp)
+    student.tokenizer.save_pretrained(tmp)
     # sentence-transformers files: SentenceTransformer(student_dir) encodes as load_encoder does
     # (mean pooling is what the losses trained, whatever the initial model pooled by)
     write_sentence_transformers_files(
-        tmp, hidden_size=model.config.hidden_size, prefix=trainer.student.prefix, max_length=trainer.student.max_length,
+        tmp, hidden_size=model.config.hidden_size, prefix=student.prefix, max_length=student.max_length,
         dense=mapped,
     )
     info = {
-        "languages": [c.lang for c in trainer.sampler.corpora],
+        "languages": [c.lang for c in corpora],
         "bitext_sources": list(config.bitext_sources),
-        "bitext_files": [f for c in trainer.sampler.corpora for f in c.files],  # user files: sha256, counts
+        "bitext_files": [f for c in corpora for f in c.files],  # user files: sha256, counts
         "bitext_split": config.bitext_split,
         "loss": config.loss.name,
-        "steps": trainer.step,
+        "steps": steps,
         "teacher": config.teacher,
         "student_init": config.student if config.student is not None else config.teacher,
         "start": dataclasses.asdict(config.start),
         "seed": config.seed,
-        "prefix": trainer.student.prefix,  # the input prefix it was trained with ("query: " for e5)
+        "prefix": student.prefix,  # the input prefix it was trained with ("query: " for e5)
     }
     (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=1) + "\n")

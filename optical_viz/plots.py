@@ -51,7 +51,9 @@ __all__ = [
     "plot_projection",
     "plot_projections",
     "plot_projection_comparison",
-    "read_metrics",
+    "metrics_frame",
+    "loss_columns",
+    "finite_array",
     "plot_training_curves",
     "plot_eval_curves",
     "plot_retrieval",
@@ -287,7 +289,7 @@ def language_colors(languages: Iterable[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_numpy(x: Any, name: str) -> np.ndarray:
+def finite_array(x: Any, name: str) -> np.ndarray:
     """numpy float64 copy of an array-like or a torch tensor (detached, on the CPU)."""
     if hasattr(x, "detach"):  # torch tensor, without importing torch
         x = x.detach().to("cpu").double().numpy()
@@ -299,7 +301,7 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 
 def _plan_2d(plan: Any, src_tokens: Sequence[str] | None, tgt_tokens: Sequence[str] | None, index: int) -> np.ndarray:
     """A (T, S) plan with padding rows/columns removed (kept to the token lists' lengths)."""
-    p = _to_numpy(plan, "plan")
+    p = finite_array(plan, "plan")
     if p.ndim == 3:
         if not 0 <= index < p.shape[0]:
             raise ValueError(f"index {index} out of range for a batch of plans of shape {p.shape}")
@@ -565,11 +567,11 @@ def plot_toy_transport(
 
     Lines are ``ax.collections[0]``; the two clouds are ``ax.collections[1:3]``.
     """
-    x = _to_numpy(x, "x")
-    y = _to_numpy(y, "y")
+    x = finite_array(x, "x")
+    y = finite_array(y, "y")
     if x.ndim != 2 or x.shape[1] != 2 or y.ndim != 2 or y.shape[1] != 2:
         raise ValueError(f"x and y must have shapes (T, 2) and (S, 2), got {x.shape} and {y.shape}")
-    p = _to_numpy(plan, "plan")
+    p = finite_array(plan, "plan")
     if p.shape != (len(x), len(y)):
         raise ValueError(f"plan must have shape ({len(x)}, {len(y)}) for these clouds, got {p.shape}")
     ax = _new_ax(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
@@ -583,7 +585,7 @@ def plot_toy_transport(
     def sizes(w: Any, n: int) -> np.ndarray:
         if w is None:
             return np.full(n, 22.0)
-        w = _to_numpy(w, "weights")
+        w = finite_array(w, "weights")
         if w.shape != (n,):
             raise ValueError(f"weights must have shape ({n},), got {w.shape}")
         return 22.0 * n * w / max(w.sum(), 1e-12)
@@ -621,13 +623,13 @@ def _points(projection: Any, languages: Sequence[str] | None, labels: Sequence[A
         if labels is None and "label" in projection:
             labels = projection["label"].tolist()
     elif hasattr(projection, "coords"):
-        coords = _to_numpy(projection.coords, "coords")
+        coords = finite_array(projection.coords, "coords")
         if languages is None:
             languages = next((getattr(projection, k) for k in ("langs", "languages") if hasattr(projection, k)), None)
         if labels is None:
             labels = getattr(projection, "labels", None)
     else:
-        coords = _to_numpy(projection, "coords")
+        coords = finite_array(projection, "coords")
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise ValueError(f"coords must have shape (N, 2), got {coords.shape}")
     n = len(coords)
@@ -768,27 +770,27 @@ def plot_projection_comparison(
 # --------------------------------------------------------------------------- training
 
 
-def read_metrics(source: Any) -> pd.DataFrame:
+def metrics_frame(metrics: Any) -> pd.DataFrame:
     """Training metrics as a DataFrame, one row per logged step.
 
-    ``source`` is a run folder (holding ``metrics.jsonl``), the path of a
-    ``metrics.jsonl`` file (one JSON object per line: ``step``, loss terms,
-    ``lr``, ``heldout_cosine``, ``eval``), a list of such dicts, or a DataFrame.
-    A nested dict ``key: {name: value}`` becomes columns ``key/name``; a list of
-    evaluation rows ``eval: [{"lang", "direction", "recall@1", ...}, ...]`` (the
-    records of ``retrieval.evaluate``) becomes ``eval/<metric>``, the mean over
-    the rows (languages and directions). A missing file gives an empty frame
-    with a ``step`` column (a run that has not logged yet); a missing folder raises
-    FileNotFoundError and a malformed line ValueError (see :func:`optical_viz.rundir.read_metrics`).
-    """
-    if isinstance(source, pd.DataFrame):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        from optical_viz.rundir import read_metrics as read_records
+    ``metrics``: the records of a run's ``metrics.jsonl`` (a list of dicts: ``step``, loss
+    terms, ``lr``, ``heldout_cosine``, ``eval``), as :func:`optical_viz.rundir.read_metrics`
+    reads them from a run directory, or a DataFrame (returned as it is). A nested dict
+    ``key: {name: value}`` becomes columns ``key/name``; a list of evaluation rows ``eval:
+    [{"lang", "direction", "recall@1", ...}, ...]`` (the records of ``retrieval.evaluate``)
+    becomes ``eval/<metric>``, the mean over the rows (languages and directions). No records
+    give an empty frame with a ``step`` column (a run that has not logged yet). Figures read
+    no files: a path is a ValueError that says how to read it.
 
-        records = read_records(source)  # a line being written now is left out; a bad one names file:line
-    else:
-        records = list(source)
+    >>> metrics_frame([{"step": 1, "loss": 0.5, "eval": [{"recall@1": 0.2}, {"recall@1": 0.4}]}]).columns.tolist()
+    ['step', 'loss', 'eval/recall@1']
+    """
+    if isinstance(metrics, pd.DataFrame):
+        return metrics
+    if isinstance(metrics, (str, os.PathLike)):
+        raise ValueError(f"metrics_frame takes records, not a path ({metrics}): read a run's metrics with "
+                         "optical_viz.rundir.read_metrics(run_dir) first")
+    records = list(metrics)
     rows = []
     for rec in records:
         row = {}
@@ -813,7 +815,7 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.number)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _loss_columns(df: pd.DataFrame) -> list[str]:
+def loss_columns(df: pd.DataFrame) -> list[str]:
     """Numeric loss columns; a single term equal to the total (``loss_ot`` == ``loss``) is left out."""
     cols = [c for c in df.columns if "loss" in c and "/" not in c and pd.api.types.is_numeric_dtype(df[c])]
     terms = [c for c in cols if c != "loss"]
@@ -837,7 +839,7 @@ def plot_training_curves(
 
     Parameters
     ----------
-    metrics : run folder, metrics.jsonl path, list of dicts or DataFrame (see :func:`read_metrics`)
+    metrics : the records of metrics.jsonl (list of dicts) or a DataFrame (see :func:`metrics_frame`)
     keys : column names to draw (default: every numeric column with ``loss`` in its name,
         but only ``loss`` when the one loss term equals it)
     smooth : int
@@ -845,8 +847,8 @@ def plot_training_curves(
 
     One line per key, labelled with the key, in the order of ``keys``.
     """
-    df = read_metrics(metrics)
-    keys = list(keys) if keys is not None else _loss_columns(df)
+    df = metrics_frame(metrics)
+    keys = list(keys) if keys is not None else loss_columns(df)
     missing = [k for k in keys if k not in df]
     if missing:
         raise ValueError(f"metrics have no column {missing}; columns are {sorted(df.columns)}")
@@ -887,7 +889,7 @@ def plot_eval_curves(
     """
     from optical_viz.monitor import HELDOUT_KEYS
 
-    df = read_metrics(metrics)
+    df = metrics_frame(metrics)
     cols = [c for c in HELDOUT_KEYS if c in df] + [c for c in df.columns if c.startswith("eval/")]
     if keys is not None:
         cols = [k if k in df else f"eval/{k}" for k in keys]

@@ -8,8 +8,10 @@ the figures) goes through these few functions:
   one, never half of one.
 - :func:`atomic_directory` does the same for a directory (a checkpoint, a model): it is
   filled under a temporary name and renamed into place, complete or absent.
-- :func:`read_metrics` reads ``RUN/metrics.jsonl`` (one JSON object per line). A last
-  line cut short by a kill is dropped; any other bad line is an error naming file:line.
+- :func:`read_metrics` reads ``RUN/metrics.jsonl`` (one JSON object per line): the one
+  reader of it (:func:`optical_viz.plots.metrics_frame` tabulates its records for the
+  figures). A last line cut short by a kill is dropped; any other bad line is an error
+  naming file:line.
 - :class:`RunLock` makes a run directory single-writer: a second process that opens the
   same directory is refused with the holder's pid; the lock of a killed process is
   released by the kernel (``flock``) and taken over, with a note.

@@ -42,10 +42,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-METRICS = ("cosine", "sqeuclidean", "dot")
-METHODS = ("sinkhorn", "unbalanced", "emd", "partial", "gw")
-GRAD_MODES = ("envelope", "unroll", "none")
+# the cost metrics, the solvers of solve(method=...) and how a plan carries gradients: the
+# vocabulary module owns them (the config and the CLI read it without importing torch)
+from optical_viz.options import METRICS, SOLVER_GRAD_MODES, SOLVERS
+
 DOMAINS = ("auto", "log")
+# the budget of a Sinkhorn solve asked for on its own (a notebook, the aligner's plans): the
+# plan is the product, solved to a tight marginal error. The OT loss never uses these: it
+# passes its own (optical_viz.config.OTConfig.max_iter / tol, a budget per training step).
+SINKHORN_MAX_ITER = 1000
+SINKHORN_TOL = 1e-5  # L1 marginal error
 
 # a marginal must sum to one within this tolerance (per dtype)
 MARGINAL_SUM_ATOL = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-8}
@@ -600,8 +606,8 @@ def sinkhorn(
     eps: float,
     a: Tensor | None = None,
     b: Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
+    max_iter: int = SINKHORN_MAX_ITER,
+    tol: float = SINKHORN_TOL,
     grad: str = "envelope",
     check_every: int = 10,
     domain: str = "auto",
@@ -621,7 +627,8 @@ def sinkhorn(
               real tokens of zero mass get exactly zero plan rows / columns
     max_iter  iteration cap (annealing stages included); tol: L1 marginal error at which a
               problem counts as converged, checked every ``check_every`` iterations (a check
-              costs nothing extra)
+              costs nothing extra). Defaults SINKHORN_MAX_ITER / SINKHORN_TOL: a plan solved
+              on its own; the OT loss passes OTConfig's budget instead
     grad      "envelope": iterations run without autograd; ``cost`` and ``value`` are
               differentiable w.r.t. the cost with the plan held constant (d value / d cost =
               plan exactly at convergence, the envelope theorem; cheap).
@@ -643,8 +650,8 @@ def sinkhorn(
     >>> torch.allclose(res.plan.sum(2), torch.full((1, 3), 1 / 3), atol=1e-4)
     True
     """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if grad not in SOLVER_GRAD_MODES:
+        raise ValueError(f"grad must be one of {SOLVER_GRAD_MODES}, got {grad!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     _check_eps(eps)
@@ -730,8 +737,8 @@ def sinkhorn_symmetric(
     *,
     eps: float,
     a: Tensor | None = None,
-    max_iter: int = 1000,
-    tol: float = 1e-5,
+    max_iter: int = SINKHORN_MAX_ITER,
+    tol: float = SINKHORN_TOL,
     grad: str = "envelope",
     check_every: int = 5,
 ) -> TransportResult:
@@ -743,8 +750,8 @@ def sinkhorn_symmetric(
     alternating Sinkhorn oscillates slowly. Log domain. Shapes and ``grad`` as in ``sinkhorn``
     with ``src_mask = tgt_mask = mask`` and ``b = a``; the plan is symmetric.
     """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if grad not in SOLVER_GRAD_MODES:
+        raise ValueError(f"grad must be one of {SOLVER_GRAD_MODES}, got {grad!r}")
     _check_eps(eps)
     if cost.dim() != 3 or cost.shape[1] != cost.shape[2]:
         raise ValueError(f"cost must be a square (B, T, T) tensor, got {tuple(cost.shape)}")
@@ -839,8 +846,8 @@ def sinkhorn_unbalanced(
     of the log-potentials between checks. ``marginal_error`` measures the (allowed)
     deviation from a and b.
     """
-    if grad not in GRAD_MODES:
-        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}")
+    if grad not in SOLVER_GRAD_MODES:
+        raise ValueError(f"grad must be one of {SOLVER_GRAD_MODES}, got {grad!r}")
     if not (isinstance(rho, (int, float)) and rho > 0):
         raise ValueError(f"rho must be > 0, got {rho!r}")
     p = _prepare(cost, src_mask, tgt_mask, a, b, eps)
@@ -1000,7 +1007,7 @@ def solve(
     method: str = "sinkhorn",
     **kw,
 ) -> TransportResult:
-    """One entry point for every solver: ``method`` in METHODS, keyword arguments passed on.
+    """One entry point for every solver: ``method`` in SOLVERS, keyword arguments passed on.
 
     "sinkhorn" (eps, a, b, max_iter, tol, grad), "unbalanced" (eps, rho, ...), "emd",
     "partial" (mass), "gw" (src_cost, tgt_cost, optional cross ``cost`` with alpha).
@@ -1024,14 +1031,16 @@ def solve(
         if "src_cost" not in kw or "tgt_cost" not in kw:
             raise ValueError("method='gw' needs src_cost (B, T, T) and tgt_cost (B, S, S)")
         return gromov_wasserstein(kw.pop("src_cost"), kw.pop("tgt_cost"), src_mask, tgt_mask, cost=cost, **kw)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    raise ValueError(f"method must be one of {SOLVERS}, got {method!r}")
 
 
 __all__ = [
-    "METHODS",
+    "SOLVERS",
     "METRICS",
-    "GRAD_MODES",
+    "SOLVER_GRAD_MODES",
     "DOMAINS",
+    "SINKHORN_MAX_ITER",
+    "SINKHORN_TOL",
     "KERNEL_MAX_EXPONENT",
     "TransportResult",
     "cost_matrix",

@@ -26,10 +26,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from optical_viz import plots
+from optical_viz.options import EXTRACTIONS, AlignConfig
+from optical_viz.rundir import read_metrics
 
 __all__ = ["AlignmentExplorer", "ProjectionExplorer", "TrainingMonitor", "render_png", "show_png"]
 
-SOLVERS = ("similarity", "emd", "sinkhorn", "divergence", "unbalanced", "partial")
+# the aligners of the explorer's toggle (optical_viz.options.ALIGNERS but "dot", whose plan has no eps)
+TOGGLE_ALIGNERS = ("similarity", "emd", "sinkhorn", "divergence", "unbalanced", "partial")
 NO_EPS = ("emd", "partial")  # exact solvers: the eps slider is inactive
 # CSS pixels per figure inch, and device pixels per CSS pixel the PNGs are drawn with: 2 is
 # the ratio of HiDPI ("retina") screens; a plain screen downsamples, which stays sharp
@@ -92,9 +95,10 @@ class AlignmentExplorer(widgets.VBox):
     gold : mapping name -> list of GoldAlignment, optional
         ``gold[name][k]`` are the gold word links of ``pairs[name][k]`` (0-indexed
         whitespace words, as :func:`optical_viz.data.load_word_alignment` returns).
-    method, eps, layer, extraction : the initial setting (defaults: the leave-one-pair-out
-        default of :mod:`optical_viz.alignment`; a method outside the toggle's solvers, such
-        as "dot", starts on "sinkhorn")
+    method, eps, layer, extraction : the initial setting; None: that of ``AlignConfig()``
+        (:class:`optical_viz.options.AlignConfig`, the leave-one-pair-out default, the setting
+        ``optical-viz align`` and ``optical-viz evaluate alignment`` start from); a default
+        method outside the toggle's aligners would start on "sinkhorn"
     start : (name, index), optional
         The pair shown first (default: the first pair of the first set).
     align_fn : callable, optional
@@ -124,13 +128,12 @@ class AlignmentExplorer(widgets.VBox):
             raise ValueError(f"pairs must map each name to a non-empty list, got sizes { {k: len(v) for k, v in pairs.items()} }")
         from optical_viz import alignment as _alignment
 
+        setting = AlignConfig.with_options(eps=eps, layer=layer, extraction=extraction)  # ValueError names a bad one
         if method is None:
-            method = _alignment.METHOD_DEFAULT if _alignment.METHOD_DEFAULT in SOLVERS else "sinkhorn"
-        if method not in SOLVERS:
-            raise ValueError(f"method must be one of {SOLVERS}, got {method!r}")
-        extraction = _alignment.EXTRACTION_DEFAULT if extraction is None else extraction
-        if extraction not in _alignment.EXTRACTIONS:
-            raise ValueError(f"extraction must be one of {_alignment.EXTRACTIONS}, got {extraction!r}")
+            method = setting.method if setting.method in TOGGLE_ALIGNERS else "sinkhorn"
+        if method not in TOGGLE_ALIGNERS:
+            raise ValueError(f"method must be one of {TOGGLE_ALIGNERS}, got {method!r}")
+        eps, layer, extraction = setting.eps, setting.layer, setting.extraction
         start = start or (next(iter(pairs)), 0)
         if start[0] not in pairs or not 0 <= start[1] < len(pairs[start[0]]):
             raise ValueError(f"start {start} is not a (name, index) of pairs (sizes { {k: len(v) for k, v in pairs.items()} })")
@@ -140,8 +143,6 @@ class AlignmentExplorer(widgets.VBox):
                     raise ValueError(f"gold[{name!r}] has {len(g)} entries but pairs[{name!r}] has {len(pairs[name])}")
         align_fn = align_fn or _alignment.align
         aer_fn = aer_fn or (lambda links, g: _alignment.score_alignments([links], [g]).aer)
-        eps = _alignment.EPS_DEFAULT if eps is None else eps
-        layer = _alignment.LAYER_DEFAULT if layer is None else layer
         self.encoder = encoder
         self.pairs = {k: list(v) for k, v in pairs.items()}
         self.gold = dict(gold) if gold is not None else {}
@@ -163,8 +164,8 @@ class AlignmentExplorer(widgets.VBox):
                                           readout_format=EPS_FORMAT, continuous_update=False, style=style)
         self.layer = widgets.IntSlider(value=layer if layer >= 0 else n_layers + 1 + layer, min=0, max=n_layers,
                                        description="layer", continuous_update=False, style=style)
-        self.solver = widgets.ToggleButtons(options=list(SOLVERS), value=method, description="solver", style=style)
-        self.extraction = widgets.Dropdown(options=list(_alignment.EXTRACTIONS), value=extraction,
+        self.solver = widgets.ToggleButtons(options=list(TOGGLE_ALIGNERS), value=method, description="solver", style=style)
+        self.extraction = widgets.Dropdown(options=list(EXTRACTIONS), value=extraction,
                                            description="extraction", style=style)
         self.image = widgets.Image(format="png")
         self.info = widgets.HTML()
@@ -326,7 +327,7 @@ class ProjectionExplorer(widgets.VBox):
         try:
             if key not in self._cache:
                 table = self.embeddings[self.model.value]
-                x = np.concatenate([plots._to_numpy(table[lang], lang) for lang in langs])  # (L * N, H)
+                x = np.concatenate([plots.finite_array(table[lang], lang) for lang in langs])  # (L * N, H)
                 point_langs = [lang for lang in langs for _ in range(len(table[lang]))]
                 self._cache[key] = self._project(x, langs=point_langs, method=self.method.value, seed=self.seed)
             proj = self._cache[key]
@@ -385,7 +386,7 @@ class TrainingMonitor(widgets.VBox):
         """Re-read the metrics; redraw and return True if new records arrived."""
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            df = plots.read_metrics(self.run_dir)
+            df = plots.metrics_frame(read_metrics(self.run_dir))
             if len(df) == self._seen:
                 return False
             self._seen = len(df)
@@ -409,7 +410,7 @@ class TrainingMonitor(widgets.VBox):
     def _draw(self, fig: Figure) -> None:
         left, right = fig.subplots(1, 2)
         df = self.metrics
-        keys = self.loss_keys if self.loss_keys is not None else [c for c in plots._loss_columns(df)]
+        keys = self.loss_keys if self.loss_keys is not None else plots.loss_columns(df)
         plots.plot_training_curves(df, keys, ax=left, title="training loss")
         plots.plot_eval_curves(df, self.eval_keys, ax=right, title="evaluation")
 

@@ -54,3 +54,59 @@ def test_a_text_of_invisible_characters_names_its_side(encoder, monkeypatch, cap
     assert cli.main(["align", "The cat", "\u200b"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["optical-viz align: error: target texts [0] have no token besides special tokens (empty text?)"]
+
+
+def test_align_evaluate_alignment_the_explorer_and_align_train_start_from_one_setting(monkeypatch, capsys):
+    """AlignConfig() is the one default of the aligner (issue 23): what `optical-viz align` and
+    `optical-viz evaluate alignment` call without options, what the alignment explorer draws
+    first and what alignment fine-tuning makes its targets with."""
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from optical_viz import alignment, encoder as encoder_module
+    from optical_viz.align_train import AlignTrainConfig
+    from optical_viz.options import AlignConfig
+    from optical_viz.widgets import AlignmentExplorer
+
+    default = AlignConfig()
+    setting = lambda kw: {k: kw.get(k) for k in ("method", "eps", "layer", "extraction")}  # noqa: E731
+    expected = setting(default.align_kwargs())
+    calls = {}
+
+    def recorder(entry):
+        """A stand-in for alignment.align that records the keywords of ``entry``'s call."""
+        def fake_align(enc, src, tgt, **kw):
+            calls[entry] = kw
+            return alignment.Alignment(src_tokens=["a"], tgt_tokens=["b"], plan=torch.ones(1, 1), src_words=["a"],
+                                       tgt_words=["b"], word_links={(0, 0)}, token_links={(0, 0)}, src_word_ids=[0],
+                                       tgt_word_ids=[0], method=kw["method"], eps=kw["eps"], layer=kw["layer"],
+                                       extraction=kw["extraction"])
+
+        return fake_align
+
+    def fake_evaluate(enc, pairs, methods, layers, extraction, eps, root, **kw):
+        calls["evaluate"] = dict(method=methods[0], eps=eps, layer=layers[0], extraction=extraction, **kw)
+        assert len(methods) == len(layers) == 1
+        return {"task": "alignment", "model": "stand-in", "results": []}
+
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda *a, **k: SimpleNamespace(name="stand-in", num_layers=12))
+    monkeypatch.setattr(alignment, "align", recorder("align"))
+    monkeypatch.setattr(alignment, "evaluate_alignment", fake_evaluate)
+    assert cli.main(["align", "a", "b"]) == 0
+    assert f"method={default.method} eps={default.eps} layer={default.layer}" in capsys.readouterr().out
+    assert cli.main(["evaluate", "alignment"]) == 0
+    assert default.describe() in capsys.readouterr().out
+    explorer = AlignmentExplorer(SimpleNamespace(num_layers=12), {"x": [("a", "b")]}, align_fn=recorder("explorer"),
+                                 aer_fn=lambda links, gold: 0.0)
+    assert explorer.error is None and explorer.n_updates == 1
+    trained = AlignTrainConfig(languages=["deu_Latn"]).resolved()
+    assert trained == default
+    assert setting(calls["align"]) == setting(calls["evaluate"]) == setting(calls["explorer"]) == expected
+    # the setting's other keywords (the explorer has no threshold control: align's default None)
+    assert calls["align"]["threshold"] == calls["evaluate"]["threshold"] == trained.threshold == default.threshold
+    assert set(calls["align"]) == set(default.align_kwargs())
+    assert expected == {"method": "sinkhorn", "eps": 0.3, "layer": 7, "extraction": "inter"}  # issue 24's choice

@@ -7,11 +7,9 @@ import pytest
 import torch
 
 from optical_viz.alignment import (
-    EPS_DEFAULT,
-    EXTRACTION_DEFAULT,
+    ALIGNERS,
     EXTRACTIONS,
-    LAYER_DEFAULT,
-    METHODS,
+    AlignConfig,
     Alignment,
     align,
     evaluate_alignment,
@@ -137,14 +135,14 @@ def test_plans_every_method_has_shape_and_zero_padding():
     xm = torch.tensor([[True] * 4, [True, True, False, False]])
     ym = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     pad = ~(xm[:, :, None] & ym[:, None, :])
-    for method in METHODS:
+    for method in ALIGNERS:
         p = plans(x, y, xm, ym, method=method, eps=0.1)
         assert p.shape == (2, 4, 5) and (p >= 0).all() and (p[pad] == 0).all(), method
     # a planted permutation is recovered by every method (partial OT moves only 80% of the
     # mass, so the threshold rule would rightly drop its worst pair: use argmaxes)
     perm = torch.tensor([2, 0, 3, 1])
     y2 = x[:, perm] + 0.01 * torch.randn(2, 4, 8, generator=g)
-    for method in METHODS:
+    for method in ALIGNERS:
         p = plans(x, y2, torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool), method=method, eps=0.05)
         assert extract_links(p[0], "inter") == {(int(perm[j]), j) for j in range(4)}, method
 
@@ -161,7 +159,8 @@ def test_align_real_pair(encoder):
     assert al.plan.sum().item() == pytest.approx(1.0, abs=1e-4)
     # the easy content words are linked
     assert {(1, 1), (2, 2), (6, 6)} <= al.word_links
-    assert (al.method, al.eps, al.layer) == ("sinkhorn", EPS_DEFAULT, LAYER_DEFAULT)
+    default = AlignConfig()
+    assert (al.method, al.eps, al.layer, al.extraction) == (default.method, default.eps, default.layer, default.extraction)
 
 
 @pytest.mark.slow  # ~15 s on an idle 2-core CPU, up to ~60 s when it is shared
@@ -176,7 +175,7 @@ def test_divergence_view_shows_the_ab_plan_and_the_debiased_value(encoder):
 
 def test_evaluate_alignment_on_real_gold(encoder, data_root):
     doc = evaluate_alignment(
-        encoder, pairs=None, methods=("sinkhorn", "emd"), layers=(LAYER_DEFAULT,), extraction=("inter", "union"), root=data_root, limit=20
+        encoder, pairs=None, methods=("sinkhorn", "emd"), layers=(AlignConfig().layer,), extraction=("inter", "union"), root=data_root, limit=20
     )
     assert doc["task"] == "alignment" and doc["model"] == encoder.name
     rows = doc["results"]
@@ -227,9 +226,20 @@ def test_gold_tokens_without_a_subword_piece_are_unaligned_words(encoder, tmp_pa
     assert {(0, 0), (1, 1)} <= als[4].word_links
 
 
-def test_constants_are_consistent():
-    assert EXTRACTION_DEFAULT in EXTRACTIONS and "sinkhorn" in METHODS
-    assert isinstance(LAYER_DEFAULT, int) and EPS_DEFAULT > 0
+def test_align_config_is_validated_and_described():
+    default = AlignConfig()
+    assert default.extraction in EXTRACTIONS and default.method in ALIGNERS and default.is_default()
+    assert default.describe() == "sinkhorn eps=0.3, inter, layer 7"  # the leave-one-pair-out setting (issue 24)
+    assert AlignConfig.with_options(method=None, eps=None, layer=None, extraction=None) == default
+    chosen = AlignConfig.with_options(method="emd", layer=5)
+    assert (chosen.method, chosen.eps, chosen.layer, chosen.extraction) == ("emd", default.eps, 5, default.extraction)
+    assert not chosen.is_default() and chosen.describe() == "emd, inter, layer 5"
+    assert chosen.align_kwargs() == {"method": "emd", "eps": default.eps, "layer": 5, "extraction": "inter", "threshold": None}
+    for bad, match in [({"method": "ot"}, "method must be one of"), ({"extraction": "max"}, "extraction must be one of"),
+                       ({"eps": 0.0}, "eps must be a finite number > 0"), ({"eps": float("nan")}, "eps must be"),
+                       ({"layer": 7.5}, "layer must be an integer"), ({"threshold": -1}, "threshold must be > 0")]:
+        with pytest.raises(ValueError, match=match):
+            AlignConfig(**bad)
 
 
 def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys, monkeypatch):

@@ -83,18 +83,34 @@ def test_distill_reads_bitext_from_data_root(tmp_path, capsys):
 
 
 def test_the_cli_choices_are_their_owners_vocabulary():
-    """The parser keeps light copies (no torch import for --help); they must equal the owners'."""
-    from optical_viz import alignment, retrieval
+    """The parser and the modules that implement the choices read one tuple each from
+    optical_viz.options (no copies): the very same objects."""
+    from optical_viz import alignment, encoder, options, retrieval
     from optical_viz.commands import align, evaluate
-    from optical_viz.encoder import PRECISIONS
     from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS
 
-    assert evaluate.RETRIEVAL_TASKS == retrieval.TASKS
-    assert evaluate.SCORINGS == retrieval.SCORINGS
-    assert evaluate.FLORES_TASK_SPLITS == FLORES_TASK_SPLITS
-    assert evaluate.PRECISIONS == PRECISIONS
-    names = ("METHODS", "EXTRACTIONS", "METHOD_DEFAULT", "EPS_DEFAULT", "LAYER_DEFAULT", "EXTRACTION_DEFAULT")
-    assert {n: getattr(align, n) for n in names} == {n: getattr(alignment, n) for n in names}
+    assert retrieval.TASKS is options.TASKS and evaluate.TASKS is options.TASKS
+    assert evaluate.EVALUATIONS == (*options.TASKS, "alignment")
+    assert retrieval.SCORINGS is evaluate.SCORINGS is options.SCORINGS
+    assert FLORES_TASK_SPLITS is evaluate.FLORES_TASK_SPLITS is options.FLORES_TASK_SPLITS
+    assert encoder.PRECISIONS is evaluate.PRECISIONS is options.PRECISIONS
+    assert alignment.ALIGNERS is align.ALIGNERS is evaluate.ALIGNERS is options.ALIGNERS
+    assert alignment.EXTRACTIONS is align.EXTRACTIONS is evaluate.EXTRACTIONS is options.EXTRACTIONS
+    assert alignment.AlignConfig is align.AlignConfig is evaluate.AlignConfig is options.AlignConfig
+
+
+@pytest.mark.parametrize("module", ["optical_viz.cli", "optical_viz.commands.evaluate", "optical_viz.commands.align",
+                                    "optical_viz.options", "optical_viz.config"])
+def test_the_cli_and_the_config_import_no_torch(module):
+    """`optical-viz --help` and the parser's choices and defaults need no torch (seconds to import)."""
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module}; from optical_viz.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"
 
 
 def _every_help(parser, prefix=()):
@@ -122,12 +138,18 @@ def test_help_texts_show_values_not_constant_names():
 
 
 def test_align_help_shows_the_alignment_defaults():
-    from optical_viz import alignment
     from optical_viz.cli import build_parser
+    from optical_viz.options import AlignConfig
 
-    text = " ".join(dict(_every_help(build_parser()))["align"].split())  # argparse wraps lines
-    for value in (alignment.METHOD_DEFAULT, alignment.EPS_DEFAULT, alignment.LAYER_DEFAULT, alignment.EXTRACTION_DEFAULT):
+    default = AlignConfig()
+    helps = dict(_every_help(build_parser()))
+    text = " ".join(helps["align"].split())  # argparse wraps lines
+    for value in (default.method, default.eps, default.layer, default.extraction):
         assert f"(default: {value})" in text
+    text = " ".join(helps["evaluate"].split())
+    for value in (default.method, default.eps, default.extraction):
+        assert f"(default: {value})" in text
+    assert f"default {default.layer})" in text
 
 
 # ----------------------------------------------------------------- issue 25: careless hands, round two

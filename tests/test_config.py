@@ -9,7 +9,7 @@ import yaml
 
 from optical_viz import experiments as ex
 from optical_viz.config import DistillConfig, check_bitext_sources, deep_merge, load_yaml
-from optical_viz.losses import GRAD_MODES, LOSSES
+from optical_viz.losses import LOSS_GRAD_MODES, LOSSES
 from optical_viz.retrieval import TASKS
 from optical_viz.transport import METRICS
 
@@ -43,7 +43,7 @@ def test_choices_come_from_their_owners():
     """Every value the owning module lists is accepted; anything else is named with the choices."""
     for metric in METRICS:
         assert DistillConfig.from_dict(deep_merge(BASE, {"loss": {"ot": {"metric": metric}}})).loss.ot.metric == metric
-    for grad in GRAD_MODES:
+    for grad in LOSS_GRAD_MODES:
         assert DistillConfig.from_dict(deep_merge(BASE, {"loss": {"ot": {"grad": grad}}})).loss.ot.grad == grad
     for task in TASKS:
         assert DistillConfig.from_dict(deep_merge(BASE, {"eval": {"task": task, "split": None}})).eval.task == task

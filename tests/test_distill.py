@@ -216,7 +216,7 @@ def test_skipping_activation_checkpointing_keeps_the_mse_trajectory(tmp_path, da
 def test_mse_recomputes_activations_only_where_memory_needs_it(tmp_path, data_root):
     from accelerate import Accelerator
 
-    from optical_viz.distill import _load_models, Trainer, load_training_data
+    from optical_viz.distill import load_models, Trainer, load_training_data
 
     cfg = _tiny(tmp_path / "run")
     big = cfg.replace(batch_size=32, max_length=64)  # 4.8 GB peak for MSE without checkpointing
@@ -228,7 +228,7 @@ def test_mse_recomputes_activations_only_where_memory_needs_it(tmp_path, data_ro
     assert not big.replace(loss="mse", gradient_checkpointing=False).checkpointing()
     assert cfg.replace(gradient_checkpointing=True).checkpointing()
     acc = Accelerator(cpu=True)
-    models = _load_models(cfg, acc.device)
+    models = load_models(cfg, acc.device)
     corpora = load_training_data(cfg, root=data_root)
     flags = []
     for name in ("mse", "ot", "mse"):  # one model, trainers of several losses (as the benchmark does)

@@ -2,6 +2,7 @@
 finite differences and gradcheck for the gradients."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -73,7 +74,8 @@ def test_ot_loss_content_weights_match_pot():
     cx = mx & (torch.arange(6)[None] >= 2) & (torch.arange(6)[None] < torch.tensor(lx)[:, None] - 1)
     cy = my & (torch.arange(5)[None] >= 1) & (torch.arange(5)[None] < torch.tensor(ly)[:, None] - 1)
     wx, wy = losses.content_weights(mx, cx).double(), losses.content_weights(my, cy).double()
-    out = losses.ot_loss(x, y, mx, my, eps=EPS, student_weights=wx, teacher_weights=wy, max_iter=5000, tol=1e-12)
+    out = losses.ot_loss(x, y, mx, my, objective="entropic", eps=EPS, student_weights=wx, teacher_weights=wy,
+                         max_iter=5000, tol=1e-12)
     for i, (t, s) in enumerate(zip(lx, ly)):
         a = wx[i, :t].numpy() / wx[i, :t].sum().item()
         b = wy[i, :s].numpy() / wy[i, :s].sum().item()
@@ -87,7 +89,7 @@ def test_ot_loss_unbalanced_matches_pot():
     lx, ly = [5, 3], [4, 6]
     x, y, mx, my = _batch(lx, ly, seed=2)
     rho = 0.5
-    out = losses.ot_loss(x, y, mx, my, eps=EPS, rho=rho, max_iter=20000, tol=1e-12)
+    out = losses.ot_loss(x, y, mx, my, objective="entropic", eps=EPS, rho=rho, max_iter=20000, tol=1e-12)
     for i, (t, s) in enumerate(zip(lx, ly)):
         C = cdist(x[i, :t].numpy(), y[i, :s].numpy(), "cosine")
         a, b = np.full(t, 1 / t), np.full(s, 1 / s)
@@ -253,7 +255,7 @@ def test_emd_plan_is_exact_ot_and_its_gradient():
 
 def test_relative_eps_is_absolute_eps_times_the_cost_spread():
     x, y, mx, my = _batch([5, 3], [4, 6], seed=12)
-    rel = losses.ot_loss(x, y, mx, my, eps=0.5, eps_mode="relative", max_iter=5000, tol=1e-12)
+    rel = losses.ot_loss(x, y, mx, my, objective="entropic", eps=0.5, eps_mode="relative", max_iter=5000, tol=1e-12)
     for i, (t, s) in enumerate([(5, 4), (3, 6)]):
         C = cdist(x[i, :t].numpy(), y[i, :s].numpy(), "cosine")
         assert rel.eps[i].item() == pytest.approx(0.5 * C.std(), rel=1e-9)
@@ -268,9 +270,10 @@ def test_relative_eps_is_absolute_eps_times_the_cost_spread():
         (dict(objective="plan_cost", grad="envelope"), "grad='unroll'"),
         (dict(plan="emd", objective="entropic"), "objective='plan_cost'"),
         (dict(objective="divergence", rho=1.0), "rho"),
-        (dict(objective="sharp"), "objective must be one of"),
-        (dict(eps_mode="percent"), "eps_mode must be one of"),
+        (dict(objective="sharp"), "objective: 'sharp' is not one of"),
+        (dict(eps_mode="percent"), "eps_mode: 'percent' is not one of"),
         (dict(eps=0.0), "eps must be positive"),
+        (dict(epsilon=0.1), "epsilon"),  # not an option: OTConfig's fields are
     ],
 )
 def test_ot_loss_rejects_combinations_that_would_not_do_what_they_say(kw, match):
@@ -284,14 +287,14 @@ def test_unrolled_gradient_gradcheck():
     x, y, mx, my = _batch([3, 2], [2, 3], h=3, seed=4)
     x = x.clone().requires_grad_(True)
     y = y.clone().requires_grad_(True)
-    f = lambda x_, y_: losses.ot_loss(x_, y_, mx, my, eps=0.5, grad="unroll", max_iter=300, tol=0).loss
+    f = lambda x_, y_: losses.ot_loss(x_, y_, mx, my, objective="entropic", eps=0.5, grad="unroll", max_iter=300, tol=0).loss
     assert torch.autograd.gradcheck(f, (x, y), eps=1e-6, atol=1e-6)
 
 
 def test_envelope_gradient_flows_to_student_only_through_real_tokens():
     x, y, mx, my = _batch([5, 2], [3, 4], seed=5, dtype=torch.float32)
     x.requires_grad_(True)
-    losses.ot_loss(x, y, mx, my, eps=EPS).loss.backward()
+    losses.ot_loss(x, y, mx, my, objective="entropic", eps=EPS, max_iter=100, tol=1e-6).loss.backward()
     assert torch.isfinite(x.grad).all()
     assert (x.grad[~mx] == 0).all() and (x.grad[mx].abs().sum(-1) > 0).all()
 
@@ -302,16 +305,16 @@ def test_envelope_gradient_flows_to_student_only_through_real_tokens():
 def test_ot_loss_ignores_padding_and_is_permutation_invariant(lengths, seed):
     lx, ly = [l[0] for l in lengths], [l[1] for l in lengths]
     x, y, mx, my = _batch(lx, ly, seed=seed)
-    out = losses.ot_loss(x, y, mx, my, eps=0.2, max_iter=2000, tol=1e-10)
+    out = losses.ot_loss(x, y, mx, my, objective="entropic", eps=0.2, max_iter=2000, tol=1e-10)
     # padding content is irrelevant
     x2 = torch.where(mx[..., None], x, torch.zeros_like(x))
-    out2 = losses.ot_loss(x2, y, mx, my, eps=0.2, max_iter=2000, tol=1e-10)
+    out2 = losses.ot_loss(x2, y, mx, my, objective="entropic", eps=0.2, max_iter=2000, tol=1e-10)
     torch.testing.assert_close(out.per_example, out2.per_example, rtol=1e-7, atol=1e-9)
     # permuting the real tokens of every student sentence leaves <P, C> unchanged
     xp = x.clone()
     for i, t in enumerate(lx):
         xp[i, :t] = x[i, :t].flip(0)
-    out3 = losses.ot_loss(xp, y, mx, my, eps=0.2, max_iter=2000, tol=1e-10)
+    out3 = losses.ot_loss(xp, y, mx, my, objective="entropic", eps=0.2, max_iter=2000, tol=1e-10)
     torch.testing.assert_close(out.per_example, out3.per_example, rtol=1e-7, atol=1e-9)
     assert (out.per_example >= 0).all() and (out.per_example <= 2).all()  # cosine costs lie in [0, 2]
 
@@ -389,3 +392,82 @@ def test_combine_weights_and_errors():
     assert losses.combine(terms, {"ot": 1.0, "contrastive": 0.5}).item() == pytest.approx(3.5)
     with pytest.raises(ValueError, match="mse"):
         losses.combine(terms, {"mse": 1.0})
+
+
+# ----------------------------------------------------------------- one source of the OT defaults (issue 23)
+
+
+def _token_states(seed=21):
+    """Two float32 sentence pairs of random token states, padded, with content weights that
+    leave out the first and the last real token (as <s> and </s>)."""
+    x, y, mx, my = _batch([6, 4], [5, 7], h=8, seed=seed, dtype=torch.float32)
+    cx = mx & (torch.arange(6)[None] >= 1) & (torch.arange(6)[None] < mx.sum(1, keepdim=True) - 1)
+    cy = my & (torch.arange(7)[None] >= 1) & (torch.arange(7)[None] < my.sum(1, keepdim=True) - 1)
+    return x, y, mx, my, losses.content_weights(mx, cx), losses.content_weights(my, cy)
+
+
+def test_every_entry_point_computes_the_same_default_ot_loss():
+    """OTConfig is the one source of the OT defaults: ot_loss without options, ot_loss with an
+    OTConfig(), and the trainer's OT term for a default DistillConfig (the function it calls and
+    the method itself, on given token states: no model) give the same loss on the same pair."""
+    from types import SimpleNamespace
+
+    from optical_viz.config import DistillConfig, OTConfig
+    from optical_viz.distill import BatchStates, Trainer, ot_term
+
+    x, y, mx, my, wx, wy = _token_states()
+    cfg = DistillConfig(languages=["yor_Latn"])
+    assert cfg.loss.ot == OTConfig() and cfg.loss.ot.marginals == "content"
+    states = BatchStates(student={cfg.loss.ot.layer: x}, student_mask=mx, teacher={cfg.loss.ot.layer: y}, teacher_mask=my,
+                         student_weights=wx, teacher_weights=wy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a default budget: whether it converges does not matter here
+        results = {
+            "ot_loss()": losses.ot_loss(x, y, mx, my, student_weights=wx, teacher_weights=wy),
+            "ot_loss(OTConfig())": losses.ot_loss(x, y, mx, my, OTConfig(), student_weights=wx, teacher_weights=wy),
+            "distill.ot_term": ot_term(states, cfg.loss.ot),
+            "Trainer.ot_term": Trainer.ot_term(SimpleNamespace(cfg=cfg), states),
+        }
+        entropic = losses.ot_loss(x, y, mx, my, objective="entropic", student_weights=wx, teacher_weights=wy)
+    reference = results["ot_loss()"]
+    for name, out in results.items():
+        assert torch.equal(out.per_example, reference.per_example), name
+        assert torch.equal(out.plan, reference.plan) and torch.equal(out.converged, reference.converged), name
+    assert not torch.allclose(entropic.per_example, reference.per_example)  # the comparison can tell settings apart
+    # marginals: uniform, the other input the trainer prepares: no weights, the same loss as ot_loss without them
+    uniform = dataclasses.replace(cfg.loss.ot, marginals="uniform")
+    plain = BatchStates(student={-1: x}, student_mask=mx, teacher={-1: y}, teacher_mask=my)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert torch.equal(ot_term(plain, uniform).per_example, losses.ot_loss(x, y, mx, my).per_example)
+
+
+def test_the_aligners_divergence_is_the_ot_loss_at_its_eps():
+    """alignment.divergences (the value the "divergence" aligner reports) is ot_loss's default
+    objective at the aligner's eps with uniform marginals, solved to the solver's own tolerance."""
+    from optical_viz import alignment
+
+    x, y, mx, my, _, _ = _token_states(seed=22)
+    eps = 0.1
+    loss = losses.ot_loss(x.double(), y.double(), mx, my, eps=eps, max_iter=5000, tol=1e-10).per_example
+    np.testing.assert_allclose(alignment.divergences(x, y, mx, my, eps=eps).numpy(), loss.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_ot_loss_writes_no_default_of_its_own():
+    """Its options are OTConfig's fields (overrides), with no default in the signature."""
+    import inspect
+
+    from optical_viz.config import OTConfig
+
+    params = inspect.signature(losses.ot_loss).parameters
+    fields = {f.name for f in dataclasses.fields(OTConfig)}
+    assert not fields & set(params)  # eps, max_iter, tol, ... are not parameters with their own defaults
+    assert params["settings"].default is None
+    assert losses.ot_settings() == OTConfig()
+    assert losses.ot_settings(eps=0.1, objective="entropic") == OTConfig(eps=0.1, objective="entropic")
+    base = OTConfig(objective="entropic", max_iter=50)
+    assert losses.ot_settings(base, eps=0.5) == OTConfig(objective="entropic", max_iter=50, eps=0.5)
+    with pytest.raises(ValueError, match=r"^max_iter: expected an integer, got 'many'$"):
+        losses.ot_settings(max_iter="many")
+    with pytest.raises(ValueError, match="settings must be an OTConfig"):
+        losses.ot_settings({"eps": 0.1})

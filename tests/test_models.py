@@ -74,7 +74,29 @@ def teacher_cache_models(data_root, default_model_dir):
     from accelerate import Accelerator
 
     from optical_viz.data.training import load_training_data
-    from optical_viz.models import _load_models
+    from optical_viz.models import load_models
 
     cfg = tiny_distill_config("/nonexistent", languages=["yor_Latn", "deu_Latn"], dropout=0.0)  # no dropout: forwards repeat exactly
-    return cfg, load_training_data(cfg, root=data_root), _load_models(cfg, Accelerator(cpu=True).device)
+    return cfg, load_training_data(cfg, root=data_root), load_models(cfg, Accelerator(cpu=True).device)
+
+
+@pytest.mark.parametrize("module", ["distill", "widgets", "align_train", "losses", "alignment", "plots",
+                                    "commands/align", "commands/evaluate", "commands/distill", "commands/align_train"])
+def test_no_private_name_crosses_a_module(module):
+    """The trainer reads the models' helpers by their public names (issue 23: distill imported
+    five underscored names of models); the same holds for the modules around it."""
+    import ast
+    from pathlib import Path
+
+    import optical_viz
+
+    path = Path(optical_viz.__file__).parent / f"{module}.py"
+    crossing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optical_viz"):
+            crossing += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_") \
+                and not node.attr.startswith("__") and node.value.id in {"plots", "alignment", "A", "al", "models", "losses",
+                                                                         "transport", "rundir", "monitor", "geometry"}:
+            crossing.append(f"{node.value.id}.{node.attr}")
+    assert crossing == []

@@ -365,50 +365,65 @@ def metrics_file(tmp_path):
     return path
 
 
-def test_read_metrics_flattens_eval(metrics_file):
-    df = plots.read_metrics(metrics_file.parent)
+def test_metrics_frame_flattens_eval(metrics_file):
+    from optical_viz.rundir import read_metrics
+
+    df = plots.metrics_frame(read_metrics(metrics_file.parent))
     assert len(df) == 10
     assert {"step", "loss", "loss_ot", "lr", "eval/recall@1", "eval/mrr@10", "heldout_cosine",
             "heldout_cosine_by_lang/yor_Latn"} <= set(df.columns)
     assert "eval/n" not in df and "eval/recall@1_ci" not in df
     assert df["eval/recall@1"].notna().sum() == 3
     np.testing.assert_allclose(df["eval/recall@1"].dropna(), [0.0, 0.2, 0.4])  # mean of the two directions
-    dict_style = plots.read_metrics([{"step": 1, "eval": {"recall@1": 0.5}}])
+    dict_style = plots.metrics_frame([{"step": 1, "eval": {"recall@1": 0.5}}])
     assert dict_style.loc[0, "eval/recall@1"] == 0.5
-    # a run folder without metrics yet, or with a half-written last line
-    (metrics_file.parent / "empty").mkdir()
-    assert len(plots.read_metrics(metrics_file.parent / "empty")) == 0
-    with metrics_file.open("a") as f:
-        f.write('{"step": 50, "lo')
-    assert len(plots.read_metrics(metrics_file)) == 10
-    with pytest.raises(FileNotFoundError):
-        plots.read_metrics(metrics_file.parent / "nowhere")
+    empty = plots.metrics_frame([])  # a run that has not logged yet
+    assert len(empty) == 0 and list(empty.columns) == ["step"]
+    assert plots.metrics_frame(df) is df
     with pytest.raises(ValueError, match="step"):
-        plots.read_metrics([{"loss": 1.0}])
+        plots.metrics_frame([{"loss": 1.0}])
+    with pytest.raises(ValueError, match=r"not a path .*rundir\.read_metrics"):  # figures read no files
+        plots.metrics_frame(metrics_file.parent)
 
 
-def test_plot_training_curves_plots_every_loss_term(metrics_file):
-    ax = plots.plot_training_curves(metrics_file)
+def test_plots_reads_no_metrics_file():
+    """One name per idea: rundir.read_metrics reads metrics.jsonl, plots.metrics_frame tabulates
+    the records; plots has no reader of its own (it had one named read_metrics too)."""
+    from optical_viz import rundir
+
+    assert not hasattr(plots, "read_metrics") and "read_metrics" not in plots.__all__
+    assert callable(rundir.read_metrics)
+
+
+@pytest.fixture
+def metrics(metrics_file):
+    from optical_viz.rundir import read_metrics
+
+    return read_metrics(metrics_file)
+
+
+def test_plot_training_curves_plots_every_loss_term(metrics):
+    ax = plots.plot_training_curves(metrics)
     assert [line.get_label() for line in ax.lines] == ["loss", "loss_ot"]
     steps = np.arange(0, 50, 5)
     np.testing.assert_allclose(ax.lines[0].get_xdata(), steps)
     np.testing.assert_allclose(ax.lines[1].get_ydata(), 0.5 / (1 + steps))
-    smooth = plots.plot_training_curves(metrics_file, ["loss"], smooth=3)
+    smooth = plots.plot_training_curves(metrics, ["loss"], smooth=3)
     expected = pd.Series(1.0 / (1 + steps)).rolling(3, center=True, min_periods=1).mean()
     np.testing.assert_allclose(smooth.lines[0].get_ydata(), expected)
     with pytest.raises(ValueError, match="no column"):
-        plots.plot_training_curves(metrics_file, ["loss_mse"])
+        plots.plot_training_curves(metrics, ["loss_mse"])
     single = [{"step": k, "loss": 1.0 / (k + 1), "loss_ot": 1.0 / (k + 1)} for k in range(3)]
     assert [line.get_label() for line in plots.plot_training_curves(single).lines] == ["loss"]
 
 
-def test_plot_eval_curves_skips_steps_without_evaluation(metrics_file):
-    ax = plots.plot_eval_curves(metrics_file, ["recall@1"])
+def test_plot_eval_curves_skips_steps_without_evaluation(metrics):
+    ax = plots.plot_eval_curves(metrics, ["recall@1"])
     (line,) = ax.lines
     np.testing.assert_allclose(line.get_xdata(), [0, 20, 40])
     np.testing.assert_allclose(line.get_ydata(), [0.0, 0.2, 0.4])
     assert line.get_label() == "recall@1"
-    ax = plots.plot_eval_curves(metrics_file)
+    ax = plots.plot_eval_curves(metrics)
     # the monitor's held-out signal (a rising cosine alone can be a collapsing space), then eval/
     assert [line.get_label() for line in ax.lines] == ["heldout_cosine", "translation_gap", "dev_recall@1",
                                                        "recall@1", "mrr@10"]

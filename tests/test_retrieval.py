@@ -303,12 +303,13 @@ def test_cli_alignment_delegates_to_the_alignment_module(tmp_path, monkeypatch, 
     out = tmp_path / "al.json"
     assert cli.main(["evaluate", "alignment", "--pair", "enfr", "--method", "sinkhorn,emd", "--layer", "6,8",
                      "--eps", "0.1", "--json", str(out)]) == 0
+    default = alignment.AlignConfig()
     assert seen == dict(pairs=["enfr"], methods=["sinkhorn", "emd"], layers=[6, 8],
-                        extraction=alignment.EXTRACTION_DEFAULT, eps=0.1)
+                        extraction=default.extraction, eps=0.1, threshold=default.threshold, **default.solver_kw)
     assert json.loads(out.read_text())["results"][0]["aer"] == 0.1
     assert cli.main(["evaluate", "alignment"]) == 0
-    assert seen["layers"] == [alignment.LAYER_DEFAULT] and seen["eps"] == alignment.EPS_DEFAULT
-    assert seen["threshold"] == alignment.THRESHOLD_DEFAULT  # the leave-one-pair-out default's own keywords
+    assert seen["layers"] == [default.layer] and seen["eps"] == default.eps
+    assert seen["threshold"] == default.threshold  # the leave-one-pair-out setting's own keywords
     assert "the leave-one-pair-out default" in capsys.readouterr().out
     assert cli.main(["evaluate", "alignment", "--extraction", "nope"]) == 2
     assert "unknown extraction(s) ['nope']" in capsys.readouterr().err

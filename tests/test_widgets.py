@@ -82,9 +82,9 @@ def explorer():
 
 def test_alignment_explorer_draws_on_creation(explorer):
     ex, aligner = explorer
-    from optical_viz.alignment import LAYER_DEFAULT
+    from optical_viz.options import AlignConfig
 
-    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=LAYER_DEFAULT,
+    assert aligner.calls == [dict(src="the cat sleeps", tgt="le chat dort", method="sinkhorn", eps=0.1, layer=AlignConfig().layer,
                                   extraction="threshold")]
     assert ex.error is None and ex.n_updates == 1
     assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"

@@ -177,9 +177,8 @@ def main() -> None:
                 print(json.dumps(point), flush=True)
         if a.save:
             from optical_viz.config import DistillConfig
-            from optical_viz.models import _save_student
 
-            _save_student(tr, DistillConfig.from_dict(cfg), Path(a.save))
+            tr.save_student(DistillConfig.from_dict(cfg), Path(a.save))
         doc["config"] = cfg
         doc["curve"] = curve
         doc["train_log"] = log

@@ -8,31 +8,25 @@ import math
 from pathlib import Path
 
 from optical_viz.commands import check_writable
+# the aligners, extractions and the default setting, from the vocabulary module (no torch: fast --help)
+from optical_viz.options import ALIGNERS, EXTRACTIONS, AlignConfig
 
 # the heatmap shows at most this many tokens per side (a 2,000-word text would otherwise give a
 # 21,000 px wide PNG whose labels nobody can read)
 MAX_HEATMAP_TOKENS = 120
-# Copies of optical_viz.alignment's vocabulary and defaults, for the choices and the help:
-# importing alignment loads torch (seconds), too slow for `optical-viz --help`;
-# tests/test_cli.py checks they agree.
-METHODS = ("sinkhorn", "divergence", "unbalanced", "emd", "partial", "similarity", "dot")
-EXTRACTIONS = ("inter", "union", "grow-diag", "threshold", "itermax", "softmax")
-METHOD_DEFAULT = "sinkhorn"
-EPS_DEFAULT = 0.3
-LAYER_DEFAULT = 7
-EXTRACTION_DEFAULT = "inter"
 # what matplotlib's savefig writes (the suffix chooses the format)
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
 
 
 def register(sub) -> None:
+    default = AlignConfig()
     p = sub.add_parser("align", help="align the words of two sentences with a transport plan")
     p.add_argument("src", help="source sentence (whitespace-separated words)")
     p.add_argument("tgt", help="target sentence")
-    p.add_argument("--method", choices=METHODS, default=None, help=f"plan solver (default: {METHOD_DEFAULT})")
-    p.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {EPS_DEFAULT})")
-    p.add_argument("--layer", type=int, default=None, help=f"encoder layer (default: {LAYER_DEFAULT})")
-    p.add_argument("--extraction", choices=EXTRACTIONS, default=None, help=f"hard-link rule (default: {EXTRACTION_DEFAULT})")
+    p.add_argument("--method", choices=ALIGNERS, default=None, help=f"plan solver (default: {default.method})")
+    p.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {default.eps})")
+    p.add_argument("--layer", type=int, default=None, help=f"encoder layer (default: {default.layer})")
+    p.add_argument("--extraction", choices=EXTRACTIONS, default=None, help=f"hard-link rule (default: {default.extraction})")
     p.add_argument("--model", default=None, help="model name or directory (default: the converted default model)")
     p.add_argument("--png", type=Path, default=None, help="save a heatmap of the plan to this file")
     p.set_defaults(func=_run)
@@ -72,21 +66,18 @@ def _num_layers(model) -> int | None:
         return None  # a hub name or a damaged directory: load_encoder reports it
 
 
+def settings(args) -> AlignConfig:
+    """The aligner's setting of the command line: the default with the options given."""
+    return AlignConfig.with_options(method=args.method, eps=args.eps, layer=args.layer, extraction=args.extraction)
+
+
 def _run(args) -> int:
     check_args(args)
     from optical_viz import alignment as A
     from optical_viz.encoder import load_encoder
 
     enc = load_encoder(args.model)
-    al = A.align(
-        enc,
-        args.src,
-        args.tgt,
-        method=args.method or A.METHOD_DEFAULT,
-        eps=args.eps if args.eps is not None else A.EPS_DEFAULT,
-        layer=args.layer if args.layer is not None else A.LAYER_DEFAULT,
-        extraction=args.extraction or A.EXTRACTION_DEFAULT,
-    )
+    al = A.align(enc, args.src, args.tgt, **settings(args).align_kwargs())
     print(f"{enc.name}  method={al.method} eps={al.eps} layer={al.layer} extraction={al.extraction}")
     for i, j in sorted(al.word_links):
         print(f"{i:>3} {al.src_words[i]:<20} -> {j:>3} {al.tgt_words[j]}")
@@ -98,7 +89,7 @@ def _run(args) -> int:
                   f"{len(words)} words were not read and are not aligned ({shown})")
     read = len(_kept(al.src_words, al.src_word_ids))
     unaligned = [w for i, w in enumerate(al.src_words[:read])
-                 if all(i != a for a, _ in al.word_links) and not A._invisible(w)]  # not U+200B
+                 if all(i != a for a, _ in al.word_links) and not A.is_invisible(w)]  # not U+200B
     if unaligned:
         print(f"unaligned source words: {' '.join(unaligned)}")
     if args.png is not None:

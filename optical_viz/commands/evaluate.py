@@ -12,25 +12,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optical_viz.commands import add_data_root, align, check_writable, count
+from optical_viz.commands import add_data_root, check_writable, count
+# the choices, from the vocabulary module that retrieval, encoder and alignment import too
+# (no torch here: `optical-viz --help` stays fast)
+from optical_viz.options import ALIGNERS, EXTRACTIONS, FLORES_TASK_SPLITS, PRECISIONS, SCORINGS, TASKS, AlignConfig
 
-# Copies of retrieval.TASKS / SCORINGS / FLORES_TASK_SPLITS and encoder.PRECISIONS: importing
-# those modules loads torch (seconds), too slow for `optical-viz --help`; tests/test_cli.py
-# checks they agree.
-RETRIEVAL_TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
-FLORES_TASK_SPLITS = ("all", "train", "dev", "test", "dev+test")
-TASKS = (*RETRIEVAL_TASKS, "alignment")
-SCORINGS = ("dense", "maxsim")
-PRECISIONS = ("auto", "fp32", "bf16")
+# what `evaluate` evaluates: a retrieval task, or word alignment against gold
+EVALUATIONS = (*TASKS, "alignment")
 
 
 def register(sub) -> None:
+    default = AlignConfig()
     p = sub.add_parser(
         "evaluate",
         help="retrieval (xquad-r, xquad, flores, tatoeba, clir) or word-alignment evaluation",
         description="Evaluate a model: retrieval metrics with 95% bootstrap intervals, or word alignment.",
     )
-    p.add_argument("task", choices=TASKS, help="what to evaluate")
+    p.add_argument("task", choices=EVALUATIONS, help="what to evaluate")
     p.add_argument("--langs", default=None,
                    help="comma-separated codes (yo, yor, yor_Latn), 'all', or a YAML file with a 'languages' "
                         "list (default: all languages of the task; flores needs --langs)")
@@ -43,7 +41,7 @@ def register(sub) -> None:
                         "model distilled on FLORES train bitext")
     p.add_argument("--layer", default=None,
                    help="hidden layer (default: -1 = last; for alignment a comma-separated list, "
-                        f"default {align.LAYER_DEFAULT})")
+                        f"default {default.layer})")
     p.add_argument("--batch-size", type=count(1), default=64, help="texts per forward pass (default 64)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): bf16 on a GPU or a CPU with native bf16 (AVX512-BF16 / AMX), else fp32; "
@@ -66,10 +64,10 @@ def register(sub) -> None:
         "(chosen on two gold pairs, scored on the third: results/alignment/heldout.json)")
     g.add_argument("--pair", default=None, help="gold sets, e.g. enfr or enfr,roen (default: all)")
     g.add_argument("--method", default=None, help="transport method(s), comma-separated, from "
-                   f"{', '.join(align.METHODS)} (default: {align.METHOD_DEFAULT})")
+                   f"{', '.join(ALIGNERS)} (default: {default.method})")
     g.add_argument("--extraction", default=None, help="how links are read off a plan, comma-separated, "
-                   f"from {', '.join(align.EXTRACTIONS)} (default: {align.EXTRACTION_DEFAULT})")
-    g.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {align.EPS_DEFAULT})")
+                   f"from {', '.join(EXTRACTIONS)} (default: {default.extraction})")
+    g.add_argument("--eps", type=float, default=None, help=f"entropic regularisation (default: {default.eps})")
     p.set_defaults(func=run)
 
 
@@ -172,29 +170,29 @@ def _alignment(args) -> int:
     from optical_viz import alignment as al
     from optical_viz.encoder import load_encoder
 
-    methods = _split(args.method) or [al.METHOD_DEFAULT]
-    bad = [m for m in methods if m not in al.METHODS]
+    default = AlignConfig()  # the leave-one-pair-out setting; each option given replaces its part
+    methods = _split(args.method) or [default.method]
+    bad = [m for m in methods if m not in ALIGNERS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(al.METHODS)}")
-    extractions = _split(args.extraction) or [al.EXTRACTION_DEFAULT]
-    bad = [e for e in extractions if e not in al.EXTRACTIONS]
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(ALIGNERS)}")
+    extractions = _split(args.extraction) or [default.extraction]
+    bad = [e for e in extractions if e not in EXTRACTIONS]
     if bad:
-        raise ValueError(f"unknown extraction(s) {bad}; choose from {', '.join(al.EXTRACTIONS)}")
-    layers = [int(x) for x in _split(args.layer)] or [al.LAYER_DEFAULT]
-    eps = al.EPS_DEFAULT if args.eps is None else args.eps
+        raise ValueError(f"unknown extraction(s) {bad}; choose from {', '.join(EXTRACTIONS)}")
+    layers = [int(x) for x in _split(args.layer)] or [default.layer]
+    eps = default.eps if args.eps is None else args.eps
     pairs = _split(args.pair) or None  # None: every pair of the data root
-    default = all(v is None for v in (args.method, args.extraction, args.eps, args.layer))
-    # the default's threshold and solver keywords apply to the default setting only
-    extra = {"threshold": al.THRESHOLD_DEFAULT, **al.SOLVER_DEFAULT} if default else {}
+    is_default = all(v is None for v in (args.method, args.extraction, args.eps, args.layer))
     encoder = load_encoder(_model(args.model))
     extraction = extractions[0] if len(extractions) == 1 else extractions
-    result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root, **extra)
-    if default:
-        result["setting"] = f"leave-one-pair-out default ({al.DEFAULT_SOURCE}): {al.DEFAULT_DESCRIPTION}"
+    result = al.evaluate_alignment(encoder, pairs, methods, layers, extraction, eps, args.data_root,
+                                   threshold=default.threshold, **default.solver_kw)
+    if is_default:
+        result["setting"] = f"leave-one-pair-out default ({AlignConfig.SOURCE}): {default.describe()}"
     print(json.dumps(result, indent=2, default=str))
-    if default:
-        print(f"setting: the leave-one-pair-out default, {al.DEFAULT_DESCRIPTION} (chosen on two gold pairs, "
-              f"scored on the third; {al.DEFAULT_SOURCE}); --method/--extraction/--eps/--layer choose another")
+    if is_default:
+        print(f"setting: the leave-one-pair-out default, {default.describe()} (chosen on two gold pairs, "
+              f"scored on the third; {AlignConfig.SOURCE}); --method/--extraction/--eps/--layer choose another")
     if args.json is not None:
         _write_json(args.json, result)
     return 0

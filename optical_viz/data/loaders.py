@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from optical_viz import paths
+# the splits FLORES-200 ships, one TSV each (load_flores also takes "all" and "+" combinations);
+# owned by options, with the retrieval task's splits built on them
+from optical_viz.options import FLORES_SPLITS
 from optical_viz.data.languages import (
     ENGLISH,
     MAFAND_CODES,
@@ -61,8 +64,6 @@ __all__ = [
 
 PathLike = str | os.PathLike | None
 
-# the splits FLORES-200 ships, one TSV each (load_flores also takes "all" and "+" combinations)
-FLORES_SPLITS = ("train", "dev", "test")
 # bitext source -> (data set, its splits, default split)
 BITEXT_SOURCES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "flores": ("flores200", FLORES_SPLITS, "train"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-SCORINGS = ("dense", "maxsim")
+from optical_viz.options import SCORINGS  # dense | maxsim (owned there: the CLI lists them without torch)
 
 
 @dataclass

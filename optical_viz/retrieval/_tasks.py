@@ -12,14 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from optical_viz.data import loaders
 from optical_viz.data.languages import ENGLISH
+# the tasks, and the splits the FLORES task evaluates on (all of FLORES's, one of them, or dev
+# and test: those held out from distillation on FLORES train bitext); owned by options, which
+# the CLI reads without importing torch
+from optical_viz.options import FLORES_TASK_SPLITS, TASKS
 from optical_viz.paths import TRAINING_INFO
-
-TASKS = ("xquad-r", "xquad", "flores", "tatoeba", "clir")
-# the splits the FLORES task evaluates on: all of FLORES's (data.loaders.FLORES_SPLITS), one
-# of them, or dev and test (those held out from distillation on FLORES train bitext)
-FLORES_TASK_SPLITS = ("all", *loaders.FLORES_SPLITS, "dev+test")
 
 
 @dataclass
