@@ -65,6 +65,11 @@ class EvalSpec:
         the student aligns both sides (``max_queries`` limits the sentence pairs).
     label: the evaluation's name in file names and tables (default ``<task>.<scoring>``,
         plus ``.unseen`` for unseen languages); needed when a task is evaluated twice.
+    english_by: who encodes the English side of a trained run's evaluation: None (each task's
+        rule: retrieval gives English to the teacher, alignment gives both sides to the
+        student); ``"student"``: the student's English queries against the teacher's English
+        candidates (an English control); ``"teacher"`` (task ``alignment``): the student's
+        tokens of the source side against the teacher's tokens of the English target side.
     """
 
     task: choice(GRID_TASKS)
@@ -82,6 +87,7 @@ class EvalSpec:
     align_methods: Optional[List[choice(ALIGN_METHODS)]] = None
     layer: Int = -1
     label: Optional[Str] = None
+    english_by: Optional[choice(("student", "teacher"))] = None
 
     def __post_init__(self) -> None:
         for k in ("max_queries", "max_candidates"):
@@ -273,6 +279,8 @@ class Run:
     languages: the trained languages (FLORES codes; for zero-shot those of its language set).
     unseen: the question's unseen languages (empty when it has none).
     variant: the method's setting, when a question compares several (e.g. ``t0.05-lr1e-4``).
+    model: of a zero-shot run, the model directory that encodes both sides (None: the default
+        model), e.g. a teacher scored alone as a no-transfer floor.
     """
 
     question: str
@@ -284,6 +292,7 @@ class Run:
     evaluations: list[EvalSpec]
     unseen: list[str] = dataclasses.field(default_factory=list)
     variant: str = ""
+    model: str | None = None
 
     @property
     def run_id(self) -> str:

@@ -228,11 +228,16 @@ def run_grid(
                         students[student_dir] = (load_encoder(student_dir, precision=options.precision),
                                                  EmbeddingCache(":memory:"))
                     student, student_cache = students[student_dir]
+                elif run.model is not None:  # a zero-shot run of another model (both sides)
+                    if run.model not in teachers:
+                        teachers[run.model] = load_encoder(run.model, precision=options.precision)
+                    student, student_cache = teachers[run.model], teacher_cache
+                    teacher = student
                 else:
                     student, student_cache = default, teacher_cache
                 t0 = time.perf_counter()
                 if ev.task == ALIGNMENT:  # corpus-level AER, no per-query values
-                    langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root), {}, {}
+                    langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root, teacher=teacher), {}, {}
                     headline = ", ".join(f"{r['method']} AER {r['aer']:.3f}" for r in measured["results"])
                 else:
                     langs = eval_langs(run, ev, root)
@@ -258,8 +263,8 @@ def run_grid(
                     "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
                     "subsets": {f"{l}|{d}": list(v) for (l, d), v in subsets.items()},
                     "config": run.config.to_dict() if run.config is not None else None,
-                    "student": str(student_dir) if run.trained else "default model (zero-shot)",
-                    "teacher": teacher_name if teacher_name is not None else "default model",
+                    "student": str(student_dir) if run.trained else (run.model or "default model (zero-shot)"),
+                    "teacher": teacher_name if teacher_name is not None else (run.model or "default model"),
                     "precision": teacher.precision,  # as computed ("auto" resolved on this machine)
                     "code": code,
                     "machine": machine,
