@@ -81,6 +81,7 @@ def _run(args) -> int:
 
 def _run_protocol(args) -> int:
     from optical_viz.experiments import stages
+    from optical_viz.protocol import load_stage_protocol
 
     try:
         i, n = (int(x) for x in args.shard.split("/"))
@@ -88,7 +89,7 @@ def _run_protocol(args) -> int:
         raise ValueError(f"--shard must look like 0/2, got {args.shard!r}") from None
     if args.question:
         raise ValueError("--question selects questions of a --grid file; the protocol runs by --stage")
-    p = stages.load_stage_protocol(args.scale)
+    p = load_stage_protocol(args.scale)
     out = args.out
     result = stages.reproduce_protocol(
         p, stages=args.stage, shard=(i, n),
