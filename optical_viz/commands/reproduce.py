@@ -117,6 +117,7 @@ def _run_optical(args) -> int:
 
 def _run_protocol(args) -> int:
     from optical_viz.experiments import stages
+    from optical_viz.protocol import load_stage_protocol
 
     i, n = _shard(args)
     bad = [s for s in args.stage or () if s not in STAGES]
@@ -124,7 +125,7 @@ def _run_protocol(args) -> int:
         raise ValueError(f"--stage {bad[0]} is a stage of --protocol optical")
     if args.question:
         raise ValueError("--question selects questions of a --grid file; the protocol runs by --stage")
-    p = stages.load_stage_protocol(args.scale)
+    p = load_stage_protocol(args.scale)
     out = args.out
     result = stages.reproduce_protocol(
         p, stages=args.stage, shard=(i, n),
