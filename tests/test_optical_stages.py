@@ -125,3 +125,25 @@ def test_alignment_target_encoder_takes_the_english_side(tiny_minilm, tiny_home,
     assert any(tok.startswith("▁") for sent in t2.tokens for tok in sent)
     out = alignment.evaluate_alignment(student, ["roen"], layers=[-1], limit=3, root=data_root, target_encoder=teacher)
     assert "->" in out["model"] and 0 <= out["results"][0]["aer"] <= 1
+
+
+def test_dev_settings_follow_the_protocol():
+    """14 dev configurations in the protocol's order: OT 6 (one with the sentence term),
+    contrastive temperature x lr, MSE lr; every one at the protocol's seed and schedule."""
+    plan = O.load_plan("full")
+    settings = O.dev_settings(plan.p)
+    assert [s.method for s in settings] == ["ot"] * 6 + ["contrastive"] * 6 + ["mse"] * 2
+    assert settings[5].p["loss"] == "ot+mse" and settings[5].p["weights"] == "scale_probe"
+    assert [(s.p["temperature"], s.p["lr"]) for s in settings[6:8]] == [(0.02, 1e-4), (0.02, 2e-4)]
+    assert plan.steps == 1000 and plan.checkpoints == [250, 500, 1000] and len(plan.low_resource) == 10
+
+
+def test_cli_test_stage_refuses_before_tuning(tmp_path, capsys, data_root):
+    from optical_viz.cli import main
+
+    rc = main(["reproduce", "--protocol", "optical", "--scale", "quick", "--stage", "rq3-test", "--out", str(tmp_path),
+               "--quiet", "--data-root", str(data_root)])
+    assert rc == 0 and "rq3-test cannot start yet" in capsys.readouterr().out
+    assert not (tmp_path / "results" / "optical-quick" / "rq3").exists()
+    assert main(["reproduce", "--protocol", "optical", "--stage", "rq1-dev", "--out", str(tmp_path)]) == 2
+    assert "--stage rq1-dev is not a stage of --protocol optical" in capsys.readouterr().err

@@ -45,7 +45,7 @@ from optical_viz.experiments.settings import HYPERPARAMETERS, Setting
 from optical_viz.experiments.stage_configs import setting_config
 from optical_viz.experiments.stages import shard_runs
 from optical_viz.optical_protocol import OpticalProtocol, load_optical_protocol
-from optical_viz.protocol import OT_FIELDS, load_stage_protocol
+from optical_viz.protocol import load_stage_protocol
 from optical_viz.rundir import atomic_write
 
 __all__ = ["STAGES", "QUESTION", "OpticalScale", "load_optical_scale", "dev_settings", "stage_runs",
@@ -55,7 +55,6 @@ STAGES = ("rq3-dev", "rq3-test", "rq3-scale")
 QUESTION = "rq3"
 QUICK_SCALE_PATH = paths.REPO_ROOT / "configs" / "optical-quick.yaml"
 BASE_CONFIG = "configs/rq1.yaml"  # the schedule fields every run shares (sampling, optimiser, loss defaults)
-OT_LR = 1.0e-4  # tuning.methods.ot: "lr 1e-4" (stated in the protocol's comment; its configs carry no lr)
 XQUAD_R_GROUP = 11  # train_languages: the first 11 (RQ1's) train on FLORES train; the rest on NLLB-Seed + MAFAND
 TIE = 0.1  # dev points: a smaller difference is a tie, won by the configuration listed first
 PROBE = {"batches": 20, "reference": "mse"}  # results/full/protocol.yaml scale_probe (ot+mse: mse keeps weight 1)
@@ -155,15 +154,12 @@ class Plan:
 def dev_settings(p: OpticalProtocol) -> list[Setting]:
     """The dev configurations, in the protocol's order (OT, contrastive temperature x lr, MSE lr)."""
     methods = p.tuning.methods
-    out = []
-    for name, cfg in methods["ot"].configs.items():
-        ot = {k: cfg[k] for k in OT_FIELDS}
-        out.append(Setting.make("ot", name, loss=cfg.get("loss", "ot"), lr=float(cfg.get("lr", OT_LR)),
-                                weights=cfg.get("weights"), **ot))
-    grid = methods["contrastive"].grid
-    out += [Setting.make("contrastive", f"t{t:g}", loss="contrastive", lr=float(lr), temperature=float(t))
-            for t, lr in itertools.product(grid["temperature"], grid["lr"])]
-    out += [Setting.make("mse", "", loss="mse", lr=float(lr)) for lr in methods["mse"].grid["lr"]]
+    out = [Setting.make("ot", name, loss=c.loss, lr=float(c.lr), weights=c.weights, **c.ot())
+           for name, c in methods["ot"].ot_configs().items()]
+    c = methods["contrastive"]
+    out += [Setting.make("contrastive", f"t{t:g}", loss="contrastive", lr=lr, temperature=t)
+            for t, lr in itertools.product(c.axis("temperature"), c.axis("lr"))]
+    out += [Setting.make("mse", "", loss="mse", lr=lr) for lr in methods["mse"].axis("lr")]
     return out
 
 
