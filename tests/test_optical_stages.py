@@ -42,7 +42,8 @@ def plan(tiny_minilm, tiny_home):
 
 def test_quick_scale_runs_every_stage_resumably(plan, tmp_path, data_root):
     runs, results = tmp_path / "runs", tmp_path / "results"
-    kw = dict(runs_dir=runs, results_dir=results, root=data_root, progress=False, log=lambda *a: None)
+    kw = dict(runs_dir=runs, results_dir=results, figures_dir=tmp_path / "figures", root=data_root, progress=False,
+              log=lambda *a: None)
 
     # the test and scaling stages refuse before tuning
     for stage in ("rq3-test", "rq3-scale"):
@@ -90,6 +91,19 @@ def test_quick_scale_runs_every_stage_resumably(plan, tmp_path, data_root):
     assert [r["lang"] for r in eng["results"] if r["lang"] != "all"] == ["eng_Latn"]
     scale = sorted(p.name for p in (results / "rq3-scale").glob("*.json"))
     assert len(scale) == 2 * 3 * 2  # sizes x arms x (trained, unseen)
+
+    # the report, from the result files: every arm on every set, the Holm family, scaling, figures
+    summary = pd.read_csv(results / "rq3_summary.csv")
+    assert set(summary["set"]) == set(sets) and set(summary["arm"]) == set(plan.p.test.arms)
+    p1 = summary[summary["set"] == "xquad-r.test"]
+    assert (p1["lo"] <= p1["estimate"]).all() and (p1["estimate"] <= p1["hi"]).all() and (p1["languages"] == 1).all()
+    assert (summary.loc[summary["arm"] == "mse", "seeds"] == 2).all()
+    contrasts = pd.read_csv(results / "rq3_contrasts.csv")
+    assert len(contrasts) == 2 * len(plan.p.statistics.family) + 1  # P1, P2 and the scaling DiD
+    assert (contrasts["p_holm"] >= contrasts["p_value"]).all()
+    scaling = pd.read_csv(results / "rq3_scaling.csv")
+    assert set(scaling["group"]) == {"trained", "shared_5", "unseen"}
+    assert {f.name for f in rest.reports} >= {"rq3_summary.csv", "rq3_contrasts.csv", "rq3_arms.png", "rq3_dev_curves.png"}
 
     # a second invocation trains and scores nothing
     again = O.reproduce_optical(plan, **kw)

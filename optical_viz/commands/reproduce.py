@@ -107,7 +107,8 @@ def _run_optical(args) -> int:
     name = "optical" if args.scale == "full" else f"optical-{args.scale}"
     result = optical_stages.reproduce_optical(
         plan, stages=args.stage, shard=_shard(args), runs_dir=args.runs or args.out / "runs" / name,
-        results_dir=args.results or args.out / "results" / name, root=args.data_root, dry_run=args.dry_run,
+        results_dir=args.results or args.out / "results" / name, figures_dir=args.figures or args.out / "figures" / name,
+        root=args.data_root, dry_run=args.dry_run,
         progress=not args.quiet)
     if result.failed:
         print(f"optical-viz reproduce: {len(result.failed)} run(s) failed: {', '.join(result.failed)}")

@@ -131,6 +131,11 @@ class Plan:
         return list(self.s.languages or self.p.data.train_languages)
 
     @property
+    def xquad_r_languages(self) -> list[str]:
+        """The ten XQuAD-R languages (RQ1's group without ron_Latn, which is there for AER)."""
+        return [x for x in self.p.data.train_languages[:XQUAD_R_GROUP] if x != "ron_Latn"]
+
+    @property
     def low_resource(self) -> list[str]:
         """The trained languages of the NLLB-Seed / MAFAND group (FLORES dev/test primary P2)."""
         return [x for x in self.languages if x in self.p.data.train_languages[XQUAD_R_GROUP:]]
@@ -456,10 +461,14 @@ def stage_counts(plan: Plan, runs_dir, results_dir, root=None) -> dict:
 
 @dataclasses.dataclass
 class OpticalResult:
+    """What :func:`reproduce_optical` did: stages run, timing records, failed runs, the stage
+    it stopped before (None: every stage asked for ran) and the report files rebuilt."""
+
     stages: list[str]
     records: list[dict]
     failed: list[str]
     stopped_before: str | None
+    reports: list[Path] = dataclasses.field(default_factory=list)
 
 
 def run_stage(plan: Plan, stage: str, *, runs_dir, results_dir, shard=(0, 1), root=None, dry_run=False,
@@ -483,10 +492,12 @@ def run_stage(plan: Plan, stage: str, *, runs_dir, results_dir, shard=(0, 1), ro
     return records
 
 
-def reproduce_optical(plan: Plan, *, runs_dir, results_dir, stages=None, shard=(0, 1), root=None, dry_run=False,
-                      progress=True, log=print) -> OpticalResult:
+def reproduce_optical(plan: Plan, *, runs_dir, results_dir, figures_dir=None, stages=None, shard=(0, 1), root=None,
+                      dry_run=False, progress=True, log=print) -> OpticalResult:
     """Run ``stages`` (default: all, in order); a stage whose prerequisites are not finished
-    stops the sequence with a message (run it again later: what exists is skipped)."""
+    stops the sequence with a message (run it again later: what exists is skipped). Then the
+    ``0/N`` shard rebuilds the report (:mod:`.optical_report`) from the test result files, when
+    some exist (figures under ``figures_dir``, default ``<results>/figures``)."""
     done, records, stopped = [], [], None
     for stage in [s for s in STAGES if s in (stages or STAGES)]:
         try:
@@ -504,7 +515,12 @@ def reproduce_optical(plan: Plan, *, runs_dir, results_dir, stages=None, shard=(
     for r in records:
         if "error" in r:
             log(f"FAILED {r['run_id']}: {r['error']}")
-    return OpticalResult(done, records, failed, stopped)
+    reports: list[Path] = []
+    if not dry_run and shard[0] == 0 and any(Path(results_dir).glob(f"{QUESTION}*/*.json")):
+        from optical_viz.experiments.optical_report import write_optical_reports
+
+        reports = write_optical_reports(plan, results_dir, figures_dir or Path(results_dir) / "figures")
+    return OpticalResult(done, records, failed, stopped, reports)
 
 
 def load_plan(scale: str = "full", protocol_path=None, scale_path=None) -> Plan:
