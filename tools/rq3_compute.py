@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from optical_viz.experiments import optical_stages as O
-from optical_viz.experiments.run import code_version, _machine
+from optical_viz.experiments.run import code_version
 
 
 def counts(plan: O.Plan) -> dict:
@@ -96,7 +98,8 @@ def main() -> None:
         "total_s_one_process": round(total),
         "estimated_hours_at_2_processes": round(total / 2 / 3600, 2),
         "protocol_estimate_hours_at_2_processes": round(b.estimate_wall_s / 3600, 2),
-        "code": code_version(), "machine": _machine(),
+        "code": code_version(), "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
