@@ -161,3 +161,37 @@ def test_cli_test_stage_refuses_before_tuning(tmp_path, capsys, data_root):
     assert not (tmp_path / "results" / "optical-quick" / "rq3").exists()
     assert main(["reproduce", "--protocol", "optical", "--stage", "rq1-dev", "--out", str(tmp_path)]) == 2
     assert "--stage rq1-dev is not a stage of --protocol optical" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_models_cross_model_routing(data_root):
+    """Real all-MiniLM-L6-v2 and e5-small, 60 English test questions of XQuAD-R (the English
+    control): a "student" that is the teacher itself (a perfect copy) scores what the teacher
+    alone scores against teacher-encoded sentences, far above chance; untrained e5 queries
+    against MiniLM sentences (no map: two unrelated spaces) are near chance. The AER of e5's
+    Romanian tokens against MiniLM's English tokens is a number in [0, 1] on two tokenizers."""
+    from optical_viz import alignment, retrieval
+    from optical_viz.cache import EmbeddingCache
+    from optical_viz.encoder import load_encoder, minilm_model_dir
+
+    plan = O.load_plan("full")
+    ids = O.rq1_question_ids(O.load_stage_protocol("full"), "test", root=data_root)[:60]
+    teacher, copy, e5 = (load_encoder(str(minilm_model_dir())), load_encoder(str(minilm_model_dir())),
+                         load_encoder(None))
+    for enc in (teacher, copy, e5):
+        enc.progress = False
+
+    def r1(student, **kw):
+        rep = retrieval.evaluate("xquad-r", student=student, teacher=teacher, langs=["eng_Latn"], directions=["xx->en"],
+                                 query_ids=ids, cache=EmbeddingCache(":memory:"), student_cache=EmbeddingCache(":memory:"),
+                                 progress=False, n_bootstrap=0, root=data_root, **kw)
+        return 100 * float(rep.frame[rep.frame["lang"] == "eng_Latn"]["recall@1"].iloc[0])
+
+    alone = retrieval.evaluate("xquad-r", encoder=teacher, langs=["eng_Latn"], directions=["xx->en"], query_ids=ids,
+                               cache=EmbeddingCache(":memory:"), progress=False, n_bootstrap=0, root=data_root)
+    alone_r1 = 100 * float(alone.frame[alone.frame["lang"] == "eng_Latn"]["recall@1"].iloc[0])
+    assert abs(r1(copy, english_queries="student") - alone_r1) < 1e-6 and alone_r1 > 30
+    assert r1(e5, english_queries="student") < 5  # chance is 1/1180
+    out = alignment.evaluate_alignment(e5, ["roen"], layers=[-1], limit=20, root=data_root, target_encoder=teacher)
+    assert 0 <= out["results"][0]["aer"] <= 1 and out["model"].count("->") == 1
+    assert plan.p.models.teacher.name == "all-MiniLM-L6-v2"
