@@ -40,6 +40,7 @@ def plan(tiny_minilm, tiny_home):
     return dataclasses.replace(plan, s=dataclasses.replace(plan.s, teacher=str(tiny_minilm)))
 
 
+@pytest.mark.slow  # ~1.5 min on 2 shared cores: 22 tiny trainings, every stage, then a second invocation
 def test_quick_scale_runs_every_stage_resumably(plan, tmp_path, data_root):
     runs, results = tmp_path / "runs", tmp_path / "results"
     kw = dict(runs_dir=runs, results_dir=results, figures_dir=tmp_path / "figures", root=data_root, progress=False,

@@ -149,8 +149,12 @@ class Plan:
         return {"max_queries": self.s.max_queries, "max_candidates": self.s.max_candidates}
 
     def options(self) -> RunOptions:
+        """run_grid's options; the printed plan's estimate from the protocol's budget (pilot step times)."""
+        b = self.p.budget
+        estimate = {"seconds_per_step": b.seconds_per_step["light"], "seconds_per_step_heavy": b.seconds_per_step["heavy"],
+                    "seconds_per_model": b.overhead_per_run_s}
         return RunOptions(scale=f"optical-{self.s.scale}", n_bootstrap=self.s.n_bootstrap or self.p.statistics.bootstrap_n,
-                          prune=False, precision=self.p.training.precision)
+                          prune=False, precision=self.p.training.precision, estimate=estimate)
 
 
 # ----------------------------------------------------------------------------- configurations
