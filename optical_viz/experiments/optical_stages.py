@@ -6,6 +6,7 @@ teacher (all-MiniLM-L6-v2) teaches multilingual-e5-small across tokenizers.
                seed 0, student snapshots at every checkpoint                (low-resource), every checkpoint
     rq3-test   every arm x seed (refused until rq3-dev is finished)          every test set of ``test.sets``, once
     rq3-scale  sizes 5 and 50 x {mse, contrastive_best, ot_best} x seeds     FLORES test: trained and unseen
+               (test and scaling runs train extend_to steps when the extension rule fired)
 
 Every trained run: teacher all-MiniLM-L6-v2 (frozen), student e5-small with the protocol's
 ``start`` (linear map), fp32; the student encodes the non-English side, the teacher the English
@@ -431,6 +432,8 @@ def stage_runs(plan: Plan, stage: str, runs_dir, results_dir, root=None, probe: 
                 runs += [_run(plan, QUESTION, "all", base, arms[name], seed, evs, runs_dir, results_dir, arm=name,
                               steps=steps, unseen=unseen, **kw) for seed in seeds]
         return runs
+    # the extension rule covers the scaling runs too (budget: "test and scaling runs to 2000 steps")
+    steps = extend_decision(plan, results_dir, table)["test_steps"]
     runs = []
     evs, unseen = scaling_evaluations(plan), unseen_languages(plan)
     for size, config in plan.p.scaling.sizes.items():
@@ -440,7 +443,7 @@ def stage_runs(plan: Plan, stage: str, runs_dir, results_dir, root=None, probe: 
                            runs_dir)
         for seed in plan.s.scaling_seeds or plan.p.scaling.seeds:
             runs += [_run(plan, "rq3-scale", f"n{size}", base, arms[name], seed, evs, runs_dir, results_dir, arm=name,
-                          unseen=unseen, **kw) for name in plan.p.scaling.arms]
+                          steps=steps, unseen=unseen, **kw) for name in plan.p.scaling.arms]
     return runs
 
 
