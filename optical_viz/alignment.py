@@ -445,6 +445,7 @@ def evaluate_alignment(
     prefix: str = "",
     limit: int | None = None,
     threshold: float | None = None,
+    target_encoder=None,
     **solver_kw,
 ) -> dict:
     """Score word alignments on the gold files ``word_alignment/XXYY.*`` of the data root.
@@ -454,6 +455,11 @@ def evaluate_alignment(
     limit       score only the first ``limit`` sentence pairs of each file (quick runs)
     threshold   of the "threshold" and "softmax" extractions (None: their defaults); extra
                 keywords go to the solver (``rho``, ``mass``)
+    target_encoder  encodes the target side of every pair (``en`` of ``roen``) when it is not
+                ``encoder`` (None: ``encoder`` encodes both), e.g. a student's Romanian tokens
+                against its teacher's English tokens: two tokenizers, each side's words from its
+                own tokenizer's word ids, the cost between the two models' token vectors
+                (the same hidden size)
     returns     {"task": "alignment", "model": encoder.name, "results": [{"pair", "method",
                 "extraction", "layer", "eps", "n", "aer", "precision", "recall", "f1"}, ...],
                 "notes": [...]} (one row per combination; "similarity" ignores the marginals
@@ -479,7 +485,7 @@ def evaluate_alignment(
     for pair in pairs:
         gold = load_word_alignment(pair, root)[:limit]
         for k, layer in enumerate(tqdm(layers, desc=f"alignment {pair}", unit="layer")):
-            s, t = gold_tokens(encoder, gold, layer, prefix)
+            s, t = gold_tokens(encoder, gold, layer, prefix, target_encoder=target_encoder)
             if k == 0 and (n_un := unalignable_words(s) + unalignable_words(t)):
                 notes.append(f"{pair}: {n_un} gold words yield no subword token (Unicode spaces such as U+3000, "
                              "zero-width characters) and are scored as unaligned")
@@ -503,16 +509,22 @@ def evaluate_alignment(
                                 "f1": sc.f1,
                             }
                         )
-    return {"task": "alignment", "model": encoder.name, "results": results, "notes": notes}
+    model = encoder.name if target_encoder is None else f"{encoder.name} -> {target_encoder.name}"
+    return {"task": "alignment", "model": model, "results": results, "notes": notes}
 
 
-def gold_tokens(encoder, gold: Sequence, layer: int, prefix: str = "") -> tuple[_Tokens, _Tokens]:
+def gold_tokens(encoder, gold: Sequence, layer: int, prefix: str = "", *,
+                target_encoder=None) -> tuple[_Tokens, _Tokens]:
     """Source and target tokens of gold alignments (``GoldAlignment``), on the gold's own words:
     ``words[i]`` is ``gold[i].src`` exactly, so word indices are the gold's indices; a gold
     token that yields no subword piece (U+3000, a zero-width character) is a word without
-    tokens (see :func:`unalignable_words`), never an error."""
+    tokens (see :func:`unalignable_words`), never an error. target_encoder: encodes the
+    target side (None: ``encoder``); its layer ``layer`` too, and its own prompt-free words."""
     s = _embed(encoder, None, layer, prefix, words=[list(g.src) for g in gold])
-    t = _embed(encoder, None, layer, prefix, words=[list(g.tgt) for g in gold])
+    t = _embed(target_encoder or encoder, None, layer, prefix, words=[list(g.tgt) for g in gold])
+    if s.emb.shape[-1] != t.emb.shape[-1]:
+        raise ValueError(f"target_encoder: hidden size {t.emb.shape[-1]} != the encoder's {s.emb.shape[-1]}; "
+                         "token costs need one space")
     return s, t
 
 

@@ -28,13 +28,14 @@ from optical_viz import paths
 from optical_viz.config import STRICT, Bool, Float, Int, OTConfig, Str, choice, load_yaml, parse
 from optical_viz.linear_map import START_METHODS
 
-__all__ = ["OPTICAL_PROTOCOL_PATH", "OpticalProtocol", "load_optical_protocol", "validate_optical_protocol",
+__all__ = ["OPTICAL_PROTOCOL_PATH", "OpticalProtocol", "OTTuningConfig", "load_optical_protocol", "validate_optical_protocol",
            "estimate", "placeholders", "MIN_STEPS"]
 
 OPTICAL_PROTOCOL_PATH = paths.REPO_ROOT / "results" / "optical" / "protocol.yaml"
 MIN_STEPS = 1000  # issue 26: long enough for a student to move into another model's space
 METHODS = ("teacher_only", "zero-shot", "mse", "contrastive", "ot", "ot+mse")
 PRECISIONS = ("fp32", "auto")  # bf16 on a CPU without native bf16 (AVX2 only) is 6-7x slower
+OT_LR = 1.0e-4  # tuning.methods.ot: "lr 1e-4" (the protocol's comment; a configuration may set its own lr)
 
 
 def _fail(ok: bool, msg: str) -> None:
@@ -135,6 +136,29 @@ class Training:
 
 
 @dataclass(config=STRICT)
+class OTTuningConfig:
+    """One OT dev configuration: the OT fields of :class:`optical_viz.config.OTConfig` it sets,
+    its loss (``ot``, or ``ot+mse`` with the sentence term), the term weights (``scale_probe``:
+    by the scale probe of results/full/protocol.yaml) and its learning rate."""
+
+    objective: Str
+    plan: Str
+    eps: Float
+    eps_mode: Str
+    eps_scaling: typing.Optional[Float]
+    marginals: Str
+    rho: typing.Optional[Float]
+    layer: Int
+    loss: choice(("ot", "ot+mse")) = "ot"
+    weights: typing.Optional[choice(("scale_probe",))] = None
+    lr: Float = OT_LR
+
+    def ot(self) -> dict:
+        """The loss.ot fields of a run's DistillConfig."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("loss", "weights", "lr")}
+
+
+@dataclass(config=STRICT)
 class MethodTuning:
     """A method's dev budget: ``configs`` named settings (OT) or a ``grid`` (contrastive, MSE)."""
 
@@ -147,6 +171,22 @@ class MethodTuning:
         if self.configs is not None:
             return len(self.configs)
         return math.prod(len(v) for v in (self.grid or {}).values())
+
+    def ot_configs(self) -> dict[str, OTTuningConfig]:
+        """The named OT configurations, typed, in the file's order."""
+        out = {}
+        for name, cfg in (self.configs or {}).items():
+            try:
+                out[name] = parse(OTTuningConfig, cfg, what=f"configs.{name}")
+            except ValueError as exc:
+                raise ValueError(f"configs.{name}.{exc}") from None
+        return out
+
+    def axis(self, key: str) -> list[float]:
+        """The values of one axis of the ``grid`` (e.g. ``lr``); ValueError naming it when absent."""
+        if not self.grid or key not in self.grid:
+            raise ValueError(f"grid.{key}: not an axis of this method's grid ({sorted(self.grid or {})})")
+        return [float(v) for v in self.grid[key]]
 
 
 @dataclass(config=STRICT)
@@ -172,6 +212,14 @@ class Tuning:
                 parse(OTConfig, fields, what=f"methods.ot.configs.{name}")
             except ValueError as exc:
                 raise ValueError(f"methods.ot.configs.{name}.{exc}") from None
+        try:
+            ot.ot_configs()
+        except ValueError as exc:
+            raise ValueError(f"methods.ot.{exc}") from None
+        for name in ("contrastive", "mse"):
+            _fail(name in self.methods and self.methods[name].grid and "lr" in self.methods[name].grid,
+                  f"methods.{name}.grid.lr: the learning rates tried")
+        _fail("temperature" in (c.grid or {}), "methods.contrastive.grid.temperature: the temperatures tried")
         return self
 
 

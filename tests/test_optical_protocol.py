@@ -61,6 +61,10 @@ def _mutated(raw, edit):
         (lambda p: p["budget"]["runs"]["dev"].update(light=40), r"budget\.estimate_wall_s"),
         (lambda p: p["training"].update(step=1000), r"training\.step: unknown key; did you mean 'steps'"),
         (lambda p: p.pop("statistics"), r"statistics: expected a value"),
+        (lambda p: p["tuning"]["methods"]["ot"]["configs"]["published"].update(weight="scale_probe"),
+         r"methods\.ot\.configs\.published\.weight: unknown key"),
+        (lambda p: p["tuning"]["methods"]["ot"]["configs"]["published"].update(loss="ot+contrastive"),
+         r"methods\.ot\.configs\.published\.loss"),
     ],
 )
 def test_a_broken_copy_is_an_error_naming_the_key(raw, edit, message):
@@ -74,3 +78,18 @@ def test_protocol_yaml_error_names_the_file(tmp_path, raw):
     bad.write_text(yaml.safe_dump(_mutated(raw, lambda p: p["test"].update(seeds=[0]))))
     with pytest.raises(ValueError, match=r"^protocol\.yaml: test: seeds"):
         OP.load_optical_protocol(bad)
+
+
+def test_ot_configurations_are_typed():
+    """tuning.methods.ot.configs as typed configurations: the OT fields, the loss and weights
+    of the one with the sentence term, the protocol's OT learning rate."""
+    p = OP.load_optical_protocol()
+    configs = p.tuning.methods["ot"].ot_configs()
+    assert list(configs)[0] == "divergence_content" and len(configs) == 6
+    both = configs["divergence_content+mse"]
+    assert (both.loss, both.weights, both.lr) == ("ot+mse", "scale_probe", OP.OT_LR)
+    assert configs["published"].ot() == {"objective": "entropic", "plan": "sinkhorn", "eps": 0.02, "eps_mode": "absolute",
+                                         "eps_scaling": None, "marginals": "uniform", "rho": None, "layer": -1}
+    assert p.tuning.methods["contrastive"].axis("temperature") == [0.02, 0.05, 0.1]
+    with pytest.raises(ValueError, match=r"grid\.temperature: not an axis"):
+        p.tuning.methods["mse"].axis("temperature")

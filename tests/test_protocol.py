@@ -1,5 +1,5 @@
-"""The pre-registered protocol (results/full/protocol.yaml) and its loader, on the committed
-file and the real XQuAD / XQuAD-R / config files."""
+"""The pre-registered protocol (results/full/protocol.yaml) and its typed loader, on the
+committed files and the real XQuAD / XQuAD-R / config files."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +17,7 @@ XQUAD_R_LANGS = [lang for lang in XQUAD_LANGS if lang != "ro"]
 
 
 @pytest.fixture(scope="module")
-def protocol() -> dict:
+def protocol() -> P.Protocol:
     return P.load_protocol()
 
 
@@ -45,26 +45,26 @@ def _config(name: str) -> dict:
 
 
 def test_article_lists_partition_the_48_real_articles(protocol, articles):
-    split = protocol["splits"]["rq1"]
-    dev, test = set(split["dev_articles"]), set(split["test_articles"])
+    split = protocol.splits.rq1
+    dev, test = set(split.dev_articles), set(split.test_articles)
     real = set(articles[("xquad_r", "en")].values())
-    assert len(real) == 48 == split["n_articles"]
+    assert len(real) == 48 == split.n_articles
     assert not dev & test
     assert dev | test == real
     assert (len(dev), len(test)) == (16, 32)
 
 
 def test_split_is_the_stated_seeded_procedure(protocol, articles):
-    split = protocol["splits"]["rq1"]
+    split = protocol.splits.rq1
     real = set(articles[("xquad", "en")].values())
-    dev, test = P.split_articles(real, seed=split["seed"], n_dev=split["n_dev"])
-    assert dev == split["dev_articles"]
-    assert test == split["test_articles"]
+    dev, test = P.split_articles(real, seed=split.seed, n_dev=split.n_dev)
+    assert dev == split.dev_articles
+    assert test == split.test_articles
 
 
 def test_every_question_of_every_language_maps_to_one_listed_article(protocol, articles, data_root):
-    split = protocol["splits"]["rq1"]
-    dev, test = set(split["dev_articles"]), set(split["test_articles"])
+    split = protocol.splits.rq1
+    dev, test = set(split.dev_articles), set(split.test_articles)
     reference = articles[("xquad_r", "en")]
     for lang in XQUAD_R_LANGS:
         loaded = loaders.load_xquad_r(lang, data_root)
@@ -76,7 +76,7 @@ def test_every_question_of_every_language_maps_to_one_listed_article(protocol, a
         assert mapping == reference, lang
         assert mapping == articles[("xquad", lang)], lang
         where = Counter(("dev" if mapping[i] in dev else "test" if mapping[i] in test else "none") for i in ids)
-        assert where == {"dev": split["questions_per_language"]["dev"], "test": split["questions_per_language"]["test"]}, lang
+        assert where == {"dev": split.questions_per_language["dev"], "test": split.questions_per_language["test"]}, lang
     # Romanian is in XQuAD only (RQ1's XQuAD paragraph task)
     assert articles[("xquad", "ro")] == reference
 
@@ -97,7 +97,7 @@ def test_article_of_a_question_agrees_with_its_gold_paragraph(protocol, articles
 
 
 def test_maxsim_subset_is_fixed_and_inside_test(protocol, articles):
-    test_articles = set(protocol["splits"]["rq1"]["test_articles"])
+    test_articles = set(protocol.splits.rq1.test_articles)
     test_ids = [i for i, t in articles[("xquad_r", "en")].items() if t in test_articles]
     a = P.maxsim_subset(test_ids, 300, seed=2026)
     assert a == P.maxsim_subset(reversed(test_ids), 300, seed=2026)
@@ -127,48 +127,48 @@ def test_split_articles_partitions_and_is_deterministic():
 
 
 def test_published_variant_is_the_committed_grid_setting(protocol):
-    published = protocol["tuning"]["rq1"]["ot"]["variants"]["published"]
+    published = protocol.tuning.rq1.ot.variants["published"]
+    assert (published.loss, published.weights) == ("ot", None)
     for name in ("rq1.yaml", "rq2-5.yaml", "rq2-50.yaml"):
         ot = _config(name)["loss"]["ot"]
-        assert {k: ot[k] for k in P.OT_FIELDS} == published, name
-    assert _config("rq1.yaml")["lr"] == protocol["tuning"]["rq1"]["ot"]["lr"]
+        assert {k: ot[k] for k in P.OT_FIELDS} == published.ot, name
+    assert _config("rq1.yaml")["lr"] == protocol.tuning.rq1.ot.lr
 
 
 def test_rq2_sizes_nested_shared_and_unseen(protocol):
-    rq2 = protocol["splits"]["rq2"]
-    sets = {n: _config(path.split("/")[-1])["languages"] for n, path in rq2["sizes"].items()}
+    rq2 = protocol.splits.rq2
+    sets = {n: _config(path.split("/")[-1])["languages"] for n, path in rq2.sizes.items()}
     assert sorted(sets) == [5, 10, 20, 50] and all(len(sets[n]) == n for n in sets)
-    assert sets[5] == rq2["shared_languages"]
+    assert sets[5] == rq2.shared_languages
     for small, big in ((5, 10), (10, 20), (20, 50)):
         assert sets[big][:small] == sets[small]
     unseen = _config("rq2-unseen.yaml")["unseen_languages"]
-    assert len(unseen) == rq2["unseen"]["n_languages"] == 20
+    assert len(unseen) == rq2.unseen.n_languages == 20
     assert not set(unseen) & set(sets[50])
 
 
 def test_rq1_primary_languages_are_trained_and_in_xquad_r(protocol, data_root):
-    langs = protocol["metrics"]["primary"]["rq1"]["languages"]
+    langs = protocol.metrics.primary.rq1.languages
     assert set(langs) <= set(_config("rq1.yaml")["languages"])
     codes = {loaders.load_xquad_r(lang, data_root).lang for lang in XQUAD_R_LANGS if lang != "en"}
     assert set(langs) == codes
 
 
 def test_budget_run_counts_follow_the_tuning_and_test_sections(protocol):
-    stages = protocol["budget"]["stages"]
-    rq1 = protocol["tuning"]["rq1"]
-    dev_runs = sum(rq1[m]["budget"] for m in P.TRAINED_METHODS)
+    stages = protocol.budget.stages
+    dev_runs = sum(P.tuning_budget(protocol, "rq1", m) for m in P.TRAINED_METHODS)
     assert dev_runs == 18
-    test = protocol["test"]
-    trained_rq1 = [a for a, s in test["rq1"]["arms"].items() if s["method"] != "zero-shot"]
-    trained_rq2 = [a for a, s in test["rq2"]["arms"].items() if s["method"] != "zero-shot"]
-    rq1_test = len(trained_rq1) * len(test["rq1"]["seeds"]) - 4  # seed 0 of mse, contrastive, ot published, ot best
-    rq2_test = len(trained_rq2) * len(test["rq2"]["sizes"]) * len(test["rq2"]["seeds"]) - 2  # size 20 seed 0 of the 2 tuned
-    rq2_dev = sum(protocol["tuning"]["rq2"]["budget"].values())
+    test = protocol.test
+    trained_rq1 = [a for a, s in test.rq1.arms.items() if s.method != "zero-shot"]
+    trained_rq2 = [a for a, s in test.rq2.arms.items() if s.method != "zero-shot"]
+    rq1_test = len(trained_rq1) * len(test.rq1.seeds) - 4  # seed 0 of mse, contrastive, ot published, ot best
+    rq2_test = len(trained_rq2) * len(test.rq2.sizes) * len(test.rq2.seeds) - 2  # size 20 seed 0 of the 2 tuned
+    rq2_dev = sum(protocol.tuning.rq2.budget.values())
     expected = {"rq1_dev": dev_runs, "rq1_test": rq1_test, "rq2_dev": rq2_dev, "rq2_test": rq2_test}
     for stage, n in expected.items():
-        assert sum(stages[stage]["runs"].values()) == n, stage
-        assert sum(stages[stage]["worst"].values()) == n, stage
-    assert stages["rq1_test"]["models_evaluated"] == len(trained_rq1) * len(test["rq1"]["seeds"]) + 1
+        assert sum(stages[stage].runs.values()) == n, stage
+        assert sum(stages[stage].worst.values()) == n, stage
+    assert stages["rq1_test"].models_evaluated == len(trained_rq1) * len(test.rq1.seeds) + 1
 
 
 def test_estimate_fits_four_hours_on_two_processes(protocol):
@@ -176,7 +176,7 @@ def test_estimate_fits_four_hours_on_two_processes(protocol):
     assert est["expected"] <= 1.05 * 4 * 3600
     assert est["expected"] < est["worst"]
     one = copy.deepcopy(protocol)
-    one["budget"]["processes"] = 1
+    one.budget.processes = 1
     assert P.estimate(one)["expected"] == pytest.approx(2 * est["expected"])
 
 
@@ -195,7 +195,8 @@ def _mutated(raw, edit):
         (lambda p: p["splits"]["rq1"]["test_articles"].append(p["splits"]["rq1"]["dev_articles"][0]), "twice|share"),
         (lambda p: p["splits"]["rq1"]["test_articles"].pop(), r"16 \+ 31 articles"),
         (lambda p: p["splits"]["rq1"].update(seed=2027), "stated procedure"),
-        (lambda p: p["test"]["rq1"].update(seeds=[0, 1, "2"]), "distinct ints"),
+        (lambda p: p["test"]["rq1"].update(seeds=[0, 1, "2"]), r"test\.rq1\.seeds\.2: expected an integer"),
+        (lambda p: p["test"]["rq1"].update(seeds=[0, 1, 1]), "distinct ints"),
         (lambda p: p["test"]["rq2"].update(seeds=[0]), "at least 2"),
         (lambda p: p["tuning"]["rq1"]["mse"].pop("budget"), "mse: no budget"),
         (lambda p: p["tuning"]["rq1"]["contrastive"]["grid"]["lr"].append(5e-5), "grid of 12"),
@@ -209,17 +210,56 @@ def _mutated(raw, edit):
     ],
 )
 def test_validator_rejects(raw, edit, message):
-    P.validate_protocol(raw)  # the committed file passes
-    with pytest.raises(ValueError, match=message):
-        P.validate_protocol(_mutated(raw, edit))
+    P.parse_protocol(raw)  # the committed file passes
+    with pytest.raises(ValueError, match=message) as info:
+        P.parse_protocol(_mutated(raw, edit))
+    assert str(info.value).startswith("protocol.yaml: ") and "\n" not in str(info.value)
 
 
-def test_validator_rejects_a_grid_that_does_not_fit(raw):
+def test_validator_rejects_a_grid_that_does_not_fit(raw, protocol):
+    bigger = copy.deepcopy(protocol)
+    bigger.budget.stages["rq2_test"].runs["light"] = 60
+    est = P.estimate(bigger)
+
     def edit(p):
         p["budget"]["stages"]["rq2_test"]["runs"]["light"] = 60
-        p["budget"]["estimate_wall_s"] = P.estimate(p)  # consistent, but over the limit
+        p["budget"]["estimate_wall_s"] = est  # consistent, but over the limit
     with pytest.raises(ValueError, match="exceeds the 14400 s wall limit"):
-        P.validate_protocol(_mutated(raw, edit))
+        P.parse_protocol(_mutated(raw, edit))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["tuning"]["rq1"]["contrastive"]["grid"].update(lr="fast"), r"tuning\.rq1\.contrastive\.grid\.lr: expected a list"),
+        (lambda p: p["training"].update(stpes=200), r"training\.stpes: unknown key; did you mean 'steps'\?"),
+        (lambda p: p["test"]["rq1"]["arms"]["mse"].update(setting="worst"), r"test\.rq1\.arms\.mse\.setting: 'worst' is not one of"),
+    ],
+)
+def test_errors_name_the_key(raw, edit, message):
+    with pytest.raises(ValueError, match=message):
+        P.parse_protocol(_mutated(raw, edit))
+
+
+@pytest.mark.parametrize("scale", sorted(P.PROTOCOLS))
+def test_every_committed_protocol_loads_typed(scale):
+    p = P.load_stage_protocol(scale)
+    assert p.scale == scale
+    assert p.checkpoints[-1] == p.training.steps == p.tuning.steps
+    assert p.methods["ot+contrastive"].parts == ["ot", "contrastive"]
+    assert p.metrics.maxsim.max_queries == 300 and [m.pair for m in p.metrics.aer] == ["roen"]
+    assert (p.budget is not None) == (scale == "full") and p.limits.prune == (scale == "quick")
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        P.load_stage_protocol("huge")
+
+
+def test_load_names_the_file(tmp_path, raw):
+    bad = copy.deepcopy(raw)
+    bad["training"]["steps"] = 150
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match=r"^mine\.yaml: training\.steps must be >= 200, got 150$"):
+        P.load_protocol(path)
 
 
 # ----------------------------------------------------------------------------- the test-stage gate

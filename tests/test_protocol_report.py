@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from optical_viz.experiments import protocol_report as R
-from optical_viz.experiments import stages as S
+from optical_viz.experiments.settings import combined_setting, dev_settings
+from optical_viz.protocol import load_stage_protocol
 from optical_viz.experiments.figures import protocol_figures
 
 
@@ -24,7 +25,7 @@ def _write(dir_, question, run_id, method, seed, label, langset, per_lang: dict[
 
 @pytest.fixture(scope="module")
 def quick():
-    return S.load_stage_protocol("quick")
+    return load_stage_protocol("quick")
 
 
 def test_rq1_arms_and_contrasts_from_result_files(tmp_path, quick):
@@ -47,7 +48,7 @@ def test_rq1_arms_and_contrasts_from_result_files(tmp_path, quick):
     assert s.loc["ot_best", "estimate"] == pytest.approx(100 * np.mean([(hard[l] < 0.7).mean() for l in langs]))
     assert s.loc["ot_best", "seeds"] == 2 and s.loc["zero-shot", "seeds"] == 1
     c = out["rq1_contrasts"].set_index(["a", "b"])
-    assert len(c) == len(quick.doc["statistics"]["contrasts"]["rq1"])
+    assert len(c) == len(quick.statistics.contrasts["rq1"])
     assert c.loc[("ot_best", "contrastive_best"), "reject"] and c.loc[("ot_best", "contrastive_best"), "estimate"] > 15
     # identical arms: no difference, and equivalent within +-1 point
     same = c.loc[("ot_best+contrastive", "contrastive_best")]
@@ -88,7 +89,7 @@ def test_rq2_delta_pools_directions_and_finds_the_interaction(tmp_path, quick):
     i = out["rq2_interaction"].set_index("group")
     assert i.loc["shared_5", "estimate"] == pytest.approx(100 * ((hard["yor_Latn"] < 0.6).mean() - (hard["yor_Latn"] < 0.5).mean()))
     fam = out["rq2_contrasts"]
-    assert len(fam) == len(quick.doc["statistics"]["contrasts"]["rq2"]) + 1  # + the DiD of the Holm family
+    assert len(fam) == len(quick.statistics.contrasts["rq2"]) + 1  # + the DiD of the Holm family
     assert fam["a"].str.startswith("DiD").sum() == 1
     # descriptive: the pairs per size and direction (the two directions hold the same values here)
     dirs = out["rq2_directions"].set_index(["size", "direction", "a", "b"])
@@ -150,15 +151,15 @@ def test_load_protocol_reports_reads_back_what_was_written(tmp_path, quick):
 
 
 def test_each_test_arm_reports_the_setting_it_ran(quick):
-    settings = S.dev_settings(quick, "rq1")
+    settings = dev_settings(quick, "rq1")
     ot = next(s for s in settings if s.method == "ot" and s.variant != "published")
     con = next(s for s in settings if s.method == "contrastive")
     won = {"ot-published": next(s for s in settings if s.variant == "published"), "ot": ot, "contrastive": con}
-    arms = quick.doc["test"]["rq1"]["arms"]
+    arms = quick.test.rq1.arms
     got = {arm: R._arm_setting(spec, won) for arm, spec in arms.items()}
     assert got["zero-shot"] is None and got["ot_best"] == ot and got["contrastive_best"] == con
     assert got["ot_published"].variant == "published"
-    assert got["ot_best+contrastive"] == S.combined_setting(ot, con)  # the two winners combined (was empty)
+    assert got["ot_best+contrastive"] == combined_setting(ot, con)  # the two winners combined (was empty)
     assert got["mse"] is None  # its tuning is not finished: no setting yet
 
 
@@ -181,4 +182,4 @@ def test_a_report_while_seeds_are_missing_leaves_those_arms_out_of_the_contrasts
 
 @pytest.fixture(scope="module")
 def full():
-    return S.load_stage_protocol("full")
+    return load_stage_protocol("full")

@@ -51,12 +51,12 @@ def diff_arm(a: dict, b: dict) -> dict:
 
 # ----------------------------------------------------------------------------- defaults, doctest
 def test_defaults_are_the_protocols():
-    st = P.load_protocol()["statistics"]
-    assert S.N_BOOTSTRAP == st["bootstrap"]["n"]
-    assert S.BOOTSTRAP_SEED == st["bootstrap"]["seed"]
-    assert S.INTERVAL == st["interval"]
-    assert S.ALPHA == st["alpha"]
-    assert S.MARGIN == st["equivalence"]["margin"]
+    st = P.load_protocol().statistics
+    assert S.N_BOOTSTRAP == st.bootstrap.n
+    assert S.BOOTSTRAP_SEED == st.bootstrap.seed
+    assert S.INTERVAL == st.interval
+    assert S.ALPHA == st.alpha
+    assert S.MARGIN == st.equivalence.margin
 
 
 def test_module_docstring_example():

@@ -25,7 +25,8 @@ import yaml
 from optical_viz import retrieval
 from optical_viz.cache import EmbeddingCache
 from optical_viz.encoder import load_encoder, minilm_model_dir
-from optical_viz.experiments import stages
+from optical_viz.experiments.protocol_evals import rq1_question_ids
+from optical_viz.protocol import load_stage_protocol
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_LANGS = ["deu_Latn", "rus_Cyrl", "zho_Hans", "hin_Deva"]  # 4 of RQ1's 10 query languages
@@ -38,8 +39,7 @@ def commit() -> str:
 
 
 def dev_ids() -> list[str]:
-    p = stages.load_stage_protocol("full")
-    return stages.rq1_question_ids(p, "dev")
+    return rq1_question_ids(load_stage_protocol("full"), "dev")
 
 
 def dev_recall(student, teacher, ids) -> dict:

@@ -57,7 +57,7 @@ def time_configs(configs: list[str], steps: int, device: str = "auto", root=None
         if unknown:
             raise ValueError(f"not a dev configuration of configs/gpu/protocol.yaml: {', '.join(unknown)}; "
                              f"choose from {', '.join(by_key)}")
-        out = {"protocol_steps": int(gpu.doc["training"]["steps"]), "timed_steps": steps, "configs": {}}
+        out = {"protocol_steps": int(gpu.training.steps), "timed_steps": steps, "configs": {}}
         for key in configs:
             cfg = by_key[key].config
             cfg = dataclasses.replace(cfg, steps=steps, warmup_steps=1, snapshots=[], checkpoint_every=steps,

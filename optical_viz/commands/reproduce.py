@@ -5,6 +5,7 @@
     optical-viz reproduce --scale full --stage rq1-dev --shard 0/2   # one stage, half of its runs (make reproduce)
     optical-viz reproduce --scale quick --out /tmp/q             # runs/, results/, figures/ under /tmp/q
     optical-viz reproduce --grid tests/grids/three.yaml          # a grid file of your own questions
+    optical-viz reproduce --protocol optical --scale full --stage rq3-dev --shard 0/2   # RQ3 (issue 26)
 
 ``--scale`` runs results/full/protocol.yaml (quick: configs/protocol-quick.yaml) stage by
 stage: tuning on dev, selection into tuning.csv, then the test set (refused until tuning is
@@ -18,6 +19,7 @@ from pathlib import Path
 from optical_viz.commands import add_data_root
 
 STAGES = ("rq1-dev", "rq1-dev2", "rq2-dev", "rq1-test", "rq2-test")  # optical_viz.experiments.stages.STAGES (no import: --help stays fast)
+OPTICAL_STAGES = ("rq3-dev", "rq3-test", "rq3-scale")  # optical_viz.experiments.optical_stages.STAGES
 
 
 def register(sub) -> None:
@@ -31,8 +33,12 @@ def register(sub) -> None:
     p.add_argument("--scale", choices=("quick", "full", "gpu"), default="quick",
                    help="quick: minutes, a smoke test of every stage; full: the protocol (~6 h on 2 cores); "
                    "gpu: the protocol at GPU scale (configs/gpu/protocol.yaml: 3000 steps, batch 128, 5 seeds)")
-    p.add_argument("--stage", action="append", default=None, choices=STAGES, metavar="STAGE",
-                   help=f"run only this stage (repeatable; in order: {', '.join(STAGES)}; default: all)")
+    p.add_argument("--protocol", choices=("rq", "optical"), default="rq",
+                   help="rq: results/full/protocol.yaml (RQ1 / RQ2); optical: results/optical/protocol.yaml (RQ3, "
+                   "MiniLM teaches e5-small; --scale quick: configs/optical-quick.yaml; results under OUT/results/optical)")
+    p.add_argument("--stage", action="append", default=None, choices=STAGES + OPTICAL_STAGES, metavar="STAGE",
+                   help=f"run only this stage (repeatable; in order: {', '.join(STAGES)}; with --protocol optical: "
+                   f"{', '.join(OPTICAL_STAGES)}; default: all)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="this process runs part I of N of each stage (e.g. 0/2 and 1/2 on two cores; default 0/1)")
     p.add_argument("--grid", type=Path, default=None, metavar="YAML",
@@ -58,6 +64,8 @@ def _run(args) -> int:
 
     from optical_viz import experiments
 
+    if args.grid is None and args.protocol == "optical":
+        return _run_optical(args)
     if args.grid is None:
         return _run_protocol(args)
     spec = experiments.GridSpec.from_yaml(args.grid)
@@ -79,16 +87,46 @@ def _run(args) -> int:
     return 0
 
 
-def _run_protocol(args) -> int:
-    from optical_viz.experiments import stages
-
+def _shard(args) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in args.shard.split("/"))
     except ValueError:
         raise ValueError(f"--shard must look like 0/2, got {args.shard!r}") from None
+    return i, n
+
+
+def _run_optical(args) -> int:
+    from optical_viz.experiments import optical_stages
+
+    if args.scale == "gpu":
+        raise ValueError("--protocol optical has the scales full and quick")
+    bad = [s for s in args.stage or () if s not in OPTICAL_STAGES]
+    if bad:
+        raise ValueError(f"--stage {bad[0]} is not a stage of --protocol optical ({', '.join(OPTICAL_STAGES)})")
+    plan = optical_stages.load_plan(args.scale)
+    name = "optical" if args.scale == "full" else f"optical-{args.scale}"
+    result = optical_stages.reproduce_optical(
+        plan, stages=args.stage, shard=_shard(args), runs_dir=args.runs or args.out / "runs" / name,
+        results_dir=args.results or args.out / "results" / name, figures_dir=args.figures or args.out / "figures" / name,
+        root=args.data_root, dry_run=args.dry_run,
+        progress=not args.quiet)
+    if result.failed:
+        print(f"optical-viz reproduce: {len(result.failed)} run(s) failed: {', '.join(result.failed)}")
+        return 1
+    return 0
+
+
+def _run_protocol(args) -> int:
+    from optical_viz.experiments import stages
+    from optical_viz.protocol import load_stage_protocol
+
+    i, n = _shard(args)
+    bad = [s for s in args.stage or () if s not in STAGES]
+    if bad:
+        raise ValueError(f"--stage {bad[0]} is a stage of --protocol optical")
     if args.question:
         raise ValueError("--question selects questions of a --grid file; the protocol runs by --stage")
-    p = stages.load_stage_protocol(args.scale)
+    p = load_stage_protocol(args.scale)
     out = args.out
     result = stages.reproduce_protocol(
         p, stages=args.stage, shard=(i, n),

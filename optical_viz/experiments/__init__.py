@@ -34,11 +34,24 @@ are rebuilt from the result files every time, so they always describe what is on
 
 One job per file:
 
-    grid.py        the grid file (GridSpec, QuestionSpec, EvalSpec) and its runs (build_grid)
-    evaluation.py  one model on one evaluation, through optical_viz.retrieval.evaluate
-    run.py         provenance, what is left, the run loop with resume, reproduce()
-    report.py      summary CSVs, seed aggregation, paired tests, markdown tables, findings
-    figures.py     the figures of every question, drawn with optical_viz.plots
+    grid.py             the grid file (GridSpec, QuestionSpec, EvalSpec), its runs (build_grid), RunOptions
+    evaluation.py       one model on one evaluation, through optical_viz.retrieval.evaluate
+    run.py              provenance, what is left, the run loop with resume, reproduce()
+    report.py           summary CSVs, seed aggregation, paired tests, markdown tables, findings
+    figures.py          the figures of every question, drawn with optical_viz.plots
+
+The pre-registered protocol (optical_viz.protocol, typed) runs through the same loop:
+
+    settings.py         the configurations a protocol tries (Setting, dev_settings, combined_setting)
+    stage_configs.py    the distill config of every protocol run (base_config, setting_config)
+    scale_probe.py      the term weights of a combined loss (scale_probe_weights)
+    protocol_evals.py   what protocol runs are scored on (dev checkpoints, test metrics)
+    selection.py        tuning.csv from the dev results, and the winners read from it
+    stages.py           the stage driver: the runs of each stage, shards, reproduce_protocol
+    pruning.py          the weights no later stage reads (prune_after_stage)
+    protocol_report.py  the test-stage statistics (summaries, Holm families, equivalence, interaction)
+    protocol_tables.py  the README's tables of those reports
+    statistics.py       hierarchical bootstrap, paired differences, Holm, TOST
 
 Reporting iterates over the questions found in the results: a question added to the grid
 file reaches the summaries, tables, findings and figures without code changes.
@@ -52,8 +65,8 @@ from optical_viz.experiments.grid import (
     GridSpec,
     QuestionSpec,
     Run,
+    RunOptions,
     build_grid,
-    default_grid_path,
 )
 from optical_viz.experiments.report import RETRIEVAL_METRICS, aggregate, collect, findings, paired_tests, question_table
 from optical_viz.experiments.run import (
@@ -72,7 +85,7 @@ from optical_viz.experiments.run import (
 
 __all__ = [
     "TRAINING_METHODS", "ZERO_SHOT", "RETRIEVAL_METRICS", "METHOD_COLORS",
-    "EvalSpec", "QuestionSpec", "GridSpec", "Run", "build_grid", "default_grid_path",
+    "EvalSpec", "QuestionSpec", "GridSpec", "Run", "RunOptions", "build_grid",
     "Evaluation", "evaluate_model", "eval_langs",
     "code_version", "GridStatus", "status", "estimate_seconds", "format_plan", "run_grid",
     "keep_training_log", "training_log_path", "write_timings",

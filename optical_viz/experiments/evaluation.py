@@ -58,7 +58,7 @@ def evaluate_model(
         ev.task, **models, langs=langs, split=ev.split if ev.task == "flores" else None, scoring=ev.scoring,
         root=root, batch_size=batch_size, cache=teacher_cache, n_bootstrap=n_bootstrap, seed=0,
         progress=progress, directions=ev.directions, max_queries=ev.max_queries, max_candidates=ev.max_candidates,
-        query_ids=ev.query_ids,
+        query_ids=ev.query_ids, english_queries=ev.english_by or "teacher",
     )
     return Evaluation(report, dict(report.sizes))
 
@@ -77,13 +77,16 @@ def eval_langs(run: Run, ev: EvalSpec, root=None) -> list[str]:
     return langs
 
 
-def evaluate_alignment_model(ev: EvalSpec, student, root=None) -> dict:
+def evaluate_alignment_model(ev: EvalSpec, student, root=None, teacher=None) -> dict:
     """Word alignment (task ``alignment``) of one model: the student embeds both sides of the
-    gold pair ``ev.pair`` at ``ev.layer`` and each of ``ev.align_methods`` extracts links ->
+    gold pair ``ev.pair`` at ``ev.layer`` (``ev.english_by == "teacher"``: the student the
+    source side, ``teacher`` the English target side, two tokenizers) and each of
+    ``ev.align_methods`` extracts links ->
     ``{"task", "scoring", "split", "results": [{"pair", "method", "aer", "precision", "recall",
     "f1", "n", ...}]}`` (corpus-level AER; no per-query values)."""
     from optical_viz import alignment
 
+    target = teacher if ev.english_by == "teacher" and teacher is not student else None
     out = alignment.evaluate_alignment(student, [ev.pair], ev.align_methods or [alignment.METHOD_DEFAULT],
-                                       [ev.layer], root=root, limit=ev.max_queries)
+                                       [ev.layer], root=root, limit=ev.max_queries, target_encoder=target)
     return {"task": ev.task, "scoring": None, "split": None, "results": out["results"]}

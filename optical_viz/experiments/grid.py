@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Union
 
 from pydantic.dataclasses import dataclass
 
-from optical_viz import paths
 from optical_viz.config import (
     STRICT,
     Bool,
@@ -66,6 +65,11 @@ class EvalSpec:
         the student aligns both sides (``max_queries`` limits the sentence pairs).
     label: the evaluation's name in file names and tables (default ``<task>.<scoring>``,
         plus ``.unseen`` for unseen languages); needed when a task is evaluated twice.
+    english_by: who encodes the English side of a trained run's evaluation: None (each task's
+        rule: retrieval gives English to the teacher, alignment gives both sides to the
+        student); ``"student"``: the student's English queries against the teacher's English
+        candidates (an English control); ``"teacher"`` (task ``alignment``): the student's
+        tokens of the source side against the teacher's tokens of the English target side.
     """
 
     task: choice(GRID_TASKS)
@@ -83,6 +87,7 @@ class EvalSpec:
     align_methods: Optional[List[choice(ALIGN_METHODS)]] = None
     layer: Int = -1
     label: Optional[Str] = None
+    english_by: Optional[choice(("student", "teacher"))] = None
 
     def __post_init__(self) -> None:
         for k in ("max_queries", "max_candidates"):
@@ -162,6 +167,25 @@ def _config_entry(entry) -> tuple[str, int | None]:
     return str(entry), None
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What :func:`~optical_viz.experiments.run.run_grid` needs of a grid besides its runs: a
+    grid file's (:attr:`GridSpec.run_options`) or a protocol's
+    (:func:`optical_viz.experiments.stages.run_options`).
+
+    scale: names the plan and the result files; n_bootstrap: resamples of each 95% interval;
+    prune: delete a run's weights once its evaluations are written; precision: of every
+    evaluated model; estimate: the printed plan's costs
+    (:func:`~optical_viz.experiments.run.estimate_seconds`).
+    """
+
+    scale: str
+    n_bootstrap: int = 1000
+    prune: bool = False
+    precision: str = "fp32"
+    estimate: dict = dataclasses.field(default_factory=dict)
+
+
 @dataclass(config=STRICT)
 class GridSpec:
     """A whole grid (one scale). Load with :meth:`from_yaml`.
@@ -192,6 +216,12 @@ class GridSpec:
             for path in [*(_config_entry(c)[0] for c in q.configs.values()), *([q.unseen] if q.unseen else [])]:
                 if not (self.base_dir / path).is_file():
                     raise FileNotFoundError(f"{q.name}: config {self.base_dir / path} does not exist")
+
+    @property
+    def run_options(self) -> "RunOptions":
+        """What the run loop needs of this grid besides its runs."""
+        return RunOptions(scale=self.scale, n_bootstrap=self.n_bootstrap, prune=self.prune,
+                          precision=self.precision, estimate=dict(self.estimate))
 
     @property
     def titles(self) -> dict[str, str]:
@@ -239,10 +269,6 @@ def _looks_like_a_distill_config(doc: dict) -> bool:
     return bool(doc) and sum(k in fields for k in doc) > len(doc) / 2
 
 
-def default_grid_path(scale: str) -> Path:
-    return paths.REPO_ROOT / "configs" / f"grid-{scale}.yaml"
-
-
 # ----------------------------------------------------------------------------- the grid
 
 
@@ -253,6 +279,8 @@ class Run:
     languages: the trained languages (FLORES codes; for zero-shot those of its language set).
     unseen: the question's unseen languages (empty when it has none).
     variant: the method's setting, when a question compares several (e.g. ``t0.05-lr1e-4``).
+    model: of a zero-shot run, the model directory that encodes both sides (None: the default
+        model), e.g. a teacher scored alone as a no-transfer floor.
     """
 
     question: str
@@ -264,6 +292,7 @@ class Run:
     evaluations: list[EvalSpec]
     unseen: list[str] = dataclasses.field(default_factory=list)
     variant: str = ""
+    model: str | None = None
 
     @property
     def run_id(self) -> str:

@@ -35,6 +35,9 @@ import numpy as np
 import pandas as pd
 
 from optical_viz.experiments import statistics as st
+from optical_viz.experiments.selection import arm_setting, tuning_table, winners
+from optical_viz.experiments.stage_configs import rq2_base_config
+from optical_viz.protocol import Protocol
 from optical_viz.rundir import atomic_write
 
 RQ1_METRICS = {  # name -> (evaluation label, metric): the primary first
@@ -89,16 +92,14 @@ def _est_row(arm: dict, n: int, seed: int) -> dict:
     return {"estimate": e.estimate, "lo": e.lo, "hi": e.hi, "seeds": len(arm)}
 
 
-def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
+def rq1_report(p: Protocol, results_dir) -> dict[str, pd.DataFrame]:
     """``rq1_summary`` and ``rq1_contrasts`` frames (empty when no RQ1 test result exists)."""
-    from optical_viz.experiments.stages import winners, tuning_table
-
     results_dir = Path(results_dir)
-    b = p.doc["statistics"]["bootstrap"]
-    n, seed = int(b["n"]), int(b["seed"])
+    b = p.statistics.bootstrap
+    n, seed = int(b.n), int(b.seed)
     configs = _n_configs(results_dir, "rq1")
-    won = winners(p, tuning_table(p, results_dir))
-    arms_spec = p.doc["test"]["rq1"]["arms"]
+    won = winners(p, tuning_table(results_dir))
+    arms_spec = p.test.rq1.arms
     rows = []
     primary = None
     for name, (label, metric) in RQ1_METRICS.items():
@@ -109,7 +110,7 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
             spec = arms_spec[arm]
             setting = _arm_setting(spec, won)
             rows.append({"arm": arm, "metric": name, **_est_row(arms[arm], n, seed),
-                         "configs_tried": configs.get(spec["method"], 0),
+                         "configs_tried": configs.get(spec.method, 0),
                          "setting": setting.run_key if setting is not None else ""})
     rows += _aer_rows(results_dir, arms_spec)
     summary = pd.DataFrame(rows)
@@ -117,13 +118,13 @@ def rq1_report(p, results_dir) -> dict[str, pd.DataFrame]:
         if col in summary:
             summary[col] = summary[col].astype("Int64")
     contrasts = pd.DataFrame()
-    primary = _complete(primary or {}, p.doc["test"]["rq1"]["seeds"])
+    primary = _complete(primary or {}, p.test.rq1.seeds)
     if primary:
-        pairs = [tuple(c) for c in p.doc["statistics"]["contrasts"]["rq1"] if c[0] in primary and c[1] in primary]
+        pairs = [tuple(c) for c in p.statistics.contrasts["rq1"] if c[0] in primary and c[1] in primary]
         if pairs:
             contrasts = st.contrast_table(primary, pairs, n=n, seed=seed,
-                                          margin=float(p.doc["statistics"]["equivalence"]["margin"]),
-                                          alpha=float(p.doc["statistics"]["alpha"]))
+                                          margin=float(p.statistics.equivalence.margin),
+                                          alpha=float(p.statistics.alpha))
     return {"rq1_summary": summary, "rq1_contrasts": contrasts}
 
 
@@ -136,15 +137,9 @@ def _complete(arms: dict[str, dict], seeds) -> dict[str, dict]:
     return out | {a: v for a, v in arms.items() if a == "zero-shot" and len(v) == 1}
 
 
-def _arm_setting(spec: dict, won: dict):
-    """The Setting a test arm ran (None for zero-shot, or while its tuning is unfinished)."""
-    from optical_viz.experiments.stages import combined_setting
-
-    if spec["method"] == "ot+contrastive":  # not tuned: the two winners combined
-        return combined_setting(won["ot"], won["contrastive"]) if {"ot", "contrastive"} <= set(won) else None
-    if spec.get("setting") == "published":
-        return won["ot-published"]
-    return won.get(spec["method"]) if spec.get("setting") == "best" else None
+def _arm_setting(spec, won: dict):
+    """The Setting an RQ1 test arm ran (None for zero-shot, or while its tuning is unfinished)."""
+    return arm_setting(spec, won, "rq1") if spec.setting is not None or spec.method == "ot+contrastive" else None
 
 
 def _aer_rows(results_dir: Path, arms_spec) -> list[dict]:
@@ -165,15 +160,13 @@ def _aer_rows(results_dir: Path, arms_spec) -> list[dict]:
     return rows
 
 
-def _rq2_groups(p, size: int) -> dict[str, list[str] | None]:
-    from optical_viz.experiments.stages import _base_config, _rq2_sizes
-
-    trained = _base_config(p, _rq2_sizes(p)[size], size).languages
-    shared = [lang for lang in p.doc["splits"]["rq2"]["shared_languages"] if lang in trained]
+def _rq2_groups(p: Protocol, size: int) -> dict[str, list[str] | None]:
+    trained = rq2_base_config(p, size).languages
+    shared = [lang for lang in p.splits.rq2.shared_languages if lang in trained]
     return {"trained": trained, "shared_5": shared, "unseen": None}
 
 
-def _rq2_arms(p, results_dir, size: int, group: str) -> dict[str, dict]:
+def _rq2_arms(p: Protocol, results_dir, size: int, group: str) -> dict[str, dict]:
     langs = _rq2_groups(p, size)[group]
     label = "flores.test.unseen" if group == "unseen" else "flores.test"
     return load_arms(results_dir, "rq2", label, langset=f"n{size}", langs=langs)
@@ -183,18 +176,18 @@ def _prefix(arm: dict, tag: str) -> dict:
     return {s: {f"{tag}:{lang}": v for lang, v in per.items()} for s, per in arm.items()}
 
 
-def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
+def rq2_report(p: Protocol, results_dir) -> dict[str, pd.DataFrame]:
     """``rq2_summary``, ``rq2_contrasts`` and ``rq2_interaction`` frames."""
     results_dir = Path(results_dir)
-    b = p.doc["statistics"]["bootstrap"]
-    n, seed = int(b["n"]), int(b["seed"])
-    margin, alpha = float(p.doc["statistics"]["equivalence"]["margin"]), float(p.doc["statistics"]["alpha"])
-    sizes = [int(s) for s in p.doc["test"]["rq2"]["sizes"]]
-    groups = p.doc["test"]["rq2"]["groups"]
+    b = p.statistics.bootstrap
+    n, seed = int(b.n), int(b.seed)
+    margin, alpha = float(p.statistics.equivalence.margin), float(p.statistics.alpha)
+    sizes = [int(s) for s in p.test.rq2.sizes]
+    groups = p.test.rq2.groups
     rows, pooled = [], {}
     by = {(size, g): _rq2_arms(p, results_dir, size, g) for size in sizes for g in groups}
     for (size, g), arms in by.items():
-        complete = _complete(arms, p.doc["test"]["rq2"]["seeds"])
+        complete = _complete(arms, p.test.rq2.seeds)
         for arm, values in arms.items():
             row = {"size": size, "group": g, "arm": arm, **_est_row(values, n, seed)}
             if arm != "zero-shot" and arm in complete and "zero-shot" in complete:
@@ -211,15 +204,15 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
             summary[col] = summary[col].astype("Int64")
     family: dict = {}
     complete = {a: v for a, v in pooled.items() if all(a in by[(size, "trained")] for size in sizes)}
-    for a, bb in (tuple(c) for c in p.doc["statistics"]["contrasts"]["rq2"]):
+    for a, bb in (tuple(c) for c in p.statistics.contrasts["rq2"]):
         if a in complete and bb in complete:
             family[(a, bb)] = st.paired_difference(complete[a], complete[bb], n=n, seed=seed, margin=margin, alpha=alpha)
-    inter = p.doc["statistics"]["interaction"]["rq2"]
-    (ca, cb), ref = inter["contrast"], int(inter["reference_size"])
+    inter = p.statistics.interaction["rq2"]
+    (ca, cb), ref = inter.contrast, int(inter.reference_size)
     irows = []
-    for g in inter["groups"]:
-        for size in inter["sizes"]:
-            seeds = p.doc["test"]["rq2"]["seeds"]
+    for g in inter.groups:
+        for size in inter.sizes:
+            seeds = p.test.rq2.seeds
             big, small = _complete(by.get((int(size), g), {}), seeds), _complete(by.get((ref, g), {}), seeds)
             if not all(k in big and k in small for k in (ca, cb)):
                 continue
@@ -228,7 +221,7 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
             irows.append({"group": g, "size": int(size), "reference_size": ref, "a": ca, "b": cb,
                           "estimate": c.estimate, "lo": c.lo, "hi": c.hi, "p_value": c.p_value,
                           "equivalent": c.equivalent})
-            if int(size) == int(inter["in_holm_family"]["size"]) and g == inter["in_holm_family"]["group"]:
+            if int(size) == int(inter.in_holm_family.size) and g == inter.in_holm_family.group:
                 family[(f"DiD {ca} - {cb}", f"n{size} - n{ref} ({g})")] = c
     contrasts = st.family_table(family, alpha=alpha) if family else pd.DataFrame()
     directions = _rq2_directions(p, results_dir, sizes, [(ca, cb), (ca, "zero-shot"), (cb, "zero-shot")],
@@ -237,10 +230,10 @@ def rq2_report(p, results_dir) -> dict[str, pd.DataFrame]:
             "rq2_directions": directions}
 
 
-def _rq2_directions(p, results_dir: Path, sizes: list[int], pairs: list[tuple[str, str]], **kw) -> pd.DataFrame:
+def _rq2_directions(p: Protocol, results_dir: Path, sizes: list[int], pairs: list[tuple[str, str]], **kw) -> pd.DataFrame:
     """Descriptive, outside the Holm family: each pair's paired difference on the trained
     languages, per size and per direction (L->eng and eng->L apart; unadjusted p)."""
-    seeds = p.doc["test"]["rq2"]["seeds"]
+    seeds = p.test.rq2.seeds
     rows = []
     for size in sizes:
         per = load_arms(results_dir, "rq2", "flores.test", langset=f"n{size}",
@@ -283,7 +276,7 @@ def training_signal(results_dir, question: str, window: int = 10) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def write_protocol_reports(p, results_dir: str | os.PathLike, figures_dir: str | os.PathLike) -> list[Path]:
+def write_protocol_reports(p: Protocol, results_dir: str | os.PathLike, figures_dir: str | os.PathLike) -> list[Path]:
     """Every frame as ``<results>/<name>.csv`` (non-empty ones) and the figures; the paths written."""
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
     written = []

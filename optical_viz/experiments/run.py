@@ -25,7 +25,7 @@ import numpy as np
 from optical_viz import paths
 from optical_viz.experiments.evaluation import eval_langs, evaluate_alignment_model, evaluate_model
 from optical_viz.experiments.figures import make_figures
-from optical_viz.experiments.grid import ALIGNMENT, EvalSpec, GridSpec, Run, build_grid
+from optical_viz.experiments.grid import ALIGNMENT, EvalSpec, GridSpec, Run, RunOptions, build_grid
 from optical_viz.experiments.report import aggregate, collect, findings, paired_tests, question_table, result_files
 from optical_viz.rundir import atomic_write
 
@@ -116,14 +116,14 @@ def _queries(run: Run, ev: EvalSpec) -> int:
     return n_langs * per_lang
 
 
-def estimate_seconds(spec: GridSpec, st: GridStatus, root=None) -> float:
+def estimate_seconds(options: RunOptions, st: GridStatus, root=None) -> float:
     """A rough estimate of the remaining time from the grid's ``estimate`` costs.
 
-    Keys of ``spec.estimate``: ``seconds_per_step`` (``seconds_per_step_heavy`` for a loss
+    Keys of ``options.estimate``: ``seconds_per_step`` (``seconds_per_step_heavy`` for a loss
     with an mse term), ``seconds_per_model``, ``sentences_per_second`` (encoding;
     ``sentences_per_second_<task>`` for one task, e.g. ``sentences_per_second_flores``).
     """
-    e = {"seconds_per_step": 1.0, "sentences_per_second": 50.0, "seconds_per_model": 10.0, **spec.estimate}
+    e = {"seconds_per_step": 1.0, "sentences_per_second": 50.0, "seconds_per_model": 10.0, **options.estimate}
     total = 0.0
     for r in st.to_train:
         heavy = "mse" in r.config.loss.name
@@ -135,9 +135,9 @@ def estimate_seconds(spec: GridSpec, st: GridStatus, root=None) -> float:
     return total
 
 
-def format_plan(spec: GridSpec, runs: list[Run], st: GridStatus) -> str:
+def format_plan(options: RunOptions, runs: list[Run], st: GridStatus) -> str:
     """The plan printed before a grid starts (and by ``--dry-run``)."""
-    lines = [f"optical-viz reproduce --scale {spec.scale}: {len(runs)} runs "
+    lines = [f"optical-viz reproduce --scale {options.scale}: {len(runs)} runs "
              f"({sum(r.trained for r in runs)} trained, {sum(not r.trained for r in runs)} zero-shot)"]
     pending_eval = {}
     for run, ev in st.to_evaluate:
@@ -152,13 +152,13 @@ def format_plan(spec: GridSpec, runs: list[Run], st: GridStatus) -> str:
             what.append("evaluate " + ", ".join(pending_eval[run.run_id]))
         lines.append(f"  {run.run_id:<36} {len(run.languages):>3} langs  " + ("; ".join(what) or "done (skipped)"))
     lines.append(f"to do: {len(st.to_train)} trainings, {len(st.to_evaluate)} evaluations "
-                 f"({len(st.done)} evaluations already done); estimated {estimate_seconds(spec, st) / 60:.1f} min "
-                 f"({spec.scale} scale)")
+                 f"({len(st.done)} evaluations already done); estimated {estimate_seconds(options, st) / 60:.1f} min "
+                 f"({options.scale} scale)")
     return "\n".join(lines)
 
 
 def run_grid(
-    spec: GridSpec,
+    options: RunOptions,
     runs: list[Run],
     results_dir: str | os.PathLike,
     *,
@@ -169,8 +169,9 @@ def run_grid(
 ) -> list[dict]:
     """Train and evaluate whatever is missing; returns one timing record per run touched.
 
-    spec: the grid's options (``scale``, ``n_bootstrap``, ``prune``, ``precision``); the
-    runs need not come from its questions (the protocol stages build their own).
+    options: the grid's options (``scale``, ``n_bootstrap``, ``prune``, ``precision``): a
+    grid file's :attr:`~optical_viz.experiments.grid.GridSpec.run_options` or a protocol's;
+    the runs need not come from a grid file (the protocol stages build their own).
 
     keep_going: a run that fails (e.g. a config changed under an interrupted run) is logged
     and recorded (``"error"`` in its record) and the grid goes on; False re-raises.
@@ -191,11 +192,11 @@ def run_grid(
         return []
     code = code_version()
     machine = _machine()
-    default = load_encoder(precision=spec.precision)
+    default = load_encoder(precision=options.precision)
     teachers = {None: default}  # config.teacher -> Encoder: a student is scored against the teacher it learnt from
     teacher_cache = EmbeddingCache()  # on disk: the teachers' embeddings are shared by all runs (keyed by model)
     records = []
-    bar = tqdm(todo, desc=f"reproduce {spec.scale}", unit="run", disable=not progress, file=sys.stdout)
+    bar = tqdm(todo, desc=f"reproduce {options.scale}", unit="run", disable=not progress, file=sys.stdout)
     for run in bar:
         bar.set_postfix_str(run.run_id)
         rec = {"run_id": run.run_id, "train_s": None, "eval_s": {}}
@@ -215,7 +216,7 @@ def run_grid(
             students = {}  # model directory -> (Encoder, its in-memory cache), loaded once per run
             teacher_name = run.config.teacher if run.trained else None
             if teacher_name not in teachers:
-                teachers[teacher_name] = load_encoder(teacher_name, precision=spec.precision)
+                teachers[teacher_name] = load_encoder(teacher_name, precision=options.precision)
             teacher = teachers[teacher_name]
             for ev in run.evaluations:
                 out = run.result_path(results_dir, ev)
@@ -224,19 +225,24 @@ def run_grid(
                 if run.trained:
                     student_dir = _student_dir(run, ev)
                     if student_dir not in students:
-                        students[student_dir] = (load_encoder(student_dir, precision=spec.precision),
+                        students[student_dir] = (load_encoder(student_dir, precision=options.precision),
                                                  EmbeddingCache(":memory:"))
                     student, student_cache = students[student_dir]
+                elif run.model is not None:  # a zero-shot run of another model (both sides)
+                    if run.model not in teachers:
+                        teachers[run.model] = load_encoder(run.model, precision=options.precision)
+                    student, student_cache = teachers[run.model], teacher_cache
+                    teacher = student
                 else:
                     student, student_cache = default, teacher_cache
                 t0 = time.perf_counter()
                 if ev.task == ALIGNMENT:  # corpus-level AER, no per-query values
-                    langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root), {}, {}
+                    langs, measured, subsets, arrays = [ev.pair], evaluate_alignment_model(ev, student, root, teacher=teacher), {}, {}
                     headline = ", ".join(f"{r['method']} AER {r['aer']:.3f}" for r in measured["results"])
                 else:
                     langs = eval_langs(run, ev, root)
                     result = evaluate_model(ev, student, teacher, langs, teacher_cache=teacher_cache,
-                                            student_cache=student_cache, n_bootstrap=spec.n_bootstrap, root=root)
+                                            student_cache=student_cache, n_bootstrap=options.n_bootstrap, root=root)
                     measured = {k: v for k, v in result.report.to_json().items() if k in ("task", "scoring", "split", "results")}
                     subsets = result.subsets
                     arrays = {f"{l}|{d}|{m}": v.astype(np.float32)
@@ -245,7 +251,7 @@ def run_grid(
                 eval_s = time.perf_counter() - t0
                 rec["eval_s"][ev.name] = eval_s
                 doc = {
-                    "scale": spec.scale,
+                    "scale": options.scale,
                     "question": run.question,
                     "run_id": run.run_id,
                     "method": run.method,
@@ -257,8 +263,8 @@ def run_grid(
                     "evaluation": dataclasses.asdict(ev) | {"name": ev.name, "langs_evaluated": langs},
                     "subsets": {f"{l}|{d}": list(v) for (l, d), v in subsets.items()},
                     "config": run.config.to_dict() if run.config is not None else None,
-                    "student": str(student_dir) if run.trained else "default model (zero-shot)",
-                    "teacher": teacher_name if teacher_name is not None else "default model",
+                    "student": str(student_dir) if run.trained else (run.model or "default model (zero-shot)"),
+                    "teacher": teacher_name if teacher_name is not None else (run.model or "default model"),
                     "precision": teacher.precision,  # as computed ("auto" resolved on this machine)
                     "code": code,
                     "machine": machine,
@@ -272,7 +278,7 @@ def run_grid(
             if run.trained:  # snapshots are only for this run's evaluations; prune drops the rest
                 keep_training_log(run, results_dir)
                 drop = [*Path(run.config.output_dir).glob("student-step-*")]
-                drop += [Path(run.config.output_dir) / sub for sub in ("student", "checkpoints")] if spec.prune else []
+                drop += [Path(run.config.output_dir) / sub for sub in ("student", "checkpoints")] if options.prune else []
                 for path in drop:
                     shutil.rmtree(path, ignore_errors=True)
         except Exception as exc:  # one broken run must not stop a grid of hours
@@ -365,12 +371,12 @@ def reproduce(
     start = time.perf_counter()
     runs = build_grid(spec, runs_dir=runs_dir)
     st = status(runs, results_dir)
-    log(format_plan(spec, runs, st))
+    log(format_plan(spec.run_options, runs, st))
     if dry_run:
         return ReproduceResult(runs, 0, 0, len(st.done), [], [], None, [], time.perf_counter() - start)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
-        records = run_grid(spec, runs, results_dir, root=root, progress=progress, log=log)
+        records = run_grid(spec.run_options, runs, results_dir, root=root, progress=progress, log=log)
     failed = [r["run_id"] for r in records if "error" in r]
     summary_csv, figures = write_reports(results_dir, figures_dir, spec.scale, n_bootstrap=spec.n_bootstrap,
                                          titles=spec.titles)

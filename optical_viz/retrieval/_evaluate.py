@@ -115,6 +115,7 @@ def evaluate(
     max_candidates: int | None = None,
     student_cache=None,
     query_ids=None,
+    english_queries: str = "teacher",
 ) -> RetrievalReport:
     """Evaluate a model on a retrieval task.
 
@@ -155,6 +156,9 @@ def evaluate(
         ``max_queries``.
     student_cache: the student's own EmbeddingCache (e.g. in memory for a model that is
         scored once); None: the student shares ``cache`` with the teacher.
+    english_queries: with student=/teacher=, who encodes English queries: ``"teacher"`` (the
+        asymmetric rule) or ``"student"`` (an English control: the student's English queries
+        against the teacher's English candidates, e.g. XQuAD-R en->en).
     """
     from optical_viz.cache import EmbeddingCache
 
@@ -167,6 +171,8 @@ def evaluate(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if index not in INDEXES or (index != "exact" and scoring != "dense"):
         raise ValueError(f"index {index!r} with {scoring} scoring: choose one of {', '.join(INDEXES)} (FAISS only for dense)")
+    if english_queries not in ("teacher", "student"):
+        raise ValueError(f"english_queries must be 'teacher' or 'student', got {english_queries!r}")
     if encoder is not None and (student is not None or teacher is not None):
         raise ValueError("give either encoder= (symmetric) or student=/teacher= (asymmetric), not both")
     if teacher is not None and student is None:
@@ -215,7 +221,7 @@ def evaluate(
             if flag is not None:  # an Encoder (tests pass lighter objects)
                 e.progress = flag and progress
         for problem in _progress(problems, progress, task):
-            q_enc, c_enc = _encoders_for(problem, encoder, student, teacher)
+            q_enc, c_enc = _encoders_for(problem, encoder, student, teacher, english_queries)
             q_pre, c_pre = _prefixes(problem.kind, q_enc), _prefixes(problem.kind, c_enc, candidate=True)
             embed = _embed_dense if scoring == "dense" else _embed_tokens
             q_store = student_store if (student is not None and q_enc is student) else store
@@ -280,10 +286,12 @@ def _progress(items, enabled, task):
     return tqdm(items, desc=f"evaluate {task}", unit="set")
 
 
-def _encoders_for(problem: RetrievalProblem, encoder, student, teacher):
+def _encoders_for(problem: RetrievalProblem, encoder, student, teacher, english_queries: str = "teacher"):
     if student is None:
         return encoder, encoder
-    if problem.query_is_english:
+    # English queries go to the teacher, unless an English control asks for the student on an
+    # English-only problem (the candidates are English as well: the teacher encodes them)
+    if problem.query_is_english and (english_queries == "teacher" or problem.direction == "en->xx"):
         return teacher, student
     return student, teacher
 
