@@ -34,11 +34,6 @@ THRESHOLD_FRACTION = 0.5  # the "threshold" extraction's cut: this fraction of t
 SOFTMAX_THRESHOLD = 1e-3  # awesome-align's default for both conditional probabilities
 MAX_ITER = 300  # Sinkhorn iterations for alignment: the argmax links settle long before tol
 
-# earlier names, kept for the code that still reads them (experiments/grid.py: METHODS,
-# experiments/evaluation.py: METHOD_DEFAULT); new code reads ALIGNERS and AlignConfig
-METHODS = ALIGNERS
-METHOD_DEFAULT = _DEFAULT.method
-
 
 @dataclass
 class Alignment:
@@ -234,7 +229,7 @@ def score_alignments(predicted: Sequence[set[tuple[int, int]]], gold: Sequence) 
 
 
 @dataclass
-class _Tokens:
+class Tokens:
     """Real-word tokens of a batch of sentences, padded: what the plans are computed on."""
 
     emb: Tensor  # (B, T, H), zero at padding
@@ -245,17 +240,17 @@ class _Tokens:
 
 
 def _embed(encoder, texts: list[str] | None, layer: int, prefix: str, batch_size: int = 32, *,
-           words: list[list[str]] | None = None, side: str = "texts") -> _Tokens:
+           words: list[list[str]] | None = None, side: str = "texts") -> Tokens:
     """Token embeddings with special and prefix tokens dropped (word id None). ``words``
     instead of ``texts``: pre-tokenized words (gold tokens), kept as they are; a sentence
     whose words yield no token at all is then kept with no token (all-False mask row).
     ``side`` names the texts in errors ("source texts")."""
     tb = encoder.embed_tokens(texts, layer=layer, prefix=prefix, batch_size=batch_size, words=words)
-    return _tokens_of(tb, allow_empty=words is not None, side=side)
+    return tokens_of(tb, allow_empty=words is not None, side=side)
 
 
-def _tokens_of(tb, allow_empty: bool = False, side: str = "texts") -> _Tokens:
-    """``_Tokens`` of a ``TokenBatch``: the real-word tokens, left-aligned and re-padded."""
+def tokens_of(tb, allow_empty: bool = False, side: str = "texts") -> Tokens:
+    """``Tokens`` of a ``TokenBatch``: the real-word tokens, left-aligned and re-padded."""
     # a "word" of invisible characters only (U+200B ZERO WIDTH SPACE, U+3000, U+FEFF) is no word:
     # its tokens are dropped, so it is never aligned
     keep = [[k for k, w in enumerate(wids) if w is not None and not is_invisible(tb.words[i][w])]
@@ -269,7 +264,7 @@ def _tokens_of(tb, allow_empty: bool = False, side: str = "texts") -> _Tokens:
     for i, k in enumerate(keep):
         emb[i, : len(k)] = tb.embeddings[i, k].cpu()  # (t_i, H): real-word tokens of sentence i
         mask[i, : len(k)] = True
-    return _Tokens(
+    return Tokens(
         emb=emb,
         mask=mask,
         tokens=[[tb.tokens[i][k] for k in keep[i]] for i in range(B)],
@@ -324,7 +319,7 @@ def plans(
     return transport.solve(cost, x_mask, y_mask, method=method, eps=eps, **kw).plan
 
 
-def _plans_nonempty(src: _Tokens, tgt: _Tokens, method: str, eps: float, **kw) -> Tensor:
+def plans_nonempty(src: Tokens, tgt: Tokens, method: str, eps: float, **kw) -> Tensor:
     """:func:`plans` of the sentences with a token on both sides; zero plans for the others
     (gold sentences whose every word yields no token). Returns (B, T, S)."""
     ok = src.mask.any(1) & tgt.mask.any(1)  # (B,)
@@ -337,7 +332,7 @@ def _plans_nonempty(src: _Tokens, tgt: _Tokens, method: str, eps: float, **kw) -
     return out
 
 
-def unalignable_words(tokens: _Tokens) -> int:
+def unalignable_words(tokens: Tokens) -> int:
     """How many words of ``tokens`` (pre-tokenized gold words) got no subword token: a Unicode
     space such as U+3000, a zero-width character. They can only be scored as unaligned."""
     return sum(len(w) - len(set(ids)) for w, ids in zip(tokens.words, tokens.word_ids))
@@ -357,8 +352,10 @@ def divergences(x: Tensor, y: Tensor, x_mask: Tensor, y_mask: Tensor, eps: float
                        eps_mode="absolute", max_iter=transport.SINKHORN_MAX_ITER, tol=transport.SINKHORN_TOL).per_example
 
 
-def _alignments(src: _Tokens, tgt: _Tokens, plan: Tensor, extraction: str, method: str, eps: float, layer: int,
+def alignments_from_plan(src: Tokens, tgt: Tokens, plan: Tensor, extraction: str, method: str, eps: float, layer: int,
                 threshold: float, values: Tensor | None = None) -> list[Alignment]:
+    """One :class:`Alignment` per sentence of ``plan`` (B, T, S): hard links by ``extraction``,
+    mapped to words; ``method``, ``eps``, ``layer`` are recorded, ``values`` (B,) as each pair's value."""
     out = []
     for i in range(plan.shape[0]):
         t, s = len(src.tokens[i]), len(tgt.tokens[i])
@@ -427,7 +424,7 @@ def align_batch(
     t = _embed(encoder, list(tgts), layer, prefix, side="target texts")
     plan = plans(s.emb, t.emb, s.mask, t.mask, method, eps, **solver_kw)
     values = divergences(s.emb, t.emb, s.mask, t.mask, eps) if method == "divergence" else None
-    return _alignments(s, t, plan, extraction, method, eps, layer, threshold, values)
+    return alignments_from_plan(s, t, plan, extraction, method, eps, layer, threshold, values)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -491,9 +488,9 @@ def evaluate_alignment(
                              "zero-width characters) and are scored as unaligned")
             for method in methods:
                 for e in epss if method not in ("emd", "partial", "dot") else epss[:1]:
-                    plan = _plans_nonempty(s, t, method, e, **solver_kw)
+                    plan = plans_nonempty(s, t, method, e, **solver_kw)
                     for ex in extractions:
-                        als = _alignments(s, t, plan, ex, method, e, layer, threshold)
+                        als = alignments_from_plan(s, t, plan, ex, method, e, layer, threshold)
                         sc = score_alignments([a.word_links for a in als], gold)
                         results.append(
                             {
@@ -514,7 +511,7 @@ def evaluate_alignment(
 
 
 def gold_tokens(encoder, gold: Sequence, layer: int, prefix: str = "", *,
-                target_encoder=None) -> tuple[_Tokens, _Tokens]:
+                target_encoder=None) -> tuple[Tokens, Tokens]:
     """Source and target tokens of gold alignments (``GoldAlignment``), on the gold's own words:
     ``words[i]`` is ``gold[i].src`` exactly, so word indices are the gold's indices; a gold
     token that yields no subword piece (U+3000, a zero-width character) is a word without
@@ -541,6 +538,10 @@ __all__ = [
     "word_links",
     "score_alignments",
     "plans",
+    "plans_nonempty",
+    "Tokens",
+    "tokens_of",
+    "alignments_from_plan",
     "align",
     "align_batch",
     "evaluate_alignment",

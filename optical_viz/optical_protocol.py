@@ -33,8 +33,8 @@ __all__ = ["OPTICAL_PROTOCOL_PATH", "OpticalProtocol", "OTTuningConfig", "load_o
 
 OPTICAL_PROTOCOL_PATH = paths.REPO_ROOT / "results" / "optical" / "protocol.yaml"
 MIN_STEPS = 1000  # issue 26: long enough for a student to move into another model's space
-METHODS = ("teacher_only", "zero-shot", "mse", "contrastive", "ot", "ot+mse")
-PRECISIONS = ("fp32", "auto")  # bf16 on a CPU without native bf16 (AVX2 only) is 6-7x slower
+ARM_METHODS = ("teacher_only", "zero-shot", "mse", "contrastive", "ot", "ot+mse")
+ALLOWED_PRECISIONS = ("fp32", "auto")  # bf16 on a CPU without native bf16 (AVX2 only) is 6-7x slower
 OT_LR = 1.0e-4  # tuning.methods.ot: "lr 1e-4" (the protocol's comment; a configuration may set its own lr)
 
 
@@ -123,7 +123,7 @@ class Training:
     warmup_steps: Int
     extend_rule: Str
     extend_to: Int
-    precision: choice(PRECISIONS)
+    precision: choice(ALLOWED_PRECISIONS)
 
     @model_validator(mode="after")
     def _check(self):
@@ -199,7 +199,7 @@ class Tuning:
     @model_validator(mode="after")
     def _check(self):
         for name, m in self.methods.items():
-            _fail(name in METHODS, f"methods.{name}: unknown method; known: {', '.join(METHODS)}")
+            _fail(name in ARM_METHODS, f"methods.{name}: unknown method; known: {', '.join(ARM_METHODS)}")
             _fail(m.size == m.budget, f"methods.{name}.budget: {m.budget} but {m.size} configurations are listed")
         ot = self.methods.get("ot")
         _fail(ot is not None and ot.configs is not None, "methods.ot: the OT configurations must be listed (configs)")
@@ -225,7 +225,7 @@ class Tuning:
 
 @dataclass(config=STRICT)
 class Arm:
-    method: choice(METHODS)
+    method: choice(ARM_METHODS)
     setting: choice(("best", "none"))
 
 

@@ -605,8 +605,8 @@ def question_articles(set_name: str, lang: str, root: str | os.PathLike | None =
 
     if set_name not in ("xquad", "xquad_r"):
         raise ValueError(f"set_name must be 'xquad' or 'xquad_r', got {set_name!r}")
-    _, rel = loaders._resolve_in(set_name, lang, root)
-    data = loaders._read_json(set_name, rel, root)
+    _, rel = loaders.resolve_in(set_name, lang, root)
+    data = loaders.read_json(set_name, rel, root)
     out: dict[str, str] = {}
     for article in data["data"]:
         for paragraph in article["paragraphs"]:

@@ -213,14 +213,14 @@ def test_gold_tokens_without_a_subword_piece_are_unaligned_words(encoder, tmp_pa
     assert doc["notes"] == ["xxyy: 4 gold words yield no subword token (Unicode spaces such as U+3000, "
                             "zero-width characters) and are scored as unaligned"]
     assert all(r["n"] == 5 and 0 < r["aer"] < 1 for r in doc["results"])
-    from optical_viz.alignment import _alignments, _plans_nonempty, gold_tokens, unalignable_words
+    from optical_viz.alignment import alignments_from_plan, plans_nonempty, gold_tokens, unalignable_words
     from optical_viz.data import load_word_alignment
 
     gold = load_word_alignment("xxyy", root=tmp_path)
     s, t = gold_tokens(encoder, gold, 6)
     assert s.words[0] == ["猫", "が", "\u3000", "寝る"] and 2 not in s.word_ids[0]
     assert unalignable_words(s) == 4 and unalignable_words(t) == 0
-    als = _alignments(s, t, _plans_nonempty(s, t, "sinkhorn", 0.05), "threshold", "sinkhorn", 0.05, 6, None)
+    als = alignments_from_plan(s, t, plans_nonempty(s, t, "sinkhorn", 0.05), "threshold", "sinkhorn", 0.05, 6, None)
     assert all(i != 2 for i, _ in als[0].word_links) and als[3].word_links == set()
     assert 1 in s.word_ids[2] and 3 not in s.word_ids[2]  # the mark has a piece, the joiner none
     assert {(0, 0), (1, 1)} <= als[4].word_links

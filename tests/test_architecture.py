@@ -1,5 +1,12 @@
-"""docs/architecture.md stays true: every module of the package is placed in one layer of its
-"Layers" table, and no import (module-level or inside a function) reaches up a layer."""
+"""docs/architecture.md stays true, and the package's import graph stays a layered one.
+
+- Every module of the package is placed in one layer of the doc's "Layers" table, and no
+  import reaches up a layer or crosses a ``never:`` line of it.
+- No circle anywhere, counting module-level AND function-level imports (a function-level
+  import that only hides a circle is still a circle; imports under ``if TYPE_CHECKING:``
+  never run and are not counted).
+- No private name (``_x``) of one module imported by another.
+"""
 from __future__ import annotations
 
 import ast
@@ -8,64 +15,169 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "optical_viz"
-DOC = ROOT / "docs" / "architecture.md"
+import optical_viz
+
+PACKAGE = Path(optical_viz.__file__).resolve().parent
+DOC = PACKAGE.parent / "docs" / "architecture.md"
 
 
-def package_modules() -> dict[str, Path]:
-    """Dotted names relative to the package ("transport", "data.loaders", "experiments")."""
+def _modules() -> dict[str, Path]:
+    """Dotted name -> file of every module of the package (a package is its ``__init__``)."""
     out = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE).with_suffix("").parts
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = ["optical_viz", *path.relative_to(PACKAGE).with_suffix("").parts]
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        out[".".join(parts) or "optical_viz"] = path
+        out[".".join(parts)] = path
     return out
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package modules that ``name`` imports anywhere in its file (functions included)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".") if package else []
-                base = base[: len(base) - (node.level - 1)] + ([node.module] if node.module else [])
-                base = ".".join(p for p in base if p)
-            elif node.module and (node.module == "optical_viz" or node.module.startswith("optical_viz.")):
-                base = node.module.removeprefix("optical_viz").lstrip(".")
-            else:
-                continue
-            for alias in node.names:
-                sub = f"{base}.{alias.name}" if base else alias.name
-                found.add(sub if sub in modules else (base or "optical_viz"))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("optical_viz."):
-                    found.add(alias.name.removeprefix("optical_viz."))
-    found.discard(name)
-    return found
+MODULES = _modules()
 
+
+def _owner(name: str) -> str | None:
+    """The module of the package that ``name`` (a module or a name inside one) lives in."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports(module: str) -> list[tuple[str, str, int]]:
+    """(imported module, imported name or "", line) of every import statement in ``module``,
+    wherever it stands (module level, function, method, ``if``)."""
+    path = MODULES[module]
+    is_package = path.name == "__init__.py"
+    out = []
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(alias.name, "", node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package, up level - 1
+                pkg = module.split(".") if is_package else module.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                out.append((full, "", node.lineno) if full in MODULES else (base, alias.name, node.lineno))
+    return [(m, n, line) for m, n, line in out if m == "optical_viz" or m.startswith("optical_viz.")]
+
+
+def _type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but the bodies of ``if TYPE_CHECKING:`` blocks."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _type_checking(node):
+            todo += node.orelse
+        else:
+            todo += list(ast.iter_child_nodes(node))
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for m in MODULES:
+        for target, _, _ in imports(m):
+            owner = _owner(target)
+            if owner is not None and owner != m:
+                edges[m].add(owner)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_walker_sees_function_level_and_relative_imports():
+    found = {(m, n) for m, n, _ in imports("optical_viz.experiments.scale_probe")}
+    assert ("optical_viz.distill", "build_trainer") in found  # inside scale_probe_weights
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import b\n"
+                     "def f():\n    import c\n")
+    assert sorted(n.names[0].name for n in _runtime_nodes(tree) if isinstance(n, ast.Import)) == ["b", "c"]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_in_the_package():
+    found = cycles(graph())
+    assert not found, "import circles (module-level and function-level imports): " + "; ".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_no_private_name_is_imported_across_modules():
+    found: dict[str, set[str]] = {}
+    for m in MODULES:
+        for target, n, _ in imports(m):
+            if n.startswith("_") and not n.startswith("__") and _owner(target) != m:
+                found.setdefault(m, set()).add(n)
+    assert not found, f"private names imported across modules: {found}"
+
+
+def test_no_private_name_is_reached_through_a_module_attribute():
+    """``loaders._read_json(...)`` is the same private import as ``from loaders import _read_json``."""
+    names = {m.rpartition(".")[2] for m in MODULES}
+    found = []
+    for m, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in names and node.value.id != "self"):
+                found.append(f"{m}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not found, f"private names of other modules: {found}"
+
+
+# ----------------------------------------------------------------------------- the doc's layers
 
 def layers_from_doc() -> tuple[dict[str, int], dict[str, set[str]]]:
-    """The doc's "## Layers" code block: lines ``N  title: module module ...`` (bottom layer 0)
-    and ``never: module -> module module`` (imports forbidden although the layers allow them)."""
-    text = DOC.read_text(encoding="utf-8")
-    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    """The doc's "## Layers" code block: lines ``N  title: module module ...`` (names relative to
+    the package, bottom layer 0) and ``never: module -> module module`` (imports forbidden
+    although the layers allow them)."""
+    block = DOC.read_text(encoding="utf-8").split("## Layers", 1)[1].split("```", 2)[1]
     layer_of, never = {}, {}
     for line in block.splitlines():
         if m := re.match(r"\s*never:\s*(\S+)\s*->\s*(.*)", line):
-            never.setdefault(m.group(1), set()).update(m.group(2).split())
+            never.setdefault(f"optical_viz.{m.group(1)}", set()).update(f"optical_viz.{n}" for n in m.group(2).split())
         elif m := re.match(r"\s*(\d+)\s+[\w ,/-]+:\s*(.*)", line):
             for module in m.group(2).split():
-                assert module not in layer_of, f"{module} is placed in two layers of docs/architecture.md"
-                layer_of[module] = int(m.group(1))
+                assert f"optical_viz.{module}" not in layer_of, f"{module} is in two layers of {DOC.name}"
+                layer_of[f"optical_viz.{module}"] = int(m.group(1))
     return layer_of, never
 
 
-MODULES = package_modules()
 LAYERS, NEVER = layers_from_doc()
 
 
@@ -76,42 +188,17 @@ def test_every_module_of_the_package_has_a_layer_in_the_doc():
     assert not stale, f"docs/architecture.md's Layers names modules that do not exist: {stale}"
 
 
+EDGES = graph()
+
+
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"optical_viz"}))
 def test_no_import_reaches_up_a_layer(module):
-    up = sorted(m for m in imports_of(module, MODULES[module], MODULES)
-                if m != "optical_viz" and LAYERS.get(m, -1) > LAYERS[module])
-    assert not up, (f"{module} (layer {LAYERS[module]}) imports {up} "
-                    f"(layers {[LAYERS[m] for m in up]}): move the code or fix docs/architecture.md")
+    up = sorted(m for m in EDGES[module] if m != "optical_viz" and LAYERS.get(m, -1) > LAYERS.get(module, 99))
+    assert not up, (f"{module} (layer {LAYERS[module]}) imports {up} (layers {[LAYERS[m] for m in up]}): "
+                    "move the code, or the module in docs/architecture.md's Layers")
 
 
-def test_no_forbidden_import():
+def test_no_import_crosses_a_never_line():
     assert NEVER, "docs/architecture.md's Layers has no never: line (plots -> transport ...)"
     for module, forbidden in NEVER.items():
-        bad = sorted(imports_of(module, MODULES[module], MODULES) & forbidden)
-        assert not bad, f"{module} imports {bad}, which docs/architecture.md forbids"
-
-
-def test_the_import_graph_has_no_cycle():
-    graph = {m: imports_of(m, p, MODULES) - {"optical_viz"} for m, p in MODULES.items()}
-    state: dict[str, int] = {}
-
-    def visit(m, stack):
-        state[m] = 1
-        for n in sorted(graph.get(m, ())):
-            if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
-            if n not in state:
-                visit(n, stack + [n])
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
-
-
-def test_the_checker_sees_a_function_level_import_and_a_cycle(tmp_path):
-    """The graph reader counts imports inside functions (where circles hide)."""
-    f = tmp_path / "a.py"
-    f.write_text("def g():\n    from optical_viz.b import x\n    from . import c\n")
-    mods = {"a": f, "b": tmp_path / "b.py", "c": tmp_path / "c.py"}
-    assert imports_of("a", f, mods) == {"b", "c"}
+        assert not EDGES[module] & forbidden, f"{module} imports {sorted(EDGES[module] & forbidden)}, which the doc forbids"

@@ -34,7 +34,7 @@ from optical_viz.data.languages import (
 )
 from optical_viz.data.manifest import (
     WORD_ALIGNMENT_SETS,
-    _manifest_index,
+    manifest_index,
     CorruptDataError,
     MissingDataError,
     fix_command,
@@ -178,7 +178,7 @@ def _read_lines(set_name: str, rel: str, root: PathLike) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def _read_json(set_name: str, rel: str, root: PathLike) -> dict:
+def read_json(set_name: str, rel: str, root: PathLike) -> dict:
     file = require_file(set_name, rel, root)
     try:
         return json.loads(file.read_text(encoding="utf-8"))
@@ -193,7 +193,7 @@ def _corrupt(set_name: str, file, root: PathLike, why: str) -> CorruptDataError:
         local = Path(file).resolve().relative_to(paths.data_root(root).resolve()).as_posix()
     except ValueError:
         local = None
-    if local is not None and local in _manifest_index():
+    if local is not None and local in manifest_index():
         fix = fix_command(set_name, root)
         return CorruptDataError(f"{set_name}: corrupt file {file}: {why}; fix: {fix}", file=file, set=set_name, fix=fix)
     fix = f"correct {file}"
@@ -312,7 +312,7 @@ def _known_files(set_name: str, root: PathLike) -> set[str]:
     return set(_set_files(set_name, root)) | set(manifest_files(set_name))
 
 
-def _resolve_in(set_name: str, lang: str, root: PathLike) -> tuple[str, str]:
+def resolve_in(set_name: str, lang: str, root: PathLike) -> tuple[str, str]:
     """(canonical code, location in the set) of ``lang``; ValueError naming what is available."""
     index = index_set(set_name, sorted(_known_files(set_name, root)))
     try:
@@ -342,7 +342,7 @@ def load_flores(lang: str, split: str = "all", root: PathLike = None) -> FloresS
     Rows are sorted by ``index_id``, so equal positions are translations across varieties.
     The TSVs use CSV-style quoting (a field in double quotes, inner quotes doubled); it is undone.
     """
-    code, folder = _resolve_in("flores200", lang, root)
+    code, folder = resolve_in("flores200", lang, root)
     rows: list[tuple[int, str, str]] = []
     for name in _split_names(split, FLORES_SPLITS):
         rel = f"{folder}/{name}.tsv"
@@ -400,7 +400,7 @@ def load_bitext(
         return Bitext(a.lang, source, split, a.texts, b.texts, pivot)
     if pivot != ENGLISH and source != "mafand":
         raise ValueError(f"{source} pairs every language with English only; got pivot={pivot!r}")
-    code, where = _resolve_in(set_name, lang, root)
+    code, where = resolve_in(set_name, lang, root)
     if code == pivot:
         raise ValueError(f"{source}: {code} is the pivot language itself; ask for the other side of a pair")
     src: list[str] = []
@@ -437,8 +437,8 @@ def load_bitext(
 def load_xquad(lang: str, root: PathLike = None) -> XQuAD:
     """XQuAD (SQuAD v1.1 format): 240 paragraphs and 1190 questions, parallel across languages
     (question ``id`` and paragraph order are shared)."""
-    code, rel = _resolve_in("xquad", lang, root)
-    data = _read_json("xquad", rel, root)
+    code, rel = resolve_in("xquad", lang, root)
+    data = read_json("xquad", rel, root)
     paragraphs: list[str] = []
     questions: list[XQuADQuestion] = []
     try:
@@ -461,8 +461,8 @@ def load_xquad_r(lang: str, root: PathLike = None) -> XQuADR:
     The gold sentence of a question is the one whose ``sentence_breaks`` span contains the
     answer's start offset.
     """
-    code, rel = _resolve_in("xquad_r", lang, root)
-    data = _read_json("xquad_r", rel, root)
+    code, rel = resolve_in("xquad_r", lang, root)
+    data = read_json("xquad_r", rel, root)
     sentences: list[str] = []
     sentence_paragraph: list[int] = []
     paragraphs: list[str] = []

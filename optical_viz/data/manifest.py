@@ -306,7 +306,7 @@ _VERIFIED: dict[tuple[str, int, int], bool] = {}
 _INDEX: dict[int, dict[str, ManifestEntry]] = {}
 
 
-def _manifest_index() -> dict[str, ManifestEntry]:
+def manifest_index() -> dict[str, ManifestEntry]:
     """Manifest entries by local path ({} when there is no manifest: nothing to verify against)."""
     try:
         entries = read_manifest()
@@ -342,7 +342,7 @@ def require_file(set_name: str, rel: str, root: str | os.PathLike | None = None)
     st = file.stat()
     key = (str(file.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _VERIFIED:
-        entry = _manifest_index().get(local)
+        entry = manifest_index().get(local)
         if entry is not None and (st.st_size != entry.size or sha256_file(file) != entry.sha256):
             raise CorruptDataError(
                 f"{s.name}: corrupt file {file} (checksum differs from data/manifest.tsv); fix: {fix}",

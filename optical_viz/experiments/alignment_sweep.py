@@ -79,21 +79,22 @@ def _setting_key(row: dict) -> tuple:
 
 
 def _all_layer_tokens(encoder, gold, prefix: str, cache: Path | None, name: str):
-    """Per layer (0..L), source and target ``_Tokens`` of the gold's words, from one forward
+    """Per layer (0..L), source and target ``Tokens`` of the gold's words, from one forward
     pass per side (all hidden states), cached under ``cache`` when given."""
-    from optical_viz.alignment import _Tokens, _tokens_of
+    from optical_viz.alignment import Tokens, tokens_of
 
     layers = list(range(encoder.num_layers + 1))
     out = {}
     for side in ("src", "tgt"):
         words = [list(getattr(g, side)) for g in gold]
-        file = cache / f"{name}.{side}.{encoder.identity[:16]}.pt" if cache is not None else None
+        # ".tokens": the pickled class is alignment.Tokens (files of its earlier private name are not read)
+        file = cache / f"{name}.{side}.{encoder.identity[:16]}.tokens.pt" if cache is not None else None
         if file is not None and file.is_file():
-            with torch.serialization.safe_globals([_Tokens]):  # our own cache: _Tokens is safe to load
+            with torch.serialization.safe_globals([Tokens]):  # our own cache: Tokens is safe to load
                 out[side] = torch.load(file)
             continue
         tb = encoder.embed_tokens(None, layer=0, prefix=prefix, words=words)
-        base = _tokens_of(tb, allow_empty=True)  # tokens, word ids, mask of the gold's words
+        base = tokens_of(tb, allow_empty=True)  # tokens, word ids, mask of the gold's words
         keep = [[k for k, w in enumerate(wids) if w is not None] for wids in tb.word_ids]
         per_layer = torch.zeros(len(layers), *base.emb.shape)  # (L+1, B, T, H)
         ids, mask = tb.input_ids.cpu(), tb.mask.cpu()
@@ -136,7 +137,7 @@ def sweep(
 
     from tqdm.auto import tqdm
 
-    from optical_viz.alignment import _alignments, _plans_nonempty, score_alignments, unalignable_words
+    from optical_viz.alignment import alignments_from_plan, plans_nonempty, score_alignments, unalignable_words
     from optical_viz.data import load_word_alignment, word_alignment_pairs
 
     pairs = list(pairs) if pairs is not None else word_alignment_pairs(root)
@@ -154,12 +155,12 @@ def sweep(
                 for value in values:
                     kw = {} if param in (None, "eps") else {param: value}
                     eps = value if param == "eps" else UNBALANCED_EPS if method == "unbalanced" else None
-                    plan = _plans_nonempty(s, t, method, eps if eps is not None else 0.05, **kw)
+                    plan = plans_nonempty(s, t, method, eps if eps is not None else 0.05, **kw)
                     kind = method if method in ("similarity", "dot") else "ot"
                     for extraction, threshold in EXTRACTIONS_OF[kind]:
                         if method == "similarity" and extraction != "softmax" and value != values[0]:
                             continue  # argmaxes do not depend on the temperature
-                        als = _alignments(s, t, plan, extraction, method, eps, layer, threshold)
+                        als = alignments_from_plan(s, t, plan, extraction, method, eps, layer, threshold)
                         sc = score_alignments([a.word_links for a in als], gold)
                         row = {"pair": pair, "method": method, "param": param, "value": value, "eps": eps,
                                "extraction": extraction, "threshold": threshold, "layer": layer, "n": sc.n,

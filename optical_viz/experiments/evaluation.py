@@ -11,6 +11,7 @@ import typing
 from dataclasses import dataclass
 
 from optical_viz.experiments.grid import EvalSpec, Run
+from optical_viz.options import AlignConfig
 
 
 @dataclass
@@ -87,6 +88,6 @@ def evaluate_alignment_model(ev: EvalSpec, student, root=None, teacher=None) -> 
     from optical_viz import alignment
 
     target = teacher if ev.english_by == "teacher" and teacher is not student else None
-    out = alignment.evaluate_alignment(student, [ev.pair], ev.align_methods or [alignment.METHOD_DEFAULT],
+    out = alignment.evaluate_alignment(student, [ev.pair], ev.align_methods or [AlignConfig().method],
                                        [ev.layer], root=root, limit=ev.max_queries, target_encoder=target)
     return {"task": ev.task, "scoring": None, "split": None, "results": out["results"]}

@@ -27,14 +27,11 @@ from optical_viz.config import (
     load_yaml,
     parse,
 )
-from optical_viz.alignment import METHODS as ALIGN_METHODS
-from optical_viz.encoder import PRECISIONS
-from optical_viz.retrieval._scoring import SCORINGS
-from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS, TASKS
+from optical_viz.options import ALIGNERS, FLORES_TASK_SPLITS, PRECISIONS, SCORINGS, TASKS
 
 ZERO_SHOT = "zero-shot"
 # the training methods a question compares: no training, or a loss of optical_viz.losses (or a
-# sum); not to be confused with the solvers of transport.METHODS / alignment.METHODS
+# sum); not to be confused with the solvers (options.SOLVERS) or the aligners (options.ALIGNERS)
 TRAINING_METHODS = (ZERO_SHOT, "mse", "contrastive", "ot", "ot+contrastive")
 EVAL_LANGS = ("trained", "unseen", "english")
 ALIGNMENT = "alignment"  # word alignment of the student against a gold file (AER), not retrieval
@@ -84,7 +81,7 @@ class EvalSpec:
     include_english: Bool = False
     at_step: Optional[Int] = None
     pair: Optional[Str] = None
-    align_methods: Optional[List[choice(ALIGN_METHODS)]] = None
+    align_methods: Optional[List[choice(ALIGNERS)]] = None
     layer: Int = -1
     label: Optional[Str] = None
     english_by: Optional[choice(("student", "teacher"))] = None
