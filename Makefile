@@ -47,18 +47,15 @@ fonts: $(INSTALLED)
 model: $(INSTALLED)
 	$(BIN)/optical-viz model build
 
+# the whole suite as two single-threaded pytest-xdist workers, one per core (each test goes to
+# whichever worker is free: --dist worksteal); PYTEST_ARGS="..." adds options (-k, -x, a file)
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST) $(PYTEST_ARGS)
 
-# the edit-test loop: everything not marked slow, as two single-threaded pytest processes, one
-# per core (--shard, tests/conftest.py; 2.0 min of CPU in all, see README, Tests); the second
-# shard's report is printed after the first's; PYTEST_ARGS="..." goes to both. `make test` stays the full suite
+# the edit-test loop: everything not marked slow, on the same two workers; `make test` stays the full suite
 test-fast: $(PY)
-	@log=$$(mktemp); \
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" --shard 1/2 $(PYTEST_ARGS) > $$log 2>&1 & pid=$$!; \
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" --shard 0/2 $(PYTEST_ARGS); rc=$$?; \
-	wait $$pid; rc1=$$?; echo "== shard 1/2 (exit $$rc1)"; cat $$log; rm -f $$log; \
-	[ $$rc = 0 ] && [ $$rc1 = 0 ]
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/optical-viz demo

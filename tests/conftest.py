@@ -25,38 +25,6 @@ if (SHARED / "data" / "README.md").is_file():
     os.environ.setdefault("OPTICAL_VIZ_DATA", str(SHARED / "data"))
 
 
-def pytest_addoption(parser):
-    parser.addoption(
-        "--shard", default=None, metavar="I/N",
-        help="run only shard I of N (0 <= I < N): every N-th collected test from the I-th on, so that "
-             "N single-threaded processes share the suite on N cores (make test-fast runs 2)",
-    )
-
-
-def shard_of(spec: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N), checked: 0 <= I < N."""
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise pytest.UsageError(f"--shard: expected I/N (e.g. 0/2), got {spec!r}") from None
-    if not 0 <= i < n:
-        raise pytest.UsageError(f"--shard: expected 0 <= I < N, got {spec!r}")
-    return i, n
-
-
-def pytest_collection_modifyitems(config, items):
-    """``--shard I/N``: keep every N-th test from the I-th on (in collection order, so that each
-    shard gets a similar mix of each file's quick and slow tests); the rest are deselected."""
-    spec = config.getoption("--shard")
-    if spec is None:
-        return
-    i, n = shard_of(spec)
-    keep = items[i::n]
-    kept = set(map(id, keep))
-    config.hook.pytest_deselected(items=[it for it in items if id(it) not in kept])
-    items[:] = keep
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data sets (``$OPTICAL_VIZ_DATA``, else ``../shared/data``)."""

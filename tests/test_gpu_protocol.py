@@ -10,6 +10,7 @@ from experiments_fixtures import tiny_home, tiny_home_dir  # noqa: F401  (fixtur
 from optical_viz.benchmarks.gpu_protocol import time_configs
 
 
+@pytest.mark.slow  # ~10 s: two steps of batch 128 x 128 (tiny model)
 def test_gpu_protocol_bench_trains_two_steps_on_cpu(tiny_home, data_root):
     out = time_configs(["ot-published-lr0.0001"], steps=2, device="cpu", root=data_root, progress=False)
     row = out["configs"]["ot-published-lr0.0001"]

@@ -44,50 +44,21 @@ def test_set_up_is_not_redone(tmp_path):
     assert any("-m pytest" in line for line in lines)
 
 
-def test_fast_target_runs_the_two_shards_at_once(tmp_path):
-    """`make test-fast`: two single-threaded processes, one per core, shard 1/2 in the background."""
+@pytest.mark.parametrize("target", ["test", "test-fast"])
+def test_test_targets_run_two_single_threaded_workers(tmp_path, target):
+    """`make test` / `make test-fast`: pytest-xdist, one single-threaded worker per core of the
+    2-core machines the suite is timed on; test-fast leaves out the slow tests."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(shutil.which("python3"))
-    script = "\n".join(_dry_run("test-fast", venv))
-    runs = [line for line in script.splitlines() if "-m pytest" in line]
-    assert len(runs) == 2 and all('OMP_NUM_THREADS=1' in r and '-m "not slow"' in r for r in runs)
-    assert "--shard 1/2" in runs[0] and runs[0].rstrip(" \\").endswith("& pid=$!;")
-    assert "--shard 0/2" in runs[1] and "wait $pid" in script
+    (venv / ".installed").touch()
+    runs = [line for line in _dry_run(target, venv) if "-m pytest" in line]
+    assert len(runs) == 1 and "OMP_NUM_THREADS=1" in runs[0] and "-n 2 --dist worksteal" in runs[0], runs
+    assert ('-m "not slow"' in runs[0]) == (target == "test-fast")
 
 
-class _Item:
-    def __init__(self, name):
-        self.name = name
+def test_xdist_is_a_dev_dependency():
+    import tomllib
 
-
-class _Config:
-    def __init__(self, shard):
-        self.shard, self.deselected = shard, []
-        self.hook = self
-
-    def getoption(self, name):
-        assert name == "--shard"
-        return self.shard
-
-    def pytest_deselected(self, items):
-        self.deselected += items
-
-
-def test_shards_split_the_collected_tests_into_disjoint_parts():
-    from conftest import pytest_collection_modifyitems
-
-    names = [f"t{k}" for k in range(7)]
-    parts = []
-    for i in range(3):
-        items, config = [_Item(n) for n in names], _Config(f"{i}/3")
-        pytest_collection_modifyitems(config, items)
-        parts.append([it.name for it in items])
-        assert sorted(it.name for it in config.deselected + items) == names  # nothing lost
-    assert parts == [["t0", "t3", "t6"], ["t1", "t4"], ["t2", "t5"]]
-    items = [_Item(n) for n in names]
-    pytest_collection_modifyitems(_Config(None), items)  # no --shard: everything runs
-    assert [it.name for it in items] == names
-    for bad in ("2/2", "1", "a/b", "-1/2"):
-        with pytest.raises(pytest.UsageError, match="--shard: expected"):
-            pytest_collection_modifyitems(_Config(bad), [_Item("t0")])
+    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert any(d.startswith("pytest-xdist") for d in dev)

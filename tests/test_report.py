@@ -68,6 +68,7 @@ def test_aggregate_and_paired_test_against_numpy(tmp_path):
 
 
 
+@pytest.mark.slow  # ~11 s: a grid of three questions trained and reported end to end (tiny model)
 def test_a_third_question_reaches_tables_and_figures(tmp_path, data_root, tiny_home):
     """A question that no code names (rq3 of tests/grids/grid-three.yaml) gets its summary rows,
     paired tests input, table, findings and figures, next to RQ1 and RQ2."""
