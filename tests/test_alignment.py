@@ -8,7 +8,6 @@ import torch
 
 from optical_viz.alignment import (
     ALIGNERS,
-    EXTRACTIONS,
     AlignConfig,
     Alignment,
     align,
@@ -224,37 +223,3 @@ def test_gold_tokens_without_a_subword_piece_are_unaligned_words(encoder, tmp_pa
     assert all(i != 2 for i, _ in als[0].word_links) and als[3].word_links == set()
     assert 1 in s.word_ids[2] and 3 not in s.word_ids[2]  # the mark has a piece, the joiner none
     assert {(0, 0), (1, 1)} <= als[4].word_links
-
-
-def test_align_config_is_validated_and_described():
-    default = AlignConfig()
-    assert default.extraction in EXTRACTIONS and default.method in ALIGNERS and default.is_default()
-    assert default.describe() == "sinkhorn eps=0.3, inter, layer 7"  # the leave-one-pair-out setting (issue 24)
-    assert AlignConfig.with_options(method=None, eps=None, layer=None, extraction=None) == default
-    chosen = AlignConfig.with_options(method="emd", layer=5)
-    assert (chosen.method, chosen.eps, chosen.layer, chosen.extraction) == ("emd", default.eps, 5, default.extraction)
-    assert not chosen.is_default() and chosen.describe() == "emd, inter, layer 5"
-    assert chosen.align_kwargs() == {"method": "emd", "eps": default.eps, "layer": 5, "extraction": "inter", "threshold": None}
-    for bad, match in [({"method": "ot"}, "method must be one of"), ({"extraction": "max"}, "extraction must be one of"),
-                       ({"eps": 0.0}, "eps must be a finite number > 0"), ({"eps": float("nan")}, "eps must be"),
-                       ({"layer": 7.5}, "layer must be an integer"), ({"threshold": -1}, "threshold must be > 0")]:
-        with pytest.raises(ValueError, match=match):
-            AlignConfig(**bad)
-
-
-def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys, monkeypatch):
-    import argparse
-
-    from optical_viz import encoder as encoder_module
-    from optical_viz.commands import align as cmd
-
-    # the session's encoder of the same directory (loading it again takes seconds)
-    monkeypatch.setattr(encoder_module, "load_encoder", lambda path: encoder if path == str(default_model_dir) else None)
-    parser = argparse.ArgumentParser()
-    cmd.register(parser.add_subparsers(dest="command"))
-    png = tmp_path / "plan.png"
-    args = parser.parse_args(["align", "The cat sleeps .", "Le chat dort .", "--model", str(default_model_dir), "--png", str(png)])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
-    assert "cat" in out and "chat" in out and "->" in out
-    assert png.is_file() and png.stat().st_size > 1000

@@ -82,37 +82,6 @@ def test_distill_reads_bitext_from_data_root(tmp_path, capsys):
     assert str(empty) in _one_error_line(capsys)
 
 
-def test_the_cli_choices_are_their_owners_vocabulary():
-    """The parser and the modules that implement the choices read one tuple each from
-    optical_viz.options (no copies): the very same objects."""
-    from optical_viz import alignment, encoder, options, retrieval
-    from optical_viz.commands import align, evaluate
-    from optical_viz.retrieval._tasks import FLORES_TASK_SPLITS
-
-    assert retrieval.TASKS is options.TASKS and evaluate.TASKS is options.TASKS
-    assert evaluate.EVALUATIONS == (*options.TASKS, "alignment")
-    assert retrieval.SCORINGS is evaluate.SCORINGS is options.SCORINGS
-    assert FLORES_TASK_SPLITS is evaluate.FLORES_TASK_SPLITS is options.FLORES_TASK_SPLITS
-    assert encoder.PRECISIONS is evaluate.PRECISIONS is options.PRECISIONS
-    assert alignment.ALIGNERS is align.ALIGNERS is evaluate.ALIGNERS is options.ALIGNERS
-    assert alignment.EXTRACTIONS is align.EXTRACTIONS is evaluate.EXTRACTIONS is options.EXTRACTIONS
-    assert alignment.AlignConfig is align.AlignConfig is evaluate.AlignConfig is options.AlignConfig
-
-
-@pytest.mark.parametrize("module", ["optical_viz.cli", "optical_viz.commands.evaluate", "optical_viz.commands.align",
-                                    "optical_viz.options", "optical_viz.config"])
-def test_the_cli_and_the_config_import_no_torch(module):
-    """`optical-viz --help` and the parser's choices and defaults need no torch (seconds to import)."""
-    import subprocess
-    import sys
-
-    code = (f"import sys, {module}; from optical_viz.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
-    assert out.stdout.strip() == "[]"
-
-
 def _every_help(parser, prefix=()):
     """(command words, --help text) of ``parser`` and of each of its subcommands, recursively."""
     import argparse

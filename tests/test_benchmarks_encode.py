@@ -1,4 +1,5 @@
-"""The benchmark commands run and report what they claim (their numbers are not asserted)."""
+"""`optical-viz bench encode` (optical_viz.benchmarks.encode) runs and reports what it claims
+(its timings are not asserted)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""`optical-viz align` on long texts: a capped picture and the truncated words named."""
+"""`optical-viz align` (optical_viz.commands.align): links and a heatmap, long texts (a capped
+picture, the truncated words named), invisible characters, the one default setting."""
 from __future__ import annotations
 
 import pytest
@@ -110,3 +111,21 @@ def test_align_evaluate_alignment_the_explorer_and_align_train_start_from_one_se
     assert calls["align"]["threshold"] == calls["evaluate"]["threshold"] == trained.threshold == default.threshold
     assert set(calls["align"]) == set(default.align_kwargs())
     assert expected == {"method": "sinkhorn", "eps": 0.3, "layer": 7, "extraction": "inter"}  # issue 24's choice
+
+
+def test_align_command_prints_links_and_saves_png(encoder, default_model_dir, tmp_path, capsys, monkeypatch):
+    import argparse
+
+    from optical_viz import encoder as encoder_module
+    from optical_viz.commands import align as cmd
+
+    # the session's encoder of the same directory (loading it again takes seconds)
+    monkeypatch.setattr(encoder_module, "load_encoder", lambda path: encoder if path == str(default_model_dir) else None)
+    parser = argparse.ArgumentParser()
+    cmd.register(parser.add_subparsers(dest="command"))
+    png = tmp_path / "plan.png"
+    args = parser.parse_args(["align", "The cat sleeps .", "Le chat dort .", "--model", str(default_model_dir), "--png", str(png)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "cat" in out and "chat" in out and "->" in out
+    assert png.is_file() and png.stat().st_size > 1000
