@@ -6,11 +6,13 @@
   import that only hides a circle is still a circle; imports under ``if TYPE_CHECKING:``
   never run and are not counted).
 - No private name (``_x``) of one module imported by another.
+- Tests mirror modules: every module has a test file by the doc's rule (its first paragraph).
 """
 from __future__ import annotations
 
 import ast
 import re
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import optical_viz
 
 PACKAGE = Path(optical_viz.__file__).resolve().parent
 DOC = PACKAGE.parent / "docs" / "architecture.md"
+TESTS = PACKAGE.parent / "tests"
 
 
 def _modules() -> dict[str, Path]:
@@ -202,3 +205,50 @@ def test_no_import_crosses_a_never_line():
     assert NEVER, "docs/architecture.md's Layers has no never: line (plots -> transport ...)"
     for module, forbidden in NEVER.items():
         assert not EDGES[module] & forbidden, f"{module} imports {sorted(EDGES[module] & forbidden)}, which the doc forbids"
+
+
+# ----------------------------------------------------------------------------- tests mirror modules
+
+def accepted_test_files(module: str) -> list[str]:
+    """The names (fnmatch patterns) of the files of tests/ that may hold ``module``'s tests, by
+    docs/architecture.md's rule; [] for a package (its ``__init__``: exempt).
+
+    ``x.py`` -> ``test_x.py``; ``pkg/x.py`` -> ``test_pkg_x.py``, or ``test_x.py`` when no other
+    module is named ``x``; ``commands/x.py`` also -> ``test_cli.py``; a private ``pkg/_x.py`` ->
+    the package's tests, ``test_pkg.py`` or ``test_pkg_*.py``."""
+    if MODULES[module].name == "__init__.py":
+        return []
+    *pkg, name = module.split(".")[1:]
+    if not pkg:
+        return [f"test_{name}.py"]
+    prefix = "_".join(pkg)
+    if name.startswith("_"):
+        return [f"test_{prefix}.py", f"test_{prefix}_*.py"]
+    names = [f"test_{prefix}_{name}.py"]
+    if sum(m.rpartition(".")[2] == name for m in MODULES) == 1:
+        names.append(f"test_{name}.py")
+    if pkg == ["commands"]:
+        names.append("test_cli.py")
+    return names
+
+
+def test_the_mirror_rule_names_the_files_the_doc_promises():
+    assert accepted_test_files("optical_viz") == accepted_test_files("optical_viz.data") == []
+    assert accepted_test_files("optical_viz.transport") == ["test_transport.py"]
+    assert accepted_test_files("optical_viz.data.loaders") == ["test_data_loaders.py", "test_loaders.py"]
+    assert accepted_test_files("optical_viz.experiments.grid") == ["test_experiments_grid.py", "test_grid.py"]
+    # a name two modules share: only the package-prefixed file (test_transport.py is transport.py's)
+    assert accepted_test_files("optical_viz.benchmarks.transport") == ["test_benchmarks_transport.py"]
+    assert accepted_test_files("optical_viz.commands.data") == ["test_commands_data.py", "test_cli.py"]
+    assert accepted_test_files("optical_viz.retrieval._trec") == ["test_retrieval.py", "test_retrieval_*.py"]
+    doc = " ".join(DOC.read_text().split())
+    assert "mirror modules (`optical_viz/x.py` -> `tests/test_x.py`" in doc
+    assert "`pkg/x.py` -> `test_pkg_x.py`, or `test_x.py` when no other module is named `x`" in doc
+
+
+def test_every_module_has_a_test_file():
+    present = sorted(p.name for p in TESTS.glob("test_*.py"))
+    missing = {m: names for m in MODULES if (names := accepted_test_files(m))
+               and not any(fnmatch(f, n) for f in present for n in names)}
+    assert not missing, "modules without a test file (docs/architecture.md: tests mirror modules): " + "; ".join(
+        f"{m} (tests/{' or tests/'.join(names)})" for m, names in missing.items())
