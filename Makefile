@@ -48,8 +48,10 @@ model: $(INSTALLED)
 	$(BIN)/optical-viz model build
 
 # the whole suite as two single-threaded pytest-xdist workers, one per core (each test goes to
-# whichever worker is free: --dist worksteal); PYTEST_ARGS="..." adds options (-k, -x, a file)
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
+# whichever worker is free: --dist worksteal); PYTEST_ARGS="..." adds options (-k, -x, a file).
+# PYTHONDONTWRITEBYTECODE= : pytest caches its rewritten test modules even where the environment
+# forbids bytecode files (otherwise every worker re-parses every test file, ~10 s of test-fast)
+PYTEST := PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 test: setup
 	$(PYTEST) $(PYTEST_ARGS)
 

@@ -54,6 +54,7 @@ def test_test_targets_run_two_single_threaded_workers(tmp_path, target):
     (venv / ".installed").touch()
     runs = [line for line in _dry_run(target, venv) if "-m pytest" in line]
     assert len(runs) == 1 and "OMP_NUM_THREADS=1" in runs[0] and "-n 2 --dist worksteal" in runs[0], runs
+    assert "PYTHONDONTWRITEBYTECODE= " in runs[0]  # pytest keeps its rewritten test modules (~10 s of test-fast)
     assert ('-m "not slow"' in runs[0]) == (target == "test-fast")
 
 
