@@ -128,7 +128,7 @@ def content_weights(mask: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 def _eps_per_pair(cost: torch.Tensor, pair: torch.Tensor, eps: float, eps_mode: str) -> torch.Tensor:
     """(B,) eps in cost units: ``eps``, or ``eps`` times the standard deviation of each pair's
     cost entries between tokens that carry mass (``pair`` (B, T, S) bool; detached: a
-    constant of the step)."""
+    constant of the step); a pair without spread takes the batch's mean spread."""
     B = cost.shape[0]
     if eps_mode == "absolute":
         return cost.new_full((B,), float(eps))
@@ -137,8 +137,13 @@ def _eps_per_pair(cost: torch.Tensor, pair: torch.Tensor, eps: float, eps_mode: 
     mean = (c * pair).sum(dim=(1, 2)) / n
     var = (((c - mean[:, None, None]) * pair) ** 2).sum(dim=(1, 2)) / n
     sd = var.sqrt()
-    if (sd <= 0).any():
-        raise ValueError(f"eps_mode='relative': pairs {(sd <= 0).nonzero().flatten().tolist()[:10]} have constant costs")
+    flat = sd <= 0
+    if flat.any():
+        # a pair whose costs are all equal (one content token on each side, or identical tokens):
+        # every eps > 0 gives it the same plan, the product of its marginals, so it takes the
+        # batch's mean spread (1 cost unit when no pair has one); the other pairs are untouched
+        spread = sd[~flat]
+        sd = torch.where(flat, spread.mean() if spread.numel() else sd.new_tensor(1.0), sd)
     return eps * sd
 
 

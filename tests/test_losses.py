@@ -264,6 +264,27 @@ def test_relative_eps_is_absolute_eps_times_the_cost_spread():
         assert rel.per_example[i].item() == pytest.approx((P * C).sum() + 0.5 * C.std() * _kl(P, np.full(t, 1 / t), np.full(s, 1 / s)), rel=1e-8)
 
 
+@pytest.mark.parametrize("objective", ["entropic", "divergence"])
+def test_relative_eps_takes_a_pair_of_constant_costs_in_its_stride(objective):
+    """Bug (RQ3 dev run, step 31): a pair whose costs between mass-carrying tokens are all equal
+    (one content token on each side) has no spread, and relative eps raised a ValueError that
+    killed the run. Every eps > 0 gives such a pair the same plan (the product of the marginals),
+    so it takes the batch's mean spread; the other pairs' values do not change."""
+    x, y, mx, my = _batch([5, 1, 3], [4, 1, 6], seed=13)
+    kw = dict(objective=objective, eps=0.5, eps_mode="relative", max_iter=5000, tol=1e-12)
+    out = losses.ot_loss(x, y, mx, my, **kw)
+    keep = torch.tensor([0, 2])
+    alone = losses.ot_loss(x[keep], y[keep], mx[keep], my[keep], **kw)
+    assert torch.isfinite(out.per_example).all() and bool(out.converged.all())
+    torch.testing.assert_close(out.per_example[keep], alone.per_example, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(out.eps[1], alone.eps.mean())
+    C = cdist(x[1, :1].numpy(), y[1, :1].numpy(), "cosine")  # the one cost of the 1 x 1 pair
+    assert out.plan[1, 0, 0].item() == pytest.approx(1.0)
+    # the plan is 1 x 1: the value is its one cost (the divergence's self-terms are 0: a token's
+    # cosine cost to itself)
+    assert out.per_example[1].item() == pytest.approx(C[0, 0], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [
