@@ -29,7 +29,6 @@ import itertools
 import json
 import os
 import typing
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +39,11 @@ from optical_viz import paths
 from optical_viz.config import STRICT, DistillConfig, Float, Int, Str, deep_merge, load_yaml, parse
 from optical_viz.experiments.grid import ZERO_SHOT, EvalSpec, Run, RunOptions
 from optical_viz.experiments.protocol_evals import rq1_question_ids
-from optical_viz.experiments.run import code_version, format_plan, run_grid, status
+from optical_viz.experiments.run import code_version
 from optical_viz.experiments.scale_probe import scale_probe_weights
 from optical_viz.experiments.settings import HYPERPARAMETERS, Setting
 from optical_viz.experiments.stage_configs import setting_config
-from optical_viz.experiments.stages import shard_runs
+from optical_viz.experiments.stages import run_shard, shard_runs
 from optical_viz.optical_protocol import OpticalProtocol, load_optical_protocol
 from optical_viz.protocol import load_stage_protocol
 from optical_viz.rundir import atomic_write
@@ -484,13 +483,10 @@ def run_stage(plan: Plan, stage: str, *, runs_dir, results_dir, shard=(0, 1), ro
     ``tuning.csv`` and, once every configuration is scored, decides the extension rule."""
     runs = shard_runs(stage_runs(plan, stage, runs_dir, results_dir, root=root, probe=not dry_run), shard)
     where = Path(results_dir) / ("tuning" if stage == "rq3-dev" else "")
-    opts = plan.options()
-    log(f"stage {stage} (shard {shard[0]}/{shard[1]}): " + format_plan(opts, runs, status(runs, where)))
+    records = run_shard(stage, shard, plan.options(), runs, where, dry_run=dry_run, root=root, progress=progress,
+                        log=log)
     if dry_run:
         return []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
-        records = run_grid(opts, runs, where, root=root, progress=progress, log=log)
     if stage == "rq3-dev":
         table = tuning_table(plan, results_dir)
         atomic_write(Path(results_dir) / "tuning.csv", table.to_csv(index=False, float_format="%.4f"))

@@ -183,19 +183,30 @@ def _estimate_costs(p: Protocol) -> dict[str, float]:
     return {k: float(v) for k, v in costs.items() if v is not None}
 
 
+def run_shard(stage: str, shard, opts: RunOptions, runs: list[Run], where, *, dry_run=False, root=None,
+              progress=True, log=print) -> list[dict]:
+    """Print the plan of a stage's ``runs`` (this ``shard``'s part) and train and score what is
+    missing of them through :func:`run_grid` (nothing when ``dry_run``), results under
+    ``where``; the warnings of texts cut at max_length are silenced (the data layer reports
+    them). The one path of both protocols' drivers (RQ1/RQ2 here, RQ3 in optical_stages)."""
+    log(f"stage {stage} (shard {shard[0]}/{shard[1]}): " + format_plan(opts, runs, status(runs, where)))
+    if dry_run:
+        return []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
+        return run_grid(opts, runs, where, root=root, progress=progress, log=log)
+
+
 def run_stage(p: Protocol, stage: str, *, runs_dir, results_dir, shard=(0, 1), root=None, dry_run=False,
               progress=True, log=print) -> list[dict]:
     """Train and score what is missing of one stage (``shard``: this process's part); a dev
     stage then rewrites ``tuning.csv``. Returns run_grid's timing records."""
     runs = shard_runs(stage_runs(p, stage, runs_dir, results_dir, root=root, probe=not dry_run), shard)
     where = Path(results_dir) / ("tuning" if stage.endswith(("-dev", "-dev2")) else "")
-    opts = run_options(p)
-    log(f"stage {stage} (shard {shard[0]}/{shard[1]}): " + format_plan(opts, runs, status(runs, where)))
+    records = run_shard(stage, shard, run_options(p), runs, where, dry_run=dry_run, root=root, progress=progress,
+                        log=log)
     if dry_run:
         return []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*truncat", category=UserWarning)
-        records = run_grid(opts, runs, where, root=root, progress=progress, log=log)
     if where != Path(results_dir):
         write_tuning_csv(results_dir)
     return records
