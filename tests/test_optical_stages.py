@@ -153,6 +153,21 @@ def test_dev_settings_follow_the_protocol():
     assert plan.steps == 1000 and plan.checkpoints == [250, 500, 1000] and len(plan.low_resource) == 10
 
 
+def test_every_trained_run_has_the_e5_student_not_a_copy_of_the_teacher(tmp_path):
+    """Bug (first RQ3 dev runs): the run configs said `student: null`, which the trainer reads as
+    "a copy of the teacher": MiniLM was distilled into MiniLM (prefix '', the no-transfer floor's
+    dev scores). Every config names the e5 student; the untrained-e5 arm scores the same model."""
+    from optical_viz.convert import default_model_path
+    from optical_viz.encoder import minilm_model_dir
+
+    plan = O.load_plan("full")
+    out = tmp_path / "runs"
+    base = O.base_config(plan, plan.languages, {"bitext_sources": ["flores"]}, out)
+    assert base.student == str(default_model_path()) and base.teacher == str(minilm_model_dir())
+    assert base.student != base.teacher
+    assert plan.student() == str(default_model_path())
+
+
 def test_cli_test_stage_refuses_before_tuning(tmp_path, capsys, data_root):
     from optical_viz.cli import main
 

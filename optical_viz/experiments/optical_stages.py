@@ -145,6 +145,13 @@ class Plan:
 
         return self.s.teacher or str(minilm_model_dir())
 
+    def student(self) -> str:
+        """The student's model directory, always named: a config's ``student: null`` means a
+        copy of the teacher (self-distillation), not the default e5."""
+        from optical_viz.convert import default_model_path
+
+        return self.s.student or str(default_model_path())
+
     def cuts(self) -> dict:
         return {"max_queries": self.s.max_queries, "max_candidates": self.s.max_candidates}
 
@@ -208,7 +215,7 @@ def base_config(plan: Plan, langs: list[str], bitext: dict, output_dir: Path) ->
     base = DistillConfig.from_yaml(paths.REPO_ROOT / BASE_CONFIG)
     t = plan.p.training
     start = plan.p.start.config() | ({"pairs": plan.s.start_pairs} if plan.s.start_pairs else {})
-    changes = {"languages": langs, **bitext, "teacher": plan.teacher(), "student": plan.s.student,
+    changes = {"languages": langs, **bitext, "teacher": plan.teacher(), "student": plan.student(),
                "steps": plan.steps, "warmup_steps": plan.s.warmup_steps or t.warmup_steps,
                "batch_size": plan.s.batch_size or t.batch_size, "max_length": plan.s.max_length or t.max_length,
                "snapshots": [c for c in plan.checkpoints if c < plan.steps], "start": start,
@@ -426,7 +433,7 @@ def stage_runs(plan: Plan, stage: str, runs_dir, results_dir, root=None, probe: 
                                 variant="teacher_only", model=plan.teacher()))
             elif arm.method == "zero-shot":
                 runs.append(Run(QUESTION, "all", ZERO_SHOT, 0, plan.languages, None, evs, unseen,
-                                variant="e5_untrained", model=plan.s.student))
+                                variant="e5_untrained", model=plan.student()))
             else:
                 runs += [_run(plan, QUESTION, "all", base, arms[name], seed, evs, runs_dir, results_dir, arm=name,
                               steps=steps, unseen=unseen, **kw) for seed in seeds]
