@@ -84,7 +84,8 @@ def main() -> None:
     doc = {
         "what": "compute estimate of results/optical/protocol.yaml (RQ3), measured before the run",
         "measured": {"config": runs[0].run_id, "loss": cfg.loss.name, "batch_size": cfg.batch_size,
-                     "max_length": cfg.max_length, "teacher": cfg.teacher, "student": "multilingual-e5-small (default)",
+                     "max_length": cfg.max_length, "teacher": cfg.teacher, "student": cfg.student,
+                     "student_model": tr.student.name, "student_prefix": tr.student.prefix,
                      "threads": torch.get_num_threads(), "steps_timed": a.steps,
                      "step_seconds": [round(x, 3) for x in step_s], "step_seconds_median": round(light, 3),
                      "build_seconds": round(build_s, 1)},
