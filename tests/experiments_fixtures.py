@@ -32,7 +32,9 @@ def tiny_home_dir(tmp_path_factory, default_model_dir) -> Path:
 
     home = tmp_path_factory.mktemp("tiny-home")
     out = home / "models" / convert.DEFAULT_MODEL_NAME
-    shutil.copytree(default_model_dir, out, ignore=shutil.ignore_patterns("model.safetensors*", "config.json"))
+    # the weights and the top-level config.json are replaced; 1_Pooling/config.json (mean pooling) stays
+    shutil.copytree(default_model_dir, out, ignore=lambda d, names: [
+        n for n in names if n.startswith("model.safetensors") or (n == "config.json" and Path(d) == default_model_dir)])
     config = json.loads((default_model_dir / "config.json").read_text()) | TINY
     torch.manual_seed(0)
     BertModel(BertConfig(**config), add_pooling_layer=False).save_pretrained(out)

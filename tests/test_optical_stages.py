@@ -35,9 +35,11 @@ def tiny_minilm(tmp_path_factory):
 
 
 @pytest.fixture
-def plan(tiny_minilm, tiny_home):
+def plan(tiny_minilm_dir, tiny_e5_dir, tiny_home):
+    """The quick scale with tiny twins of both models named explicitly (the student: e5's
+    configuration at 2 layers of 32 dims, its tokenizer and prompt; conftest.tiny_e5_dir)."""
     plan = O.load_plan("quick")
-    return dataclasses.replace(plan, s=dataclasses.replace(plan.s, teacher=str(tiny_minilm)))
+    return dataclasses.replace(plan, s=dataclasses.replace(plan.s, teacher=str(tiny_minilm_dir), student=str(tiny_e5_dir)))
 
 
 @pytest.mark.slow  # ~1.5 min on 2 shared cores: 22 tiny trainings, every stage, then a second invocation
