@@ -3,7 +3,7 @@ space to the teacher's, fitted on bitext before step 1 and trained with the stud
 
 Two unrelated encoders (multilingual-e5-small and all-MiniLM-L6-v2, say) put their vectors
 in unrelated spaces: at step 0 a student is at chance against teacher-encoded passages, and
-neither token-level OT costs nor an MSE pull carry signal there (results/optical/pilot/).
+neither token-level OT costs nor an MSE pull carry signal there (results/pilots/rq3/).
 A ridge least-squares map, fitted in closed form on mean-pooled bitext embeddings, moves
 the student into the teacher's space before training starts::
 
@@ -102,7 +102,7 @@ def fit_linear_map(student, teacher, sources: list[str], english: list[str], rid
     student, teacher: :class:`optical_viz.encoder.Encoder` (each with its own prompt).
     sources, english: the two sides of N bitext pairs (N >= 1, equal lengths).
     ridge: the L2 penalty (> 0); 1.0 was best of 0.1 / 1 / 10 on the dev pilot
-        (results/optical/pilot/linear-map.json).
+        (results/pilots/rq3/linear-map.json).
     """
     if len(sources) != len(english) or not sources:
         raise ValueError(f"sources and english must be two non-empty lists of equal length, got {len(sources)} and {len(english)}")

@@ -280,7 +280,7 @@ class Statistics:
 @dataclass(config=STRICT)
 class Budget:
     """Compute, from step and evaluation times measured with the MiniLM teacher
-    (``results/optical/pilot/``); :func:`estimate` recomputes ``estimate_wall_s``."""
+    (``results/pilots/rq3/``); :func:`estimate` recomputes ``estimate_wall_s``."""
 
     processes: Int
     seconds_per_step: typing.Dict[str, Float]  # loss kind (light: ot, contrastive; heavy: any mse term) -> s/step

@@ -50,7 +50,7 @@ def _mutated(raw, edit):
         (lambda p: p["start"].update(same_for_every_arm=False), r"start: same_for_every_arm"),
         (lambda p: p["start"].update(method="none"), r"start: method: a cross-model run needs a start"),
         (lambda p: p["start"].update(method="warmup"), r"start\.method: 'warmup' is not one of"),
-        (lambda p: p["start"]["evidence"].append("results/optical/pilot/nope.json"), r"start: evidence: \['results/optical/pilot/nope.json'\]"),
+        (lambda p: p["start"]["evidence"].append("results/pilots/rq3/nope.json"), r"start: evidence: \['results/pilots/rq3/nope.json'\]"),
         (lambda p: p["start"].pop("ridge"), r"start\.ridge: expected a value"),
         (lambda p: p["budget"].pop("seconds_per_step"), r"budget\.seconds_per_step: expected a value"),
         (lambda p: p["start"].update(pairs="__START_PAIRS__"), r"^protocol\.yaml: start\.pairs: still the placeholder __START_PAIRS__"),

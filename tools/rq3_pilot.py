@@ -2,11 +2,11 @@
 an all-MiniLM-L6-v2 teacher. DEV DATA ONLY: XQuAD-R L->en on the questions of RQ1's 16 dev
 articles (results/full/protocol.yaml), against the 1180 English sentences encoded by the teacher.
 
-    python tools/rq3_pilot.py reference --out results/optical/pilot/reference.json
+    python tools/rq3_pilot.py reference --out results/pilots/rq3/reference.json
     python tools/rq3_pilot.py train --loss mse --steps 150 --checkpoints 50 100 150 --out ...
-    python tools/rq3_pilot.py linear --pairs 800 --out results/optical/pilot/linear-map.json
+    python tools/rq3_pilot.py linear --pairs 800 --out results/pilots/rq3/linear-map.json
     python tools/rq3_pilot.py train --loss mse --start linear_map --pairs 800 --ridge 1.0 --steps 200 \
-        --checkpoints 0 50 100 200 --out results/optical/pilot/start-mse.json
+        --checkpoints 0 50 100 200 --out results/pilots/rq3/start-mse.json
 
 Every JSON holds the commit, the config, the seed and ``split: dev``.
 """
