@@ -1,6 +1,7 @@
 """The Encoder contract: token batches, word ids, layers, batching, sentence embeddings, errors."""
 from __future__ import annotations
 
+import json
 import shutil
 import unicodedata
 import warnings
@@ -287,6 +288,18 @@ def test_any_transformers_directory_loads(tmp_path, default_model_dir):
     b = enc.embed_tokens(["a b c"], layer=1)
     assert b.embeddings.shape == (1, 5, 16) and b.word_ids[0] == [None, 0, 1, 2, None]
     assert enc.embed_sentences(["x", "y z"]).shape == (2, 16)
+
+
+def test_tokenizer_is_built_once_per_content(tiny_e5_dir, tiny_minilm_dir, tmp_path):
+    """Two directories with the same tokenizer files share one tokenizer object (the 2 s
+    build is paid once per process); a changed file or another tokenizer gets its own."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_e5_dir, copy)
+    a, b, other = load_encoder(tiny_e5_dir), load_encoder(copy), load_encoder(tiny_minilm_dir)
+    assert a.tokenizer is b.tokenizer and other.tokenizer is not a.tokenizer
+    config = copy / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_max_length": 128}))
+    assert load_encoder(copy).tokenizer is not a.tokenizer
 
 
 def test_student_directory_keeps_its_training_prefix(tiny_model_dir, tmp_path):
