@@ -264,3 +264,103 @@ def _rq1_arms(summary, figures_dir: Path, tag: str) -> list[Path]:
     written = plots.save_figure(fig, figures_dir / "rq1_arms", formats=("pdf", "png"))
     plt.close(fig)
     return written
+
+
+# RQ3's test arms (results/optical/protocol.yaml: test.arms) in the colours of their methods
+RQ3_COLORS = {**METHOD_COLORS, "teacher_only": "#000000", "e5_untrained": "#8C8C8C", "ot_best+mse": "#009E73"}
+RQ3_SETS = {
+    "xquad-r.test": "XQuAD-R L\u2192en R@1 \u2191 (P1)",
+    "flores.test.low_resource": "FLORES L\u2192en R@1 \u2191 (P2)",
+    "flores.test.unseen": "FLORES unseen R@1 \u2191",
+    "xquad.test": "XQuAD para. R@1 \u2191",
+    "xquad-r.test.english": "en\u2192en R@1 \u2191",
+    "aer.roen": "AER ro-en \u2193",
+}
+
+
+def optical_figures(tables: dict, figures_dir: str | os.PathLike, checkpoints: list[int], scale: str) -> list[Path]:
+    """RQ3's figures from its report frames (``rq3_summary``, ``rq3_contrasts``,
+    ``rq3_scaling``, ``tuning``; any may be missing or empty): ``rq3_dev_curves`` (every dev
+    configuration's score at each checkpoint, one panel per method), ``rq3_arms`` (every arm on
+    every test set with its interval, the teacher alone as the dashed line), ``rq3_contrasts``
+    (the Holm family as a forest plot) and ``rq3_scaling`` (Recall@1 against the number of
+    training languages, one panel per language group)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    figures_dir = Path(figures_dir)
+    tag = "" if scale == "full" else f" [{scale} scale]"
+    written: list[Path] = []
+
+    def save(fig, name):
+        written.extend(plots.save_figure(fig, figures_dir / name, formats=("pdf", "png")))
+        plt.close(fig)
+
+    with plots.publication_style():
+        tuning = tables.get("tuning")
+        if tuning is not None and not tuning.empty:
+            save(_dev_curves(tuning, checkpoints, tag), "rq3_dev_curves")
+        summary = tables.get("rq3_summary")
+        if summary is not None and not summary.empty:
+            sets = [s for s in RQ3_SETS if (summary["set"] == s).any()]
+            fig, axes = plt.subplots(2, 3, figsize=(plots.TEXT_WIDTH, 3.6), squeeze=False, sharey=True)
+            for ax, name in zip(axes.ravel(), sets + [None] * (6 - len(sets))):
+                if name is None:
+                    ax.set_visible(False)
+                    continue
+                plots.plot_estimates(summary[summary["set"] == name], ax=ax, colors=RQ3_COLORS,
+                                     reference="teacher_only", title=RQ3_SETS[name], unit="%")
+            fig.suptitle(f"RQ3: every arm on the test sets (95% intervals; dashed: the teacher alone){tag}",
+                         x=0.01, ha="left")
+            save(fig, "rq3_arms")
+        contrasts = tables.get("rq3_contrasts")
+        if contrasts is not None and not contrasts.empty:
+            ax = plots.plot_contrasts(contrasts, margin=1.0, title=f"RQ3: paired differences, test sets{tag}")
+            save(ax.figure, "rq3_contrasts")
+        scaling = tables.get("rq3_scaling")
+        if scaling is not None and not scaling.empty and scaling["size"].notna().any():
+            d = scaling.dropna(subset=["size"]).rename(columns={
+                "arm": "method", "size": "n_languages", "estimate": "recall@1", "lo": "ci_lo", "hi": "ci_hi"})
+            groups = [g for g in ("trained", "shared_5", "unseen") if (d["group"] == g).any()]
+            fig, axes = plt.subplots(1, len(groups), figsize=(plots.TEXT_WIDTH, 2.4), squeeze=False, sharey=True)
+            for k, (ax, g) in enumerate(zip(axes[0], groups)):
+                plots.plot_scaling(d[d["group"] == g], "recall@1", ax=ax, colors=RQ3_COLORS)
+                ax.set_title(g.replace("_", " "), loc="left")
+                if k < len(groups) - 1 and ax.get_legend() is not None:
+                    ax.get_legend().remove()
+            fig.suptitle(f"RQ3 scaling: FLORES test L\u2192en R@1 (%){tag}", x=0.01, ha="left")
+            save(fig, "rq3_scaling")
+    return written
+
+
+def _dev_curves(tuning, checkpoints: list[int], tag: str):
+    """One panel per method: each dev configuration's dev score (mean R@1 of the two dev sets)
+    at every checkpoint it has, the method's dev winner in bold."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz import plots
+
+    methods = [m for m in ("ot", "contrastive", "mse") if (tuning["method"] == m).any()]
+    fig, axes = plt.subplots(1, len(methods), figsize=(plots.TEXT_WIDTH, 2.5), squeeze=False, sharey=True)
+    cols = [c for c in checkpoints if f"dev@{c}" in tuning]
+    for k, (ax, method) in enumerate(zip(axes[0], methods)):
+        rows = tuning[tuning["method"] == method]
+        final = rows[f"dev@{cols[-1]}"] if cols else None
+        best = final.idxmax() if final is not None and final.notna().any() else None
+        for i, row in rows.iterrows():
+            steps = [c for c in cols if row[f"dev@{c}"] == row[f"dev@{c}"]]  # not NaN
+            if not steps:
+                continue
+            ax.plot(steps, [row[f"dev@{c}"] for c in steps], marker="o", markersize=2.5,
+                    linewidth=1.6 if i == best else 0.8, label=row["variant"].split(f"{method}-", 1)[-1])
+        ax.set_title(method, loc="left")
+        ax.set_xlabel("step")
+        ax.set_xticks(cols)
+        ax.set_ylabel("dev score (R@1 %)" if k == 0 else "")
+        ax.legend(fontsize=5, frameon=False)
+    fig.suptitle(f"RQ3 tuning: dev learning curves (seed 0; bold: the dev winner so far){tag}", x=0.01, ha="left")
+    return fig

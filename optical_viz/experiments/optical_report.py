@@ -10,7 +10,8 @@ files of :mod:`.optical_stages`: never from anything else.
 - ``rq3_scaling.csv``: per scaling arm and group (trained, shared_5, unseen) and size, and the
   arm's difference from mse pooled over the sizes, a language present at both sizes resampled
   as one cluster (``statistics.pooled_over_sizes: language_clusters``).
-- figures: the arms (P1, P2), the dev learning curves of every configuration.
+- figures (:func:`~optical_viz.experiments.figures.optical_figures`): the dev learning curves,
+  every arm on every test set, the contrasts, the scaling curves.
 
 Each test set keeps its own languages (``data.test``): XQuAD-R / XQuAD the XQuAD-R languages,
 FLORES the low-resource trained languages (P2) or the unseen ones.
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from optical_viz.experiments import statistics as st
+from optical_viz.experiments.figures import optical_figures
 from optical_viz.rundir import atomic_write
 
 __all__ = ["load_arms", "summary_table", "contrast_table", "scaling_table", "write_optical_reports"]
@@ -156,57 +158,16 @@ def scaling_table(plan, results_dir, n: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _figures(plan, results_dir, figures_dir, summary: pd.DataFrame) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    out = []
-    if not summary.empty:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for ax, primary in zip(axes, (P1, P2)):
-            d = summary[summary["set"] == primary]
-            ax.errorbar(range(len(d)), d["estimate"], yerr=[d["estimate"] - d["lo"], d["hi"] - d["estimate"]], fmt="o")
-            ax.set_xticks(range(len(d)), d["arm"], rotation=30, ha="right", fontsize=7)
-            ax.set_title(primary, fontsize=9)
-            ax.set_ylabel("Recall@1 (%)")
-        fig.tight_layout()
-        out.append(figures_dir / "rq3_arms.png")
-        fig.savefig(out[-1], dpi=120)
-        plt.close(fig)
-    tuning = Path(results_dir) / "tuning.csv"
-    if tuning.is_file():
-        t = pd.read_csv(tuning)
-        cols = [f"dev@{c}" for c in plan.checkpoints if f"dev@{c}" in t]
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        colours = {"ot": "C0", "contrastive": "C1", "mse": "C2"}
-        for _, row in t.iterrows():
-            ax.plot([int(c.split("@")[1]) for c in cols], [row[c] for c in cols], marker=".",
-                    color=colours.get(row["method"], "C3"), alpha=0.7, label=row["method"])
-        handles, labels = ax.get_legend_handles_labels()
-        keep = dict(zip(labels, handles))
-        ax.legend(keep.values(), keep.keys(), fontsize=7)
-        ax.set_xlabel("step")
-        ax.set_ylabel("dev score (R@1 %)")
-        fig.tight_layout()
-        out.append(figures_dir / "rq3_dev_curves.png")
-        fig.savefig(out[-1], dpi=120)
-        plt.close(fig)
-    return out
-
-
 def write_optical_reports(plan, results_dir: str | os.PathLike, figures_dir: str | os.PathLike) -> list[Path]:
     """``rq3_summary.csv``, ``rq3_contrasts.csv``, ``rq3_scaling.csv`` (those with results) and
     the figures."""
     results_dir = Path(results_dir)
     written = []
-    summary = summary_table(plan, results_dir)
-    tables = {"rq3_summary.csv": summary, "rq3_contrasts.csv": contrast_table(plan, results_dir),
-              "rq3_scaling.csv": scaling_table(plan, results_dir)}
+    tables = {"rq3_summary": summary_table(plan, results_dir), "rq3_contrasts": contrast_table(plan, results_dir),
+              "rq3_scaling": scaling_table(plan, results_dir)}
     for name, frame in tables.items():
         if not frame.empty:
-            written.append(atomic_write(results_dir / name, frame.to_csv(index=False, float_format="%.4f")))
-    return written + _figures(plan, results_dir, figures_dir, summary)
+            written.append(atomic_write(results_dir / f"{name}.csv", frame.to_csv(index=False, float_format="%.4f")))
+    tuning = results_dir / "tuning.csv"
+    tables["tuning"] = pd.read_csv(tuning) if tuning.is_file() else None
+    return written + optical_figures(tables, figures_dir, plan.checkpoints, plan.s.scale)
