@@ -154,6 +154,7 @@ class OTConfig:
     eps: Float = 0.02
     eps_mode: choice(EPS_MODES) = "absolute"  # absolute (cost units) | relative (x per-pair std of the costs)
     eps_scaling: Optional[Float] = None  # annealing ratio in (0, 1) for small eps (e.g. 0.5)
+    overrelax: Bool = False  # adaptive over-relaxed Sinkhorn (transport.sinkhorn): fewer iterations, same fixed point
     metric: choice(METRICS) = "cosine"
     grad: choice(LOSS_GRAD_MODES) = "envelope"
     rho: Optional[Float] = None  # None: balanced; > 0: unbalanced (KL marginal penalty)
@@ -306,6 +307,10 @@ class DistillConfig:
         batches served in a random order: the same pairs, less padding, a faster step, but a
         different data order (a run learns the same within noise, not the same numbers);
         the committed configs keep 1 so that their results reproduce.
+    unpad: run the BERT-family teacher and student on real tokens only in every token-wise
+        layer (:mod:`optical_viz.unpad`; attention stays padded): the same states, gradients
+        and dropout masks as the padded forward, 1.2x faster at 16 x 48 (20% padding); False
+        (or a model it does not support, or gradient checkpointing) runs the model's own forward.
     """
 
     languages: typing.List[Str] = dataclasses.field(default_factory=list)
@@ -340,6 +345,7 @@ class DistillConfig:
     snapshots: typing.List[Int] = dataclasses.field(default_factory=list)
     teacher_cache_mb: Int = 512
     length_buckets: Int = 1
+    unpad: Bool = True
 
     # --- YAML
 

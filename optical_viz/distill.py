@@ -92,6 +92,7 @@ __all__ = [
     "load_training_data",
 ]
 
+from optical_viz import unpad  # noqa: E402
 from optical_viz.geometry import plan_entropy  # noqa: E402
 from optical_viz.rundir import (  # noqa: E402,F401
     RunLock,
@@ -278,8 +279,11 @@ class Trainer:
         return src, tgt
 
     def _hidden(self, model, ids, mask, layers: set[int]):
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        return {l: out.hidden_states[l] for l in layers}
+        if self.cfg.unpad and unpad.supports(model):
+            states = unpad.hidden_states(model, ids, mask)  # the same states, real tokens only
+        else:
+            states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        return {l: states[l] for l in layers}
 
     def _teacher_hidden(self, texts: list[str], layers: set[int], tick):
         """The teacher's hidden states of ``texts`` -> ({layer: (B, S, H)}, mask (B, S) long).

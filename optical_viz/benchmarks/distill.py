@@ -37,6 +37,8 @@ COMPARISONS = {
                       "MSE: activation checkpointing (the old default) vs the default (only where memory needs it)"),
     "length_buckets": ("ot", {"length_buckets": 1}, {"length_buckets": 8},
                        "OT: the sampler's order vs the pairs of 8 batches regrouped by length (changes the data order)"),
+    "unpad": ("ot", {"unpad": False}, {"unpad": True},
+              "OT: the models' padded forward vs the forward on real tokens only (optical_viz.unpad; same data order)"),
     "precision": ("ot", {"precision": "fp32"}, {"precision": "bf16"},
                   "OT: fp32 vs bf16 autocast (what precision auto picks on a CPU with native bf16; changes the numbers)"),
 }

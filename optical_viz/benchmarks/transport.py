@@ -34,11 +34,12 @@ Two more sections (float32, the same problems):
 - ``eps_scaling``: eps 0.005 with and without eps-scaling (tol 1e-4, max_iter 1000,
   annealing included) next to eps 0.02 without it: iterations, seconds, converged fraction;
   eps-scaling both from the costs' scale (``transport.EPS_SCALING_START``, the default) and
-  from the diameter as before issue 22 (``start: "diameter"``), with the iterations per stage.
+  from the diameter as before issue 22 (``start: "diameter"``), with the iterations per stage;
+  then the same rows with adaptive over-relaxation (``overrelax: true``, ``sinkhorn(overrelax=True)``).
 - ``eps_scaling_real`` (not run by default): the same on real costs, ``--real-langs`` FLORES
   sentences against their English translations (``--batches`` pairs, the languages in
   turn), e5 last layer, cosine cost; and relative eps 0.1 (``losses.ot_loss(eps_mode=
-  "relative")``) with eps-scaling at the protocol's max_iter 300.
+  "relative")``) with eps-scaling at the protocol's max_iter 300, plain and over-relaxed.
 """
 from __future__ import annotations
 
@@ -272,8 +273,11 @@ def _divergence_section(args) -> dict:
 
 
 # the eps-scaling settings compared: (eps, ratio, where the schedule starts, max_iter)
-_SCALING_ROWS = ((0.02, None, None, 1000), (0.005, None, None, 1000), (0.005, 0.5, "diameter", 1000),
-                 (0.005, 0.5, "scale", 1000), (0.005, 0.5, "scale", 2000))
+# (eps, eps_scaling, start, max_iter, overrelax): the plain rows, then the same rows over-relaxed
+_PLAIN_ROWS = ((0.02, None, None, 1000), (0.005, None, None, 1000), (0.005, 0.5, "diameter", 1000),
+               (0.005, 0.5, "scale", 1000), (0.005, 0.5, "scale", 2000))
+_SCALING_ROWS = tuple((*r, False) for r in _PLAIN_ROWS) + tuple(
+    (*r, True) for r in _PLAIN_ROWS if r[2] != "diameter" and r[3] == 1000)
 
 
 def _solve_rows(C, sm, tm, B: int, repeats: int, settings=_SCALING_ROWS) -> list[dict]:
@@ -284,7 +288,7 @@ def _solve_rows(C, sm, tm, B: int, repeats: int, settings=_SCALING_ROWS) -> list
     from optical_viz import transport
 
     rows = []
-    for eps, scaling, start, max_iter in settings:
+    for eps, scaling, start, max_iter, overrelax in settings:
         def solve():
             default = transport.EPS_SCALING_START
             transport.EPS_SCALING_START = 1.0 if start == "diameter" else default
@@ -292,11 +296,12 @@ def _solve_rows(C, sm, tm, B: int, repeats: int, settings=_SCALING_ROWS) -> list
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     return transport.sinkhorn(C, sm, tm, eps=eps, tol=1e-4, max_iter=max_iter, grad="none",
-                                              eps_scaling=scaling)
+                                              eps_scaling=scaling, overrelax=overrelax)
             finally:
                 transport.EPS_SCALING_START = default
         sec, res = _timed(solve, repeats)
         rows.append({"batch": B, "eps": eps, "eps_scaling": scaling, "start": start, "max_iter": max_iter,
+                     "overrelax": overrelax,
                      "seconds": sec, "iterations": res.n_iter, "stages": [[round(e, 5), n] for e, n in res.stages],
                      "converged": float(res.converged.float().mean()), "load_average": list(os.getloadavg())})
     return rows
@@ -334,7 +339,8 @@ def _eps_scaling_real_section(args) -> dict:
         x, y = enc.embed_tokens([p[0] for p in pairs]), enc.embed_tokens([p[1] for p in pairs])  # (B, T, H), (B, S, H)
         C = cost_matrix(x.embeddings, y.embeddings, x_mask=x.mask, y_mask=y.mask)  # (B, T, S)
         rows += _solve_rows(C, x.mask, y.mask, B, args.repeats)
-        for scaling, start in ((None, None), (0.5, "diameter"), (0.5, "scale")):
+        for scaling, start, overrelax in ((None, None, False), (0.5, "diameter", False), (0.5, "scale", False),
+                                          (None, None, True), (0.5, "scale", True)):
             default = transport.EPS_SCALING_START
             transport.EPS_SCALING_START = 1.0 if start == "diameter" else default
             try:
@@ -342,11 +348,13 @@ def _eps_scaling_real_section(args) -> dict:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     t0 = time.perf_counter()
                     res = ot_loss(x.embeddings, y.embeddings, x.mask, y.mask, objective="entropic", eps=0.1,
-                                  eps_mode="relative", eps_scaling=scaling, max_iter=300, tol=1e-4)
+                                  eps_mode="relative", eps_scaling=scaling, max_iter=300, tol=1e-4,
+                                  overrelax=overrelax)
                     sec = time.perf_counter() - t0
             finally:
                 transport.EPS_SCALING_START = default
             relative.append({"batch": B, "eps": 0.1, "eps_mode": "relative", "eps_scaling": scaling, "start": start,
+                             "overrelax": overrelax,
                              "max_iter": 300, "seconds": sec, "converged": float(res.converged.float().mean()),
                              "eps_cost_units_median": float(res.eps.median())})
     return {"tol": 1e-4, "langs": langs, "model": enc.name, "torch_threads": torch.get_num_threads(),
@@ -367,10 +375,12 @@ def _print_extra(result: dict) -> None:
         print(f"{section} (tol 1e-4):")
         for r in result[section]["rows"]:
             print(f"  batch {r['batch']:>5} eps {r['eps']:<6} scaling {str(r['eps_scaling']):<5} from {str(r['start']):<8} "
+                  f"{'over-relaxed ' if r.get('overrelax') else ''}"
                   f"max_iter {r['max_iter']:>5}: {r['seconds']:8.4f} s, {r['iterations']:>5} iterations, "
                   f"{r['converged']:.1%} converged; stages {r['stages']}")
         for r in result[section].get("relative", []):
             print(f"  batch {r['batch']:>5} relative eps 0.1 scaling {str(r['eps_scaling']):<5} from {str(r['start']):<8} "
+                  f"{'over-relaxed ' if r.get('overrelax') else ''}"
                   f"max_iter 300: {r['seconds']:8.4f} s, {r['converged']:.1%} converged")
 
 
