@@ -13,7 +13,7 @@ FONT_PACKAGES := fonts-noto-core fonts-noto-cjk
 # the packages are installed once per venv; again when pyproject.toml changes
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup packages fonts model test test-fast demo lab reproduce bench clean-venv
+.PHONY: setup packages fonts model test test-fast demo lab reproduce reproduce-rq3 bench clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -78,6 +78,17 @@ reproduce: setup
 	  wait $$pid || { echo "stage $$stage, shard 1/2 failed: see runs/reproduce-$$stage-1.log"; exit 1; }; \
 	done
 	$(BIN)/optical-viz reproduce --scale full --stage rq2-test --quiet   # finds every run done; rebuilds the reports
+
+# RQ3 (results/optical/protocol.yaml), the same way: each stage as two single-threaded
+# processes, resumable; a stage whose prerequisites are not done says so and stops.
+RQ3_STAGES := rq3-dev rq3-test rq3-scale
+reproduce-rq3: setup
+	mkdir -p runs
+	for stage in $(RQ3_STAGES); do \
+	  OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --protocol optical --scale full --stage $$stage --shard 1/2 --quiet > runs/rq3-$$stage-1.log 2>&1 & pid=$$!; \
+	  OMP_NUM_THREADS=1 $(BIN)/optical-viz reproduce --protocol optical --scale full --stage $$stage --shard 0/2 --quiet || exit 1; \
+	  wait $$pid || { echo "stage $$stage, shard 1/2 failed: see runs/rq3-$$stage-1.log"; exit 1; }; \
+	done
 
 bench: setup
 	$(BIN)/optical-viz bench transport --json benchmarks/transport.json
