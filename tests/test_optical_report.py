@@ -39,7 +39,7 @@ def _plan(n_bootstrap: int = 300) -> SimpleNamespace:
         options=lambda: SimpleNamespace(n_bootstrap=n_bootstrap),
         p=SimpleNamespace(statistics=statistics,
                           scaling=SimpleNamespace(sizes={5: "configs/rq2-5.yaml", 50: "configs/rq2-50.yaml"})),
-        s=SimpleNamespace(scaling_languages=2),
+        s=SimpleNamespace(scaling_languages=2, scale="full"),
         xquad_r_languages=XQUAD_R, low_resource=LOW, checkpoints=[100, 200])
 
 
@@ -182,17 +182,20 @@ def test_write_optical_reports_writes_the_three_tables_and_the_figures(results, 
 
     root = tmp_path / "results"
     shutil.copytree(results[0], root)
-    pd.DataFrame([{"method": "ot", "dev@100": 10.0, "dev@200": 20.0},
-                  {"method": "mse", "dev@100": 12.0, "dev@200": 15.0}]).to_csv(root / "tuning.csv", index=False)
+    pd.DataFrame([{"method": "ot", "variant": "ot-a", "dev@100": 10.0, "dev@200": 20.0},
+                  {"method": "mse", "variant": "mse-lr1", "dev@100": 12.0, "dev@200": 15.0}]).to_csv(
+        root / "tuning.csv", index=False)
     plan = _plan(n_bootstrap=100)
     written = write_optical_reports(plan, root, tmp_path / "figures")
-    assert [p.name for p in written] == ["rq3_summary.csv", "rq3_contrasts.csv", "rq3_scaling.csv",
-                                         "rq3_arms.png", "rq3_dev_curves.png"]
+    names = [p.name for p in written]
+    assert names[:3] == ["rq3_summary.csv", "rq3_contrasts.csv", "rq3_scaling.csv"]
+    assert set(names[3:]) == {f"rq3_{f}.{ext}" for f in ("dev_curves", "arms", "contrasts", "scaling")
+                              for ext in ("pdf", "png")}
     summary = pd.read_csv(root / "rq3_summary.csv")
     expected = summary_table(plan, root)
     assert list(summary["arm"]) == list(expected["arm"])
     np.testing.assert_allclose(summary["estimate"], expected["estimate"], atol=1e-4)  # written with 4 decimals
     assert len(pd.read_csv(root / "rq3_contrasts.csv")) == 7
-    for png in written[3:]:
+    for png in [p for p in written if p.suffix == ".png"]:
         with Image.open(png) as image:
             assert image.format == "PNG" and min(image.size) > 100
