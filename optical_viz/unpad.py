@@ -32,6 +32,10 @@ _LAYERS = {"BertLayer", "RobertaLayer", "XLMRobertaLayer"}
 def supports(model) -> bool:
     """Whether :func:`hidden_states` can run ``model`` (a BERT-family encoder, no gradient
     checkpointing, no decoder or cross-attention)."""
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):  # a wrapper (linear_map.MappedModel) adds to the forward
+        return False
     layers = getattr(getattr(model, "encoder", None), "layer", None)
     config = getattr(model, "config", None)
     return (

@@ -74,3 +74,13 @@ def test_unsupported_models_are_refused(tiny):
     finally:
         model.gradient_checkpointing_disable()
     assert not unpad.supports(torch.nn.Linear(2, 2))
+
+
+def test_a_student_with_the_starts_linear_map_takes_its_own_forward(tiny):
+    """linear_map.MappedModel passes attribute access to the transformer inside; unpad must not
+    take it for a plain encoder (it would skip the map: the RQ3 dev run at eps 0.05 did)."""
+    from optical_viz.linear_map import MappedModel
+
+    model, _ = tiny
+    mapped = MappedModel(model, torch.nn.Linear(model.config.hidden_size, model.config.hidden_size))
+    assert hasattr(mapped, "encoder") and not unpad.supports(mapped)
