@@ -11,8 +11,10 @@ in training the same dropout masks (each is drawn on the padded shape, as the mo
 then packed), so that the random stream, and with it a run, is the same. Padding positions of
 the returned states are zero.
 
-Supported: BERT, RoBERTa and XLM-R encoders (``supports``); anything else, and a model that
-recomputes activations (gradient checkpointing), takes the model's own forward.
+Supported: BERT, RoBERTa and XLM-R encoders (``supports``), also behind the start's linear map
+(:class:`optical_viz.linear_map.MappedModel`: the map is applied to the last layer's real
+tokens, as its forward applies it to every token); anything else, and a model that recomputes
+activations (gradient checkpointing), takes the model's own forward.
 
 >>> states = hidden_states(model, ids, mask)  # doctest: +SKIP
 >>> states[-1].shape  # (B, T, H), as model(...).hidden_states[-1]  # doctest: +SKIP
@@ -22,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from optical_viz.linear_map import MappedModel
+
 __all__ = ["supports", "hidden_states"]
 
 # encoder layers built as BertLayer: attention.self.{query,key,value}, attention.output,
@@ -29,12 +33,21 @@ __all__ = ["supports", "hidden_states"]
 _LAYERS = {"BertLayer", "RobertaLayer", "XLMRobertaLayer"}
 
 
+def _unwrap(model) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(the transformer, the map on its last layer or None)."""
+    if isinstance(model, MappedModel):
+        return model.transformer, model.linear_map
+    return model, None
+
+
 def supports(model) -> bool:
-    """Whether :func:`hidden_states` can run ``model`` (a BERT-family encoder, no gradient
-    checkpointing, no decoder or cross-attention)."""
+    """Whether :func:`hidden_states` can run ``model`` (a BERT-family encoder, alone or behind
+    a :class:`~optical_viz.linear_map.MappedModel`; no gradient checkpointing, no decoder or
+    cross-attention)."""
     from transformers import PreTrainedModel
 
-    if not isinstance(model, PreTrainedModel):  # a wrapper (linear_map.MappedModel) adds to the forward
+    model, _ = _unwrap(model)
+    if not isinstance(model, PreTrainedModel):  # another wrapper may add to the forward: take its own
         return False
     layers = getattr(getattr(model, "encoder", None), "layer", None)
     config = getattr(model, "config", None)
@@ -71,6 +84,7 @@ def hidden_states(model, input_ids: Tensor, attention_mask: Tensor) -> tuple[Ten
     """
     if not supports(model):
         raise ValueError(f"{type(model).__name__}: not a BERT-family encoder without gradient checkpointing")
+    model, head = _unwrap(model)
     from transformers.masking_utils import create_bidirectional_mask
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.bert.modeling_bert import eager_attention_forward
@@ -99,4 +113,6 @@ def hidden_states(model, input_ids: Tensor, attention_mask: Tensor) -> tuple[Ten
         y = layer.output.dense(layer.intermediate(h))
         x = layer.output.LayerNorm(_dropout(y, layer.output.dropout.p, layer.output.training, shape, rows) + h)
         out.append(padded(x))
+    if head is not None:  # MappedModel: its forward maps the last layer, per token
+        out[-1] = padded(head(x))
     return tuple(out)

@@ -76,11 +76,55 @@ def test_unsupported_models_are_refused(tiny):
     assert not unpad.supports(torch.nn.Linear(2, 2))
 
 
-def test_a_student_with_the_starts_linear_map_takes_its_own_forward(tiny):
-    """linear_map.MappedModel passes attribute access to the transformer inside; unpad must not
-    take it for a plain encoder (it would skip the map: the RQ3 dev run at eps 0.05 did)."""
+@pytest.mark.parametrize("training", [False, True])
+def test_a_student_behind_the_starts_linear_map_gets_the_wrappers_states(tiny, training):
+    """linear_map.MappedModel maps the last layer in its forward. unpad must map it too: the
+    first unpad took the wrapper for a plain encoder (it passes attribute access through) and
+    skipped the map, the RQ3 dev run at eps 0.05 trained that way. Same states (the last one
+    mapped, of another width) and the same gradients, the map's included."""
     from optical_viz.linear_map import MappedModel
 
+    model, tok = tiny
+    torch.manual_seed(0)
+    mapped = MappedModel(model, torch.nn.Linear(model.config.hidden_size, 24))  # another width, as MiniLM's 384 vs e5's
+    assert unpad.supports(mapped)
+    ids, mask = _batch(tok, TEXTS)
+    real = mask.bool()
+    mapped.train(training)
+    runs = []
+    for path in ("model", "unpad"):
+        mapped.zero_grad()
+        torch.manual_seed(5)
+        states = (mapped(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                  if path == "model" else unpad.hidden_states(mapped, ids, mask))
+        (states[-1][real].square().sum() + states[2][real].sum()).backward()
+        runs.append(([s.detach() for s in states], {n: p.grad.clone() for n, p in mapped.named_parameters() if p.grad is not None}))
+    mapped.eval()
+    (ref, ref_grad), (ours, grad) = runs
+    assert ours[-1].shape[-1] == 24 and ours[-2].shape[-1] == model.config.hidden_size
+    for r, o in zip(ref, ours):
+        assert torch.allclose(r[real], o[real], atol=1e-5, rtol=0)
+        assert (o[~real] == 0).all()
+    assert "linear_map.weight" in grad and ref_grad.keys() == grad.keys()
+    for name in ref_grad:
+        assert torch.allclose(ref_grad[name], grad[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_another_wrapper_takes_its_own_forward(tiny):
+    """A module that passes attribute access to an encoder inside but is not MappedModel may
+    add anything to the forward: unpad must not take it for the encoder."""
     model, _ = tiny
-    mapped = MappedModel(model, torch.nn.Linear(model.config.hidden_size, model.config.hidden_size))
-    assert hasattr(mapped, "encoder") and not unpad.supports(mapped)
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(super().__getattr__("inner"), name)
+
+    wrapped = Wrapper(model)
+    assert hasattr(wrapped, "encoder") and not unpad.supports(wrapped)
