@@ -35,7 +35,7 @@ DIRECTIONS = {"xx->en": "L->eng", "en->xx": "eng->L"}
 MINUS = "\u2212"
 
 
-def _ci(est: float, lo: float, hi: float, signed: bool = False) -> str:
+def interval_text(est: float, lo: float, hi: float, signed: bool = False) -> str:
     f = "{:+.1f}" if signed else "{:.1f}"
     return f"{f.format(est)} [{f.format(lo)}, {f.format(hi)}]"
 
@@ -48,7 +48,7 @@ def _row(cells) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([_row(header), "|" + "---|" * len(header), *map(_row, rows)])
 
 
@@ -94,20 +94,20 @@ def rq1_arms_table(summary: pd.DataFrame) -> str:
             if metric.startswith("aer"):
                 cells.append(f"{r['estimate']:.1f}")
             else:
-                text = _ci(r["estimate"], r["lo"], r["hi"])
+                text = interval_text(r["estimate"], r["lo"], r["hi"])
                 cells.append(f"**{text.split(' ', 1)[0]}** {text.split(' ', 1)[1]}" if metric == "recall@1" else text)
         rows.append(cells)
-    return _table(["arm", "setting (configs tried)", "seeds", *RQ1_COLUMNS.values()], rows)
+    return markdown_table(["arm", "setting (configs tried)", "seeds", *RQ1_COLUMNS.values()], rows)
 
 
 def contrasts_table(contrasts: pd.DataFrame, margin: float = 1.0) -> str:
     """A Holm family (``rq1_contrasts`` or ``rq2_contrasts``): difference, p, TOST interval, reading."""
     if contrasts.empty:
         raise ValueError("no contrasts: the test stage of this question has not finished")
-    rows = [[contrast_label(r["a"], r["b"]), _ci(r["estimate"], r["lo"], r["hi"], signed=True), _p(r["p_holm"]),
+    rows = [[contrast_label(r["a"], r["b"]), interval_text(r["estimate"], r["lo"], r["hi"], signed=True), _p(r["p_holm"]),
              f"[{r['tost_lo']:+.1f}, {r['tost_hi']:+.1f}]", reading(r, margin)]
             for _, r in contrasts.iterrows()]
-    return _table(["contrast", "difference [95% CI]", "p (Holm)", "TOST 90% CI", "reading"], rows)
+    return markdown_table(["contrast", "difference [95% CI]", "p (Holm)", "TOST 90% CI", "reading"], rows)
 
 
 def rq2_table(summary: pd.DataFrame) -> str:
@@ -118,7 +118,7 @@ def rq2_table(summary: pd.DataFrame) -> str:
     rows = []
     for (size, arm), g in summary.groupby(["size", "arm"], sort=False):
         by = g.set_index("group")
-        cells = [str(size), arm, _ci(*by.loc["trained", ["estimate", "lo", "hi"]])]
+        cells = [str(size), arm, interval_text(*by.loc["trained", ["estimate", "lo", "hi"]])]
         for group in RQ2_GROUPS:
             r = by.loc[group] if group in by.index else None
             if r is None:
@@ -128,10 +128,10 @@ def rq2_table(summary: pd.DataFrame) -> str:
             elif pd.isna(r["delta_zero_shot"]):
                 cells.append("")
             else:
-                cells.append(_ci(r["delta_zero_shot"], r["delta_lo"], r["delta_hi"], signed=True))
+                cells.append(interval_text(r["delta_zero_shot"], r["delta_lo"], r["delta_hi"], signed=True))
         rows.append(cells)
     header = ["languages", "arm", "R@1 trained", *(f"\u0394 zero-shot, {t}" for t in RQ2_GROUPS.values())]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def interaction_table(interaction: pd.DataFrame) -> str:
@@ -141,11 +141,11 @@ def interaction_table(interaction: pd.DataFrame) -> str:
     if interaction.empty:
         raise ValueError("rq2_interaction is empty: the RQ2 test stage has not finished")
     rows = [[RQ2_GROUPS.get(r["group"], r["group"]), f"{r['size']} vs {r['reference_size']}",
-             _ci(r["estimate"], r["lo"], r["hi"], signed=True), _p(r["p_value"]),
+             interval_text(r["estimate"], r["lo"], r["hi"], signed=True), _p(r["p_value"]),
              reading({**r, "a": f"DiD {r['a']} - {r['b']}", "p_holm": r["p_value"]})]
             for _, r in interaction.iterrows()]
     a, b = interaction["a"].iloc[0], interaction["b"].iloc[0]
-    return _table(["languages", "sizes", f"DiD of {a} {MINUS} {b} [95% CI]", "p (unadjusted)", "reading"], rows)
+    return markdown_table(["languages", "sizes", f"DiD of {a} {MINUS} {b} [95% CI]", "p (unadjusted)", "reading"], rows)
 
 
 def directions_table(directions: pd.DataFrame) -> str:
@@ -158,9 +158,9 @@ def directions_table(directions: pd.DataFrame) -> str:
     for (size, direction), g in directions.groupby(["size", "direction"], sort=False):
         by = {(r["a"], r["b"]): r for _, r in g.iterrows()}
         cells = [str(size), DIRECTIONS.get(direction, direction)]
-        cells += [_ci(by[k]["estimate"], by[k]["lo"], by[k]["hi"], signed=True) if k in by else "" for k in pairs]
+        cells += [interval_text(by[k]["estimate"], by[k]["lo"], by[k]["hi"], signed=True) if k in by else "" for k in pairs]
         rows.append(cells)
-    return _table(["languages", "direction", *(f"{a} {MINUS} {b} [95% CI]" for a, b in pairs)], rows)
+    return markdown_table(["languages", "direction", *(f"{a} {MINUS} {b} [95% CI]" for a, b in pairs)], rows)
 
 
 def readme_tables(results_dir) -> dict[str, str]:
