@@ -12,7 +12,9 @@ model) for the pair it holds out; ``shipped`` the default chosen on all three pa
 ``evaluate alignment`` runs without options); ``argmax`` similarity argmax (intersection) at
 the same layer. Retrieval: XQuAD-R, questions in ten languages against the English sentences
 (xx->en, all 1,190 questions per language, not RQ1's test subset), symmetric (one model
-encodes both sides), sentence cosine, bf16 for both models, 95% bootstrap intervals. (FLORES
+encodes both sides), sentence cosine, 95% bootstrap intervals, both models at one precision
+(``--precision``, default ``auto``: bf16 only on hardware that computes it natively; the first
+report, finetuned.json, was scored in bf16 on such a CPU). (FLORES
 dev holds 99 sentences per language in this data root: Recall@1 is 100 for both models.)
 """
 from __future__ import annotations
@@ -60,12 +62,12 @@ def alignment_scores(encoder, heldout: dict, root=None) -> dict:
     }
 
 
-def retrieval_scores(encoder, langs, root=None) -> dict:
+def retrieval_scores(encoder, langs, precision: str, root=None) -> dict:
     """XQuAD-R (xx->en) recall@1 / MRR@10 per language, in %, with 95% intervals."""
     from optical_viz.retrieval import evaluate
 
     report = evaluate("xquad-r", encoder=encoder, langs=list(langs), root=root, progress=False,
-                      directions=["xx->en"], precision="bf16")
+                      directions=["xx->en"], precision=precision)
     out = {}
     for r in report.frame.to_dict("records"):
         key = f"{r['lang']} {r['direction']}"
@@ -76,7 +78,7 @@ def retrieval_scores(encoder, langs, root=None) -> dict:
                 out[key][m] = round(100 * float(r[m]), 2)
                 if isinstance(ci, (list, tuple)):
                     out[key][f"{m}_ci"] = [round(100 * float(c), 2) for c in ci]
-    return {"task": "xquad-r", "direction": "xx->en", "precision": "bf16", "scoring": report.scoring, "rows": out}
+    return {"task": "xquad-r", "direction": "xx->en", "precision": precision, "scoring": report.scoring, "rows": out}
 
 
 def main(argv=None) -> int:
@@ -86,11 +88,14 @@ def main(argv=None) -> int:
     ap.add_argument("--command", default="optical-viz align-train configs/align-train.yaml --out RUN --steps 1500")
     ap.add_argument("--langs", default=",".join(LANGS))
     ap.add_argument("--out", type=Path, default=paths.REPO_ROOT / "results" / "alignment" / "finetuned.json")
+    ap.add_argument("--precision", default="auto", help="retrieval precision of both models (auto: bf16 only where native)")
+    ap.add_argument("--machine", default="2-core CPU, 1 torch thread, shared with another job",
+                    help="where the training ran, in words (recorded)")
     args = ap.parse_args(argv)
 
     import yaml
 
-    from optical_viz.encoder import load_encoder
+    from optical_viz.encoder import load_encoder, resolve_precision
     from optical_viz.experiments.run import code_version
 
     heldout = json.loads((paths.REPO_ROOT / "results" / "alignment" / "heldout.json").read_text())
@@ -101,13 +106,14 @@ def main(argv=None) -> int:
     losses = [json.loads(line)["loss"] for line in (args.run / "metrics.jsonl").read_text().splitlines()]
     k = min(50, len(losses))
     langs = [x for x in args.langs.split(",") if x]
+    precision = resolve_precision(args.precision)
     t0 = time.time()
     models = {}
     for name, path in (("untrained", None), ("fine-tuned", student)):
         encoder = load_encoder(path)
         encoder.progress = False
         models[name] = {"alignment_aer": alignment_scores(encoder, heldout),
-                        "retrieval": retrieval_scores(encoder, langs)}
+                        "retrieval": retrieval_scores(encoder, langs, precision)}
         print(name, json.dumps(models[name]["alignment_aer"]["held_out"]), flush=True)
     doc = {
         "task": "alignment-finetuning",
@@ -121,7 +127,7 @@ def main(argv=None) -> int:
         "pairs_seen": info["steps"] * config["batch_size"],
         "aligner_targets": info["aligner"],
         "train_wall_s": round(args.train_wall_s, 1),
-        "machine": "2-core CPU, 1 torch thread, shared with another job",
+        "machine": args.machine,
         "loss": {f"mean_first_{k}": round(sum(losses[:k]) / k, 4), f"mean_last_{k}": round(sum(losses[-k:]) / k, 4)},
         "models": models,
         "published_aer": heldout.get("published"),
