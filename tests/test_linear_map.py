@@ -204,3 +204,24 @@ def test_a_resumed_run_with_the_start_gives_the_metrics_of_an_uninterrupted_one(
     assert losses(tmp_path / "parts") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 3
     whole, parts = (read_dense(tmp_path / name / "student" / "2_Dense")[0] for name in ("whole", "parts"))
     assert torch.equal(whole, parts)
+
+
+def test_the_padding_free_forward_trains_a_mapped_student_as_its_own_forward(tiny_e5_dir, tiny_minilm_dir, data_root,
+                                                                             tmp_path):
+    """RQ3's student is a MappedModel: DistillConfig.unpad runs it on real tokens and maps the
+    last layer there (the first unpad skipped the map). Three OT + MSE steps with dropout on:
+    the losses equal those of the wrapper's own forward."""
+    from optical_viz.distill import distill, read_metrics
+
+    def losses(unpad: bool):
+        out = tmp_path / f"unpad-{unpad}"
+        cfg = tiny_distill_config(out, teacher=str(tiny_minilm_dir), student=str(tiny_e5_dir), unpad=unpad,
+                                  loss={"name": "ot+mse"}, steps=3, max_length=16, eval={"heldout_sentences": 4},
+                                  start={"method": "linear_map", "pairs": 16})
+        distill(cfg, root=data_root, progress=False)
+        return [(m["step"], m["loss"]) for m in read_metrics(out) if "loss" in m]
+
+    padded, unpadded = losses(False), losses(True)
+    assert [s for s, _ in padded] == [s for s, _ in unpadded] == [1, 2, 3]
+    np.testing.assert_allclose([l for _, l in unpadded], [l for _, l in padded], rtol=0, atol=1e-5)
+    assert len({l for _, l in padded}) == 3  # the steps differ: the test compares a moving trajectory
