@@ -24,29 +24,41 @@ def tiny(tiny_e5_dir):
     return model, AutoTokenizer.from_pretrained(tiny_e5_dir)
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_states_and_gradients_are_the_models(tiny, training):
-    model, tok = tiny
+def _assert_both_paths_agree(model, tok, training: bool, seed: int, layer: int):
+    """The model's own forward and unpad.hidden_states from the same seed: the same states on
+    real tokens (zeros on padding), the same gradients of a loss on the last and one inner
+    layer. Returns the unpad states."""
     ids, mask = _batch(tok, TEXTS)
     real = mask.bool()
     model.train(training)
     runs = []
-    for path in ("model", "unpad"):
-        model.zero_grad()
-        torch.manual_seed(3)
-        states = (model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-                  if path == "model" else unpad.hidden_states(model, ids, mask))
-        (states[-1][real].square().sum() + states[1][real].sum()).backward()
-        runs.append(([s.detach() for s in states], {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    try:
+        for path in ("model", "unpad"):
+            model.zero_grad()
+            torch.manual_seed(seed)
+            states = (model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                      if path == "model" else unpad.hidden_states(model, ids, mask))
+            (states[-1][real].square().sum() + states[layer][real].sum()).backward()
+            runs.append(([s.detach() for s in states],
+                         {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    finally:
+        model.eval()
     (ref, ref_grad), (ours, grad) = runs
-    assert len(ours) == len(ref) == model.config.num_hidden_layers + 1
+    assert len(ours) == len(ref)
     for r, o in zip(ref, ours):
         assert torch.allclose(r[real], o[real], atol=1e-5, rtol=0)
         assert (o[~real] == 0).all()
-    assert ref_grad.keys() == grad.keys()
+    assert ref_grad and ref_grad.keys() == grad.keys()
     for name in ref_grad:
         assert torch.allclose(ref_grad[name], grad[name], atol=1e-5, rtol=1e-4), name
-    model.eval()
+    return ours, grad
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_states_and_gradients_are_the_models(tiny, training):
+    model, tok = tiny
+    states, _ = _assert_both_paths_agree(model, tok, training, seed=3, layer=1)
+    assert len(states) == model.config.num_hidden_layers + 1
 
 
 def test_dropout_changes_the_states_as_the_models_does(tiny):
@@ -88,26 +100,9 @@ def test_a_student_behind_the_starts_linear_map_gets_the_wrappers_states(tiny, t
     torch.manual_seed(0)
     mapped = MappedModel(model, torch.nn.Linear(model.config.hidden_size, 24))  # another width, as MiniLM's 384 vs e5's
     assert unpad.supports(mapped)
-    ids, mask = _batch(tok, TEXTS)
-    real = mask.bool()
-    mapped.train(training)
-    runs = []
-    for path in ("model", "unpad"):
-        mapped.zero_grad()
-        torch.manual_seed(5)
-        states = (mapped(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-                  if path == "model" else unpad.hidden_states(mapped, ids, mask))
-        (states[-1][real].square().sum() + states[2][real].sum()).backward()
-        runs.append(([s.detach() for s in states], {n: p.grad.clone() for n, p in mapped.named_parameters() if p.grad is not None}))
-    mapped.eval()
-    (ref, ref_grad), (ours, grad) = runs
-    assert ours[-1].shape[-1] == 24 and ours[-2].shape[-1] == model.config.hidden_size
-    for r, o in zip(ref, ours):
-        assert torch.allclose(r[real], o[real], atol=1e-5, rtol=0)
-        assert (o[~real] == 0).all()
-    assert "linear_map.weight" in grad and ref_grad.keys() == grad.keys()
-    for name in ref_grad:
-        assert torch.allclose(ref_grad[name], grad[name], atol=1e-5, rtol=1e-4), name
+    states, grad = _assert_both_paths_agree(mapped, tok, training, seed=5, layer=2)
+    assert states[-1].shape[-1] == 24 and states[-2].shape[-1] == model.config.hidden_size
+    assert "linear_map.weight" in grad
 
 
 def test_another_wrapper_takes_its_own_forward(tiny):
