@@ -36,8 +36,12 @@ def test_link_targets_are_the_aligners_links_on_content_tokens():
     assert a[0].nonzero().tolist() == [[1, 1], [2, 0]]
 
 
+@pytest.mark.parametrize("path", ["configs/align-train.yaml", "configs/align-train-fr.yaml"])
+def test_the_shipped_configs_load(path):
+    AlignTrainConfig.from_yaml(path)
+
+
 def test_config_is_strict_and_capped():
-    AlignTrainConfig.from_yaml("configs/align-train.yaml")
     with pytest.raises(ValueError, match="max_pairs must be in"):
         AlignTrainConfig(languages=["deu_Latn"], max_pairs=20_001)
     with pytest.raises(ValueError, match="stpes"):
