@@ -82,3 +82,12 @@ def test_readme_tables_renders_what_exists_and_selects_with_the_stage_rule(tmp_p
     assert set(tables) == {"rq3_dev"}  # no test reports yet
     # 2.05 vs 2.0 is within the tie of 0.1 dev points: the first listed wins
     assert "| ot | a **(selected)** | 1.0 | 2.0 |" in tables["rq3_dev"]
+
+
+def test_write_into_replaces_the_table_after_each_marker_and_names_a_missing_one(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n\n<!-- rq3_dev -->\n| old |\n|---|\n| 1 |\n\nafter\n")
+    assert ot.write_into(readme, {"rq3_dev": "| new |\n|---|\n| 2 |\n| 3 |"}) == ["rq3_dev"]
+    assert readme.read_text() == "intro\n\n<!-- rq3_dev -->\n| new |\n|---|\n| 2 |\n| 3 |\n\nafter\n"
+    with pytest.raises(ValueError, match="no '<!-- rq3_arms -->' line"):
+        ot.write_into(readme, {"rq3_arms": "| x |"})

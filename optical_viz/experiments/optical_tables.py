@@ -3,7 +3,9 @@
 As for RQ1 and RQ2 (:mod:`.protocol_tables`, whose formats these share), the README's RQ3
 numbers are rendered, not typed: ``tests/test_optical_tables.py`` checks that every table
 :func:`readme_tables` renders from ``results/optical`` stands in the README as rendered.
-``python -m optical_viz.experiments.optical_tables`` prints them.
+``python -m optical_viz.experiments.optical_tables`` prints them; ``--write README.md``
+replaces each table that follows its ``<!-- name -->`` marker in the README (the first time,
+put the marker and the printed table there by hand).
 
 - ``rq3_dev``: ``tuning.csv``, one row per configuration, the dev score at each checkpoint
   (blank until scored) and the selected winner of each method whose tuning is complete.
@@ -15,7 +17,6 @@ numbers are rendered, not typed: ``tests/test_optical_tables.py`` checks that ev
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -114,6 +115,36 @@ def readme_tables(results_dir, plan=None) -> dict[str, str]:
     return out
 
 
+def write_into(readme: str | Path, tables: dict[str, str]) -> list[str]:
+    """Replace the Markdown table after each ``<!-- name -->`` line of ``readme`` with
+    ``tables[name]``; returns the names replaced. ValueError naming a table without a marker."""
+    path = Path(readme)
+    lines = path.read_text().split("\n")
+    done = []
+    for name, table in tables.items():
+        try:
+            at = lines.index(f"<!-- {name} -->") + 1
+        except ValueError:
+            raise ValueError(f"{path}: no '<!-- {name} -->' line to put the {name} table after") from None
+        end = at
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        lines[at:end] = table.split("\n")
+        done.append(name)
+    path.write_text("\n".join(lines))
+    return done
+
+
 if __name__ == "__main__":
-    for name, text in readme_tables(sys.argv[1] if len(sys.argv) > 1 else "results/optical").items():
-        print(f"<!-- {name} -->\n{text}\n")
+    import argparse
+
+    ap = argparse.ArgumentParser(description="the RQ3 README tables, rendered from the reports")
+    ap.add_argument("results", nargs="?", default="results/optical")
+    ap.add_argument("--write", metavar="README", help="replace the tables in this file instead of printing them")
+    args = ap.parse_args()
+    rendered = readme_tables(args.results)
+    if args.write:
+        print("replaced:", ", ".join(write_into(args.write, rendered)))
+    else:
+        for name, text in rendered.items():
+            print(f"<!-- {name} -->\n{text}\n")
