@@ -35,6 +35,7 @@ OPTICAL_PROTOCOL_PATH = paths.REPO_ROOT / "results" / "optical" / "protocol.yaml
 MIN_STEPS = 1000  # issue 26: long enough for a student to move into another model's space
 ARM_METHODS = ("teacher_only", "zero-shot", "mse", "contrastive", "ot", "ot+mse")
 ALLOWED_PRECISIONS = ("fp32", "auto")  # bf16 on a CPU without native bf16 (AVX2 only) is 6-7x slower
+TIE = 0.1  # dev points: a smaller difference of dev scores is a tie, won by the configuration listed first
 OT_LR = 1.0e-4  # tuning.methods.ot: "lr 1e-4" (the protocol's comment; a configuration may set its own lr)
 
 

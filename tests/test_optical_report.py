@@ -199,3 +199,27 @@ def test_write_optical_reports_writes_the_three_tables_and_the_figures(results, 
     for png in [p for p in written if p.suffix == ".png"]:
         with Image.open(png) as image:
             assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_dev_curves_bold_a_methods_selection_only_once_its_tuning_is_complete():
+    """A leader of an unfinished tuning is not drawn as selected; a finished one is, by the
+    stage's rule (highest final score, ties within optical_protocol.TIE to the first listed)."""
+    import matplotlib.pyplot as plt
+
+    from optical_viz.experiments.figures import _dev_curves
+
+    tuning = pd.DataFrame([
+        {"method": "ot", "variant": "ot-a", "dev@100": 10.0, "dev@200": 20.0},
+        {"method": "ot", "variant": "ot-b", "dev@100": 11.0, "dev@200": 20.05},  # within the tie: a wins
+        {"method": "mse", "variant": "mse-a", "dev@100": 12.0, "dev@200": 30.0},
+        {"method": "mse", "variant": "mse-b", "dev@100": None, "dev@200": None},  # not scored yet
+        {"method": "contrastive", "variant": "contrastive-a", "dev@100": None, "dev@200": None},  # no panel yet
+    ])
+    fig = _dev_curves(tuning, [100, 200], "")
+    try:
+        ot_ax, mse_ax = fig.axes  # no contrastive panel: none of its configurations is scored
+        widths = {line.get_label(): line.get_linewidth() for line in ot_ax.get_lines()}
+        assert widths["a"] > widths["b"]
+        assert [line.get_linewidth() for line in mse_ax.get_lines()] == [0.8]  # mse-a leads, unselected
+    finally:
+        plt.close(fig)

@@ -339,18 +339,24 @@ def optical_figures(tables: dict, figures_dir: str | os.PathLike, checkpoints: l
 
 def _dev_curves(tuning, checkpoints: list[int], tag: str):
     """One panel per method: each dev configuration's dev score (mean R@1 of the two dev sets)
-    at every checkpoint it has, the method's dev winner in bold."""
+    at every checkpoint it has; in bold the method's selected configuration, once all its
+    configurations are scored (the stage's rule: the highest final score, ties within
+    ``optical_protocol.TIE`` to the first listed), never a leader of an unfinished tuning."""
     import matplotlib.pyplot as plt
 
     from optical_viz import plots
+    from optical_viz.optical_protocol import TIE
 
-    methods = [m for m in ("ot", "contrastive", "mse") if (tuning["method"] == m).any()]
-    fig, axes = plt.subplots(1, len(methods), figsize=(plots.TEXT_WIDTH, 2.5), squeeze=False, sharey=True)
     cols = [c for c in checkpoints if f"dev@{c}" in tuning]
+    scored = tuning[[f"dev@{c}" for c in cols]].notna().any(axis=1) if cols else tuning["method"].isna()
+    methods = [m for m in ("ot", "contrastive", "mse") if (scored & (tuning["method"] == m)).any()]  # a panel once a curve exists
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(plots.TEXT_WIDTH, 2.5), squeeze=False, sharey=True)
     for k, (ax, method) in enumerate(zip(axes[0], methods)):
         rows = tuning[tuning["method"] == method]
         final = rows[f"dev@{cols[-1]}"] if cols else None
-        best = final.idxmax() if final is not None and final.notna().any() else None
+        best = None
+        if final is not None and final.notna().all():
+            best = final.index[final >= final.max() - TIE][0]
         for i, row in rows.iterrows():
             steps = [c for c in cols if row[f"dev@{c}"] == row[f"dev@{c}"]]  # not NaN
             if not steps:
@@ -362,5 +368,5 @@ def _dev_curves(tuning, checkpoints: list[int], tag: str):
         ax.set_xticks(cols)
         ax.set_ylabel("dev score (R@1 %)" if k == 0 else "")
         ax.legend(fontsize=5, frameon=False)
-    fig.suptitle(f"RQ3 tuning: dev learning curves (seed 0; bold: the dev winner so far){tag}", x=0.01, ha="left")
+    fig.suptitle(f"RQ3 tuning: dev learning curves (seed 0; bold: a method's selection, once all its configurations are scored){tag}", x=0.01, ha="left")
     return fig

@@ -44,7 +44,7 @@ from optical_viz.experiments.scale_probe import scale_probe_weights
 from optical_viz.experiments.settings import HYPERPARAMETERS, Setting
 from optical_viz.experiments.stage_configs import setting_config
 from optical_viz.experiments.stages import run_shard, shard_runs
-from optical_viz.optical_protocol import OpticalProtocol, load_optical_protocol
+from optical_viz.optical_protocol import TIE, OpticalProtocol, load_optical_protocol
 from optical_viz.protocol import load_stage_protocol
 from optical_viz.rundir import atomic_write
 
@@ -56,7 +56,6 @@ QUESTION = "rq3"
 QUICK_SCALE_PATH = paths.REPO_ROOT / "configs" / "optical-quick.yaml"
 BASE_CONFIG = "configs/rq1.yaml"  # the schedule fields every run shares (sampling, optimiser, loss defaults)
 XQUAD_R_GROUP = 11  # train_languages: the first 11 (RQ1's) train on FLORES train; the rest on NLLB-Seed + MAFAND
-TIE = 0.1  # dev points: a smaller difference is a tie, won by the configuration listed first
 PROBE = {"batches": 20, "reference": "mse"}  # results/full/protocol.yaml scale_probe (ot+mse: mse keeps weight 1)
 
 
