@@ -3,6 +3,7 @@ is known, the results files, and a tiny sweep with the model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,24 @@ def test_plot_by_layer_draws_each_family_per_pair():
     assert any(list(line.get_xdata()) == [2, 2] for line in axes[0].lines)  # the chosen layer marked
     with pytest.raises(ValueError, match="need columns"):
         plot_alignment_by_layer([{"pair": "a"}])
+
+
+def _sweep_tool():
+    import importlib.util
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "alignment_sweep.py"
+    spec = importlib.util.spec_from_file_location("alignment_sweep_tool", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_tool_refuses_a_model_without_its_own_out(tmp_path, capsys):
+    """Sweeping another model (a fine-tuned aligner) must not overwrite the default model's results."""
+    tool = _sweep_tool()
+    with pytest.raises(SystemExit):
+        tool.main(["--model", str(tmp_path)])
+    assert "--model needs its own --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert "no such model directory" in capsys.readouterr().err
