@@ -29,6 +29,8 @@ PUBLISHED = {
     "awesome-align, mBERT, fine-tuned": {"enfr": 0.041, "roen": 0.226},
 }
 
+DEFAULT_OUT = paths.REPO_ROOT / "results" / "alignment"  # the default model's sweep
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,15 +39,14 @@ def main(argv=None) -> int:
     ap.add_argument("--save-rows", type=Path, default=None,
                     help="where the sweep's rows go (default /tmp/ow24/rows-<model identity>.json)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ow24/cache"), help="hidden states of all layers")
-    ap.add_argument("--out", type=Path, default=paths.REPO_ROOT / "results" / "alignment")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--figures", type=Path, default=paths.REPO_ROOT / "figures")
     ap.add_argument("--figure-name", default="alignment_aer_by_layer")
     ap.add_argument("--model", type=Path, default=None,
                     help="a model directory (default: the shipped default model); needs its own --out")
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    default_out = paths.REPO_ROOT / "results" / "alignment"
-    if args.model is not None and args.out.resolve() == default_out.resolve():
+    if args.model is not None and args.out.resolve() == DEFAULT_OUT.resolve():
         ap.error("--model needs its own --out (results/alignment/ holds the default model's sweep)")
     if args.model is not None and not args.model.is_dir():
         ap.error(f"--model {args.model}: no such model directory")
